@@ -1,0 +1,111 @@
+// safetensors files: a validating reader over mmap, and a streaming atomic writer.
+// Layout (FORMATS.md §8): u64 LE header length N | N bytes of JSON | byte buffer.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "awq/dtype.h"
+
+namespace awq {
+
+// Read-only memory map of a whole file. Empty files map to a null pointer with size 0.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// One tensor inside a mapped file. `data` may be unaligned: read elements with memcpy
+// (load_float / load_as_double in dtype.h do).
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  const std::string* file = nullptr;  // path of the file holding it
+
+  int64_t numel() const;
+  int64_t dim(size_t i) const { return shape.at(i); }
+  std::string shape_str() const;  // "[4096, 512]"
+};
+
+// Parses and validates the header: size <= 100 MB, well-formed JSON object, unique names,
+// known dtypes, non-negative shapes, numel * dtype size == end - begin (overflow-checked),
+// offsets inside the file, tensors covering the buffer contiguously with no gap or overlap,
+// `__metadata__` a string-to-string map. Every failure throws awq::Error naming the file.
+class SafetensorsFile {
+ public:
+  static constexpr uint64_t kMaxHeader = 100'000'000;
+
+  explicit SafetensorsFile(const std::string& path);
+  // Parses an in-memory image (used by the fuzzer); `data` must outlive the object.
+  SafetensorsFile(const std::string& label, const uint8_t* data, size_t size);
+  SafetensorsFile(const SafetensorsFile&) = delete;  // views point into this object
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }  // in buffer order
+  const TensorView* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool has_metadata() const { return has_metadata_; }
+  size_t file_size() const { return size_; }
+
+ private:
+  void parse(const uint8_t* data, size_t size);
+  std::string path_;
+  std::unique_ptr<MappedFile> map_;
+  size_t size_ = 0;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> by_name_;
+  std::map<std::string, std::string> metadata_;
+  bool has_metadata_ = false;
+};
+
+// A tensor to be written: header information plus a callback that produces its bytes.
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  size_t nbytes() const;
+};
+
+// Streaming writer. Usage: construct with every tensor's spec, then call write() once per tensor
+// in the same order with exactly nbytes() bytes (possibly in several chunks via append()), then
+// commit(). The file goes to a temporary name in the target directory, is fsync'ed and renamed
+// into place by commit(); destroying an uncommitted writer removes the temporary file.
+// The header is padded with spaces to a multiple of 8 and carries {"format":"pt"} metadata
+// (plus any extra given).
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> specs,
+                    std::map<std::string, std::string> metadata = {{"format", "pt"}});
+  ~SafetensorsWriter();
+  void append(const void* bytes, size_t n);  // next bytes of the current tensor(s)
+  void commit();
+  size_t total_bytes() const { return data_bytes_; }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  size_t data_bytes_ = 0, written_ = 0;
+  bool committed_ = false;
+};
+
+// Size of the data buffer a set of specs needs, with overflow checks.
+size_t total_nbytes(const std::vector<TensorSpec>& specs);
+
+}  // namespace awq

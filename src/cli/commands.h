@@ -1,0 +1,13 @@
+// Subcommand registration for the `awq` command (each in its own file).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace awq::cli {
+
+// Each registers its subcommand and returns the action to run when it was chosen.
+using Action = std::function<int()>;
+Action add_inspect(CLI::App& app);
+Action add_dequantize(CLI::App& app);
+
+}  // namespace awq::cli

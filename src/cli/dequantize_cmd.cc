@@ -1,0 +1,42 @@
+#include <cstdio>
+
+#include "awq/dequantize_model.h"
+#include "awq/error.h"
+#include "awq/progress.h"
+#include "cli/commands.h"
+
+namespace awq::cli {
+
+Action add_dequantize(CLI::App& app) {
+  auto* sub = app.add_subcommand("dequantize", "Write a plain (unquantized) Hugging Face checkpoint: w = (q - zero) * scale");
+  struct Args {
+    std::string model, out, dtype, max_shard = "5GB";
+    bool force = false, quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  sub->add_option("MODEL", a->model, "quantized model directory")->required();
+  sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
+  sub->add_option("--dtype", a->dtype, "f16 | bf16 | f32 (default: the scales' dtype; config torch_dtype for f32 scales)");
+  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
+  sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
+  return [a]() {
+    DequantizeOptions opt;
+    opt.out_dir = a->out;
+    opt.force = a->force;
+    opt.progress = !a->quiet;
+    opt.max_shard_bytes = parse_size(a->max_shard);
+    if (!a->dtype.empty()) {
+      opt.dtype = parse_float_dtype_cli(a->dtype);
+      if (!opt.dtype) throw Error("--dtype must be f16, bf16 or f32, not \"" + a->dtype + "\"");
+    }
+    ModelDir dir(a->model);
+    auto reader = open_format(dir);
+    const auto r = dequantize_model(dir, *reader, opt);
+    std::printf("wrote %s: %zu tensors (%zu dequantized modules) in %zu shard(s), %s, dtype %s\n", a->out.c_str(),
+                r.tensors, r.modules, r.shards, human_bytes(r.bytes).c_str(), std::string(dtype_name(r.dtype)).c_str());
+    return 0;
+  };
+}
+
+}  // namespace awq::cli

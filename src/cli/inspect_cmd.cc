@@ -1,0 +1,24 @@
+#include <cstdio>
+
+#include "awq/inspect.h"
+#include "cli/commands.h"
+
+namespace awq::cli {
+
+Action add_inspect(CLI::App& app) {
+  auto* sub = app.add_subcommand("inspect", "Describe a checkpoint: format, bits, groups, modules, tied embeddings, bytes");
+  auto model = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  sub->add_option("MODEL", *model, "model directory (or a .safetensors / .npz file)")->required();
+  sub->add_flag("--json", *json, "print the report as JSON");
+  return [model, json]() {
+    ModelDir dir(*model);
+    auto reader = open_format(dir);
+    const auto report = inspect_model(dir, *reader);
+    if (*json) std::printf("%s\n", report.dump(2).c_str());
+    else std::printf("%s", render_inspect_text(report).c_str());
+    return 0;
+  };
+}
+
+}  // namespace awq::cli

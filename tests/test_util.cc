@@ -1,0 +1,50 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace awq::test {
+
+std::string data_path(const std::string& rel) { return std::string(AWQ_TEST_DATA) + "/" + rel; }
+
+TempDir::TempDir() {
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() / ("awq-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+RunResult run_awq(const std::vector<std::string>& args) {
+  TempDir t;
+  std::string cmd = std::string("'") + AWQ_BINARY + "'";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " >'" + (t / "out") + "' 2>'" + (t / "err") + "' </dev/null";
+  const int rc = std::system(cmd.c_str());
+  RunResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = read_bytes(t / "out");
+  r.err = read_bytes(t / "err");
+  return r;
+}
+
+}  // namespace awq::test
