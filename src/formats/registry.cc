@@ -18,6 +18,8 @@ struct Layout {
 const std::vector<Layout>& layouts() {
   static const std::vector<Layout> k = {
       {"autoawq-gemm", open_autoawq_gemm, ".qweight"},
+      {"autoawq-gemv", open_autoawq_gemv, ".qweight"},
+      {"autoawq-gemv-fast", open_autoawq_gemv_fast, ".qweight"},
   };
   return k;
 }
