@@ -4,7 +4,8 @@
 Run from the repository root, inside a venv built from tools/requirements-golden.txt
 (CPU only; AutoAWQ's CUDA extensions are not needed):
 
-    python tools/make_golden_awq.py
+    python tools/make_golden_awq.py                # regenerate + verify
+    python tools/make_golden_awq.py --verify-only  # only re-check the files on disk
 
 What it does, per case (see tests/data/README.md):
   1. build a tiny random Llama/Qwen2 model with transformers (seeded), cast to fp16
@@ -202,6 +203,34 @@ def _dir_size(path):
     return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
 
 
+def canonicalize_safetensors_metadata(path):
+    """Sorts the keys of the safetensors __metadata__ object in place.
+
+    The Rust writer serializes __metadata__ from a HashMap, so with more than one key
+    (tied case: {"format": "pt", "lm_head.weight": "model.embed_tokens.weight"}) the key
+    order -- and thus the file bytes -- changes from run to run.  We reorder those keys
+    (same header length, same tensors, same data bytes) so regeneration is byte-stable."""
+    import collections
+    import struct
+    with open(path, "rb") as f:
+        buf = bytearray(f.read())
+    (n,) = struct.unpack("<Q", buf[:8])
+    raw = bytes(buf[8:8 + n])
+    text = raw.rstrip(b" ").decode("utf-8")
+    hdr = json.loads(text, object_pairs_hook=collections.OrderedDict)
+    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert dump(hdr) == text.encode("utf-8"), "unexpected header serialization"
+    meta = hdr.get("__metadata__")
+    if not meta or len(meta) < 2:
+        return
+    hdr["__metadata__"] = collections.OrderedDict(sorted(meta.items()))
+    new = dump(hdr)
+    assert len(new) == len(text.encode("utf-8"))
+    buf[8:8 + len(new)] = new
+    with open(path, "wb") as f:
+        f.write(buf)
+
+
 def write_case(case, *, arch, version, group_size, seed, model_dir=None, notes="",
                mutate=None, tokenizer=None, **cfg):
     """Builds, quantizes, saves and verifies one golden case."""
@@ -218,6 +247,7 @@ def write_case(case, *, arch, version, group_size, seed, model_dir=None, notes="
             mutate(model)
     awq_model, fakequant = quantize_with_autoawq(model, arch, version, group_size)
     awq_model.save_quantized(model_dir)          # AutoAWQ's own save path
+    canonicalize_safetensors_metadata(os.path.join(model_dir, "model.safetensors"))
     if tokenizer is not None:
         tokenizer.save_pretrained(model_dir)
 
@@ -314,7 +344,8 @@ def write_case(case, *, arch, version, group_size, seed, model_dir=None, notes="
 
 CONST_GROUP_NOTES = (
     "layer 0 self_attn.q_proj (G=32) has constant groups: rows 0-7 x group 0 = +0.013, rows 8-15 x group 1 = "
-    "-0.013, rows 16-23 x group 0 = 0.0, rows 24-31 x group 2 = 0.013 + tiny noise (range < 1e-5 after fp16), "
+    "-0.013, rows 16-23 x group 0 = 0.0, rows 24-31 x group 2 = 0.013 + N(0, 2e-6) noise (after fp16 a row's range is 1 or 2 ulps = 7.6e-6 or 1.5e-5, "
+    "so some rows hit the 1e-5 floor and some do not), "
     "rows 32-39 x group 3 = 0.5. AutoAWQ clamps max-min to >= 1e-5 so s = RNE_f16(1e-5/15) (an fp16 subnormal, "
     "6.556e-7) and a constant positive group dequantizes to 15*s ~ 9.8e-6, a negative one to -15*s, zero to 0: "
     "AutoAWQ's clamp floor is visible in expected.safetensors."
@@ -355,64 +386,99 @@ def make_tokenizer(seed=0, vocab_size=512):
 
 # ----------------------------------------------------------------------------
 
+def verify_existing():
+    """Re-checks the committed files without regenerating: refdecode(model) == expected for
+    every case, and for GEMM cases AutoAWQ's dequantize_gemm(model) == expected too."""
+    bad = 0
+    for case in sorted(os.listdir(GOLDEN)):
+        case_dir = os.path.join(GOLDEN, case)
+        if not os.path.exists(os.path.join(case_dir, "meta.json")):
+            continue
+        with open(os.path.join(case_dir, "meta.json")) as f:
+            meta = json.load(f)
+        if not meta["format"].startswith("autoawq-"):
+            continue   # other helpers' cases
+        model_dir = os.path.normpath(os.path.join(case_dir, meta.get("model_dir", "model")))
+        exp, _ = refdecode.read_safetensors(os.path.join(case_dir, "expected.safetensors"))
+        dec = refdecode.decode_checkpoint(model_dir, fmt=meta["format"])
+        assert sorted(k[:-7] for k in dec) == meta["quantized_layers"] == sorted(k[:-7] for k in exp), case
+        sd = refdecode.load_state_dict(model_dir) if meta["format"] == "autoawq-gemm" else None
+        n = 0
+        for k in sorted(exp):
+            n += refdecode.compare_bits(dec[k], exp[k])
+            if sd is not None:
+                n += refdecode.compare_bits(peer_dequant_gemm(sd, k[:-7], meta["group_size"]), exp[k])
+        print(f"{case:24s} {meta['format']:18s} {'OK' if n == 0 else f'{n} MISMATCHES'}")
+        bad += n
+    return 1 if bad else 0
+
+
 def main():
+    if "--verify-only" in sys.argv[1:]:
+        sys.exit(verify_existing())
     torch.set_num_threads(1)   # determinism + 2-core machine
     check_gemv_fast_unpack_against_peer()
     os.makedirs(GOLDEN, exist_ok=True)
 
-    small = dict(hidden_size=128, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1,
-                 vocab_size=256)
+    # h128: hidden 128, 2 heads x head_dim 64, 1 kv head (k/v N=64);  h64: hidden 64, 2 heads x 32, 1 kv head (N=32)
+    h128 = dict(hidden_size=128, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1, vocab_size=128)
+    h64 = dict(hidden_size=64, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1, vocab_size=256)
     cases = [
         # --- GEMM
         dict(case="awq-gemm-g128", arch="llama", version="gemm", group_size=128, seed=101,
-             notes="K in {128, 256}: 1 or 2 groups per column.",
-             **{**small, "intermediate_size": 256}),
+             notes="hidden 128, 2 heads x 64, 1 kv head (k/v N=64), intermediate 256: K=128 -> 1 group, "
+                   "down_proj K=256 -> 2 groups.",
+             **{**h128, "intermediate_size": 256}),
         dict(case="awq-gemm-g64", arch="llama", version="gemm", group_size=64, seed=102,
-             notes="hidden 192 -> K=192 = 3 groups (odd); 6 heads x head_dim 32 with 3 kv heads -> k_proj/v_proj "
-                   "N=96 (not a multiple of 64); intermediate 128 -> down_proj K=128 = 2 groups.",
-             hidden_size=192, num_attention_heads=6, num_key_value_heads=3, num_hidden_layers=1,
-             intermediate_size=128, vocab_size=128),
+             notes="hidden 192 -> K=192 = 3 groups (odd); 2 heads x head_dim 96 with 1 kv head -> k_proj/v_proj "
+                   "N=96 (not a multiple of 64); intermediate 64 -> down_proj K=64 = 1 group.",
+             hidden_size=192, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1,
+             intermediate_size=64, vocab_size=128),
         dict(case="awq-gemm-g32", arch="llama", version="gemm", group_size=32, seed=103,
-             notes="intermediate 160 -> down_proj K=160 = 5 groups of 32; N=160 for gate/up.",
-             **{**small, "intermediate_size": 160}),
+             notes="hidden 64 (2 groups), k/v N=32, intermediate 160 -> down_proj K=160 = 5 groups; gate/up N=160.",
+             **{**h64, "intermediate_size": 160}),
         dict(case="awq-gemm-perchannel", arch="llama", version="gemm", group_size=-1, seed=104,
-             notes="config group_size=-1 means G=K per module (128 for attention/gate/up, 192 for down_proj): "
+             notes="config group_size=-1 means G=K per module (64 for attention/gate/up, 128 for down_proj): "
                    "scales/qzeros have a single row. AutoAWQ 0.2.9's WQLinear_GEMM.from_linear crashes with "
                    "group_size=-1 (scale_zeros[idx // -1] -> IndexError), so the script passes G=K to "
-                   "pseudo_quantize_tensor/from_linear per module (numerically identical) while "
-                   "AwqConfig(q_group_size=-1) writes the config.",
-             **{**small, "intermediate_size": 192}),
-        dict(case="awq-gemm-bias", arch="qwen2", version="gemm", group_size=64, seed=105,
-             notes="Qwen2: q_proj/k_proj/v_proj carry fp16 biases (random, N(0, 0.05^2)) saved as <module>.bias; "
-                   "o_proj and MLP have no bias. expected.safetensors holds weights only.",
-             **{**small, "intermediate_size": 192}),
-        dict(case="awq-gemm-tied", arch="llama", version="gemm", group_size=64, seed=106,
+                   "pseudo_quantize_tensor/from_linear per module (numerically identical: pseudo_quantize_tensor "
+                   "with -1 quantizes per row) while AwqConfig(q_group_size=-1) writes the config.",
+             **{**h64, "intermediate_size": 128}),
+        dict(case="awq-gemm-bias", arch="qwen2", version="gemm", group_size=32, seed=105,
+             notes="Qwen2 (hidden 64, k/v N=32, intermediate 128): q_proj/k_proj/v_proj carry fp16 biases "
+                   "(random, N(0, 0.05^2)) saved as <module>.bias; o_proj and MLP have no bias. "
+                   "expected.safetensors holds weights only.",
+             **{**h64, "intermediate_size": 128}),
+        dict(case="awq-gemm-tied", arch="llama", version="gemm", group_size=32, seed=106,
              notes="tie_word_embeddings=true: AutoAWQ save_quantized passes shared_tensors_to_discard="
-                   "model._tied_weights_keys, so only model.embed_tokens.weight is stored (no lm_head.weight).",
-             tie_word_embeddings=True, **{**small, "intermediate_size": 192}),
+                   "model._tied_weights_keys, so only model.embed_tokens.weight is stored (no lm_head.weight); "
+                   "huggingface_hub also records the alias in the safetensors __metadata__ "
+                   "({'format': 'pt', 'lm_head.weight': 'model.embed_tokens.weight'}); the writer emits these two keys in "
+                   "random (HashMap) order, the script sorts them so the file is byte-stable.",
+             tie_word_embeddings=True, **{**h64, "intermediate_size": 128}),
         dict(case="awq-gemm-const-group", arch="llama", version="gemm", group_size=32, seed=107,
              notes=CONST_GROUP_NOTES, mutate=mutate_const_groups,
-             **{**small, "intermediate_size": 128}),
+             **{**h128, "intermediate_size": 64}),
         # --- GEMV
         dict(case="awq-gemv-g128", arch="llama", version="gemv", group_size=128, seed=201,
-             notes="K=128 -> 1 group, Wz=1 (scales [N,8], 7 zero pad columns); down_proj K=384 -> 3 groups, "
-                   "Wz=1 (5 pad columns). qzeros slots past K/G are 0.",
-             **{**small, "intermediate_size": 384}),
+             notes="K=128 -> 1 group, Wz=1 (scales [N,8], 7 zero pad columns); down_proj K=256 -> 2 groups, "
+                   "Wz=1 (6 pad columns). qzeros nibbles past K/G are 0.",
+             **{**h128, "intermediate_size": 256}),
         dict(case="awq-gemv-g64", arch="llama", version="gemv", group_size=64, seed=202,
-             notes="G=64 uses size_multiplier 2 in calculate_zeros_width: K=192 (3 groups) -> Wz=2, scales [N,16] "
-                   "(13 zero pad columns); down_proj K=640 (10 groups) -> Wz=2 (6 pad columns). "
-                   "3 heads x head_dim 64, 1 kv head -> k/v N=64.",
-             hidden_size=192, num_attention_heads=3, num_key_value_heads=1, num_hidden_layers=1,
-             intermediate_size=640, vocab_size=256),
+             notes="G=64 uses size_multiplier 2 in calculate_zeros_width: K=64 (1 group) -> Wz=2, scales [N,16] "
+                   "(15 zero pad columns); down_proj K=192 (3 groups) -> Wz=2 (13 pad columns). "
+                   "1 head x head_dim 64, 1 kv head -> k/v N=64.",
+             hidden_size=64, num_attention_heads=1, num_key_value_heads=1, num_hidden_layers=1,
+             intermediate_size=192, vocab_size=256),
         # --- GEMV_fast
         dict(case="awq-gemv-fast-g128", arch="llama", version="gemv_fast", group_size=128, seed=301,
              notes="qweight int16 [N/4, K]; scales and qzeros (fp16 scaled zeros = -RNE(s*z)) [8*Wz, N]; "
-                   "K=128 -> 8 rows (7 zero); down_proj K=384 -> 8 rows (5 zero).",
-             **{**small, "intermediate_size": 384}),
+                   "K=128 -> 8 rows (7 zero); down_proj K=256 -> 8 rows (6 zero).",
+             **{**h128, "intermediate_size": 256}),
         dict(case="awq-gemv-fast-g64", arch="llama", version="gemv_fast", group_size=64, seed=302,
-             notes="K=192 (3 groups) -> Wz=2 -> scales/qzeros [16, N]; down_proj K=320 (5 groups) -> [16, N]; "
-                   "3 heads x head_dim 64, 1 kv head.",
-             hidden_size=192, num_attention_heads=3, num_key_value_heads=1, num_hidden_layers=1,
+             notes="K=64 (1 group) -> Wz=2 -> scales/qzeros [16, N]; down_proj K=320 (5 groups) -> [16, N]; "
+                   "1 head x head_dim 64, 1 kv head (k/v N=64).",
+             hidden_size=64, num_attention_heads=1, num_key_value_heads=1, num_hidden_layers=1,
              intermediate_size=320, vocab_size=256),
     ]
     for c in cases:
@@ -429,6 +495,7 @@ def main():
                hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
                num_hidden_layers=2, vocab_size=512)
     print("total tests/data:", f"{_dir_size(DATA)/1024:.0f} KiB")
+    assert verify_existing() == 0
 
 
 if __name__ == "__main__":

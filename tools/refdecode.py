@@ -113,7 +113,7 @@ def _nibbles_u16(words: np.ndarray) -> np.ndarray:
 
 def _rne_f16_from_exact_f32(x: np.ndarray) -> np.ndarray:
     # numpy's float32 -> float16 cast is IEEE round-to-nearest-even (subnormals included)
-    return x.astype(np.float32).astype(np.float16)
+    return np.ascontiguousarray(x.astype(np.float32).astype(np.float16))
 
 
 def calculate_zeros_width(in_features: int, group_size: int, pack_num: int = 8) -> int:
@@ -188,7 +188,7 @@ def dequant_awq_gemv(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray
     ng = K // G
     g = np.arange(K) // G
     prod = scales[:, g].astype(np.float32) * (q - z[:, g]).astype(np.float32)
-    return _rne_f16_from_exact_f32(prod).astype(scales.dtype)
+    return np.ascontiguousarray(_rne_f16_from_exact_f32(prod).astype(scales.dtype))
 
 
 # ----------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def dequant_awq_gemv_fast(qweight: np.ndarray, qzeros: np.ndarray, scales: np.nd
     s = scales[g].T.astype(np.float32)               # [N, K]
     sz = qzeros[g].T.astype(np.float32)
     val = q.astype(np.float32) * s + sz              # exact in f32 (see FORMATS 2.3)
-    return _rne_f16_from_exact_f32(val).astype(scales.dtype)
+    return np.ascontiguousarray(_rne_f16_from_exact_f32(val).astype(scales.dtype))
 
 
 # ----------------------------------------------------------------------------
