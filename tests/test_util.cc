@@ -48,3 +48,35 @@ RunResult run_awq(const std::vector<std::string>& args) {
 }
 
 }  // namespace awq::test
+
+#include "awq/safetensors.h"
+
+namespace awq::test {
+
+void rewrite_safetensors(const std::string& path, const std::function<void(std::vector<EditTensor>&)>& edit,
+                         std::map<std::string, std::string> metadata) {
+  std::vector<EditTensor> ts;
+  {
+    SafetensorsFile f(path);
+    for (const auto& t : f.tensors())
+      ts.push_back({t.name, t.dtype, t.shape, std::string(reinterpret_cast<const char*>(t.data), t.nbytes)});
+  }
+  edit(ts);
+  std::vector<TensorSpec> specs;
+  for (const auto& t : ts) specs.push_back({t.name, t.dtype, t.shape});
+  SafetensorsWriter w(path, specs, metadata);
+  for (const auto& t : ts) w.append(t.bytes.data(), t.bytes.size());
+  w.commit();
+}
+
+void copy_dir(const std::string& from, const std::string& to) {
+  std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+}
+
+void edit_json(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  auto j = nlohmann::json::parse(read_bytes(path));
+  edit(j);
+  write_bytes(path, j.dump(2));
+}
+
+}  // namespace awq::test

@@ -1,6 +1,7 @@
 // Test helpers: temporary directories, golden-data paths, running the built `awq` binary.
 #pragma once
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,5 +31,29 @@ RunResult run_awq(const std::vector<std::string>& args);
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);
+
+}  // namespace awq::test
+
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "awq/dtype.h"
+
+namespace awq::test {
+
+// An editable in-memory tensor, for building defective checkpoints from good ones.
+struct EditTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+// Rewrites a safetensors file through `edit` (which may add, drop, rename or change tensors).
+void rewrite_safetensors(const std::string& path, const std::function<void(std::vector<EditTensor>&)>& edit,
+                         std::map<std::string, std::string> metadata = {{"format", "pt"}});
+// Copies a directory tree (a golden model) to `to`.
+void copy_dir(const std::string& from, const std::string& to);
+// Reads, edits and writes back a JSON file.
+void edit_json(const std::string& path, const std::function<void(nlohmann::json&)>& edit);
 
 }  // namespace awq::test

@@ -73,15 +73,8 @@ class AwqGemmReader final : public FormatReader {
     if (sc.dim(1) != n)
       bad(sc, "scales has shape " + sc.shape_str() + " but qweight " + qw.shape_str() + " implies N = " + std::to_string(n) +
                   " (AutoAWQ GEMM stores scales as [K/G, N])");
-    int64_t g = scheme_.group_size == -1 ? k : scheme_.group_size;
-    if (g <= 0 || k % g != 0)
-      bad(qw, "K = " + std::to_string(k) + " is not a multiple of group_size " + std::to_string(scheme_.group_size));
-    if (sc.dim(0) != k / g) {
-      const std::string implied = sc.dim(0) > 0 && k % sc.dim(0) == 0 ? std::to_string(k / sc.dim(0)) : "none";
-      bad(sc, "config group_size " + std::to_string(scheme_.group_size) + " implies " + std::to_string(k / g) +
-                  " groups for K = " + std::to_string(k) + ", but scales has " + std::to_string(sc.dim(0)) +
-                  " (the tensors imply group size " + implied + ")");
-    }
+    check_groups(sc, k, sc.dim(0), scheme_.group_size);
+    const int64_t g = k / sc.dim(0);
     const TensorView& qz = need(dir_, m + ".qzeros", layout);
     need_dtype(qz, {DType::I32}, "qzeros");
     need_shape(qz, {k / g, n / 8}, "qzeros");
@@ -110,14 +103,15 @@ QuantScheme awq_scheme(const nlohmann::json* cfg, const std::string& format) {
 
 std::unique_ptr<FormatReader> open_autoawq_gemm(const ModelDir& dir, const nlohmann::json* cfg) {
   QuantScheme s = awq_scheme(cfg, "autoawq-gemm");
-  if (!cfg) {  // infer the group size from the first module's tensors
-    auto mods = modules_with_suffix(dir, ".qweight");
-    if (!mods.empty()) {
-      const TensorView* qw = dir.find(mods[0] + ".qweight");
-      const TensorView* sc = dir.find(mods[0] + ".scales");
-      if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2 && sc->dim(0) > 0)
-        s.group_size = sc->dim(0) == 1 ? -1 : qw->dim(0) / sc->dim(0);
+  if (!cfg) {  // infer the group size from every module's tensors
+    std::vector<std::pair<int64_t, int64_t>> kg;
+    for (const auto& m : modules_with_suffix(dir, ".qweight")) {
+      const TensorView* qw = dir.find(m + ".qweight");
+      const TensorView* sc = dir.find(m + ".scales");
+      if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2) kg.emplace_back(qw->dim(0), sc->dim(0));
     }
+    s.group_size = infer_group_size(kg);
+    if (s.group_size == 0) throw Error(dir.path() + ": no quantization config, and the modules' scales imply no common group size");
     s.version = "gemm";
   }
   if (!s.zero_point) throw Error("quantization config: zero_point false is not the GEMM layout (AutoAWQ GEMM always stores qzeros)");

@@ -1,6 +1,7 @@
 #include "formats/common.h"
 
 #include <algorithm>
+#include <set>
 
 namespace awq::fmt_detail {
 
@@ -101,6 +102,35 @@ std::vector<std::string> cfg_str_list(const nlohmann::json& cfg, const char* key
     out.push_back(e.get<std::string>());
   }
   return out;
+}
+
+int64_t infer_group_size(const std::vector<std::pair<int64_t, int64_t>>& k_groups) {
+  int64_t g = 0;
+  std::set<int64_t> ks;
+  for (const auto& [k, n] : k_groups) {
+    if (n <= 0 || k % n != 0) return 0;
+    ks.insert(k);
+    if (n == 1) continue;
+    if (g != 0 && g != k / n) return 0;
+    g = k / n;
+  }
+  if (g != 0) {
+    for (const auto& [k, n] : k_groups)
+      if (n == 1 && k != g) return 0;
+    return g;
+  }
+  if (ks.empty()) return 0;
+  return ks.size() == 1 ? *ks.begin() : -1;
+}
+
+void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_group_size) {
+  const int64_t want = cfg_group_size == -1 ? 1 : (cfg_group_size > 0 ? (k + cfg_group_size - 1) / cfg_group_size : -1);
+  if (groups == want && (cfg_group_size == -1 || k % cfg_group_size == 0)) return;
+  const std::string implied = groups > 0 && k % groups == 0 ? std::to_string(k / groups) : "none that divides K";
+  bad(t, "has " + std::to_string(groups) + " group(s) for K = " + std::to_string(k) + ", but the config's group_size " +
+             std::to_string(cfg_group_size) + (cfg_group_size == -1 ? " (per-channel) needs 1" : " needs " + std::to_string(want) +
+             (k % std::max<int64_t>(cfg_group_size, 1) ? " and K divisible by it" : "")) +
+             "; the tensors imply group size " + implied);
 }
 
 QuantLinear make_linear(const std::string& name, const std::string& format, int64_t n, int64_t k, int bits,

@@ -37,6 +37,15 @@ bool cfg_bool(const nlohmann::json& cfg, std::initializer_list<const char*> keys
 std::string cfg_str(const nlohmann::json& cfg, std::initializer_list<const char*> keys, const std::string& def);
 std::vector<std::string> cfg_str_list(const nlohmann::json& cfg, const char* key);
 
+// Group size implied by modules' (K, number of groups) pairs: the common K / groups over modules
+// with more than one group; -1 (per-channel) when every module has one group and K varies (or
+// K when it does not). 0 when the modules disagree or a K is not divisible.
+int64_t infer_group_size(const std::vector<std::pair<int64_t, int64_t>>& k_groups);
+
+// Checks a module's group count against the configured group size (-1 = per-channel) and throws
+// naming `t` with the group size the tensors imply.
+void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_group_size);
+
 // Fills the shared fields of a QuantLinear.
 QuantLinear make_linear(const std::string& name, const std::string& format, int64_t n, int64_t k, int bits,
                         int64_t group_size, bool per_channel, int64_t n_groups);

@@ -53,6 +53,8 @@ ModelDir::ModelDir(const std::string& path) {
   } else {
     fail(path, "", "no such model directory or file");
   }
+  if (!files.empty() && (ends_with(files[0], ".pt") || ends_with(files[0], ".bin")))
+    fail(files[0], "", "PyTorch pickles (such as llm-awq's *-v2.pt dumps) are detected but not read; convert to safetensors first");
   load_configs();
   if (files.empty()) {
     const fs::path idx = fs::path(dir_) / "model.safetensors.index.json";
