@@ -26,6 +26,7 @@ class OutputDir {
   void commit();
 
  private:
+  void remove_stale_temporaries() const;
   std::filesystem::path out_, tmp_;
   bool force_, committed_ = false;
 };

@@ -1,6 +1,7 @@
 #include "awq/fsutil.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,9 +77,28 @@ OutputDir::OutputDir(const std::string& out_dir, bool force) : out_(fs::absolute
   } else if (!fs::exists(out_.parent_path(), ec)) {
     fail(out_.string(), "", "parent directory does not exist");
   }
+  remove_stale_temporaries();
   tmp_ = out_.parent_path() / ("." + out_.filename().string() + ".awq-tmp-" + std::to_string(::getpid()));
   fs::remove_all(tmp_, ec);
   if (!fs::create_directory(tmp_, ec)) fail(tmp_.string(), "", "cannot create temporary directory: " + ec.message());
+}
+
+void OutputDir::remove_stale_temporaries() const {
+  // A run killed with -9 cannot clean up; its hidden sibling carries its pid. Remove those whose
+  // process is gone, so a later run leaves nothing beside OUT_DIR.
+  std::error_code ec;
+  for (const char* kind : {".awq-tmp-", ".awq-old-"}) {
+    const std::string prefix = "." + out_.filename().string() + kind;
+    for (const auto& e : fs::directory_iterator(out_.parent_path(), ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind(prefix, 0) != 0) continue;
+      const std::string pid = n.substr(prefix.size());
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+      if (::kill(pid_t(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+      std::error_code ec2;
+      fs::remove_all(e.path(), ec2);
+    }
+  }
 }
 
 void OutputDir::commit() {
