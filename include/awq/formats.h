@@ -59,6 +59,10 @@ class FormatReader {
 // and why it failed. Marlin-packed AutoAWQ and llm-awq .pt pickles are named, not read.
 std::unique_ptr<FormatReader> open_format(const ModelDir& dir);
 
+// Best effort for diagnostics: ignores the quantization config and returns the first layout the
+// tensors alone fit (group size inferred from shapes), or nullptr when none does.
+std::unique_ptr<FormatReader> open_format_from_tensors(const ModelDir& dir);
+
 // Names of every readable format, in the order detection tries them.
 std::vector<std::string> format_names();
 

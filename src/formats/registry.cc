@@ -99,6 +99,16 @@ std::vector<std::string> format_names() {
   return n;
 }
 
+std::unique_ptr<FormatReader> open_format_from_tensors(const ModelDir& dir) {
+  for (const auto& l : layouts()) {
+    try {
+      return l.open(dir, nullptr);
+    } catch (const Error&) {
+    }
+  }
+  return nullptr;
+}
+
 std::unique_ptr<FormatReader> open_format(const ModelDir& dir) {
   const Claim claim = config_claim(dir);
   if (!claim.unreadable.empty()) throw Error(dir.path() + ": this is " + claim.unreadable);
