@@ -276,6 +276,215 @@ def compare_bits(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(a.view(np.int16) != b.view(np.int16)))
 
 
+# ============================================================================
+# Non-AWQ formats (added for tools/make_golden_others.py): compressed-tensors
+# pack-quantized (FORMATS.md 5), GPTQ (6), ModelOpt W4A16_AWQ (7.1-7.4) and the
+# TensorRT-LLM <= 0.7 NGC/AMMO .npz (7.7).  Written from FORMATS.md; the CT and
+# GPTQ decoders are asserted bit-identical to the peers' own dequantization
+# (compressed_tensors decompress_weight, auto_gptq QuantLinear torch forward)
+# before any expected file is written.  BF16 values are handled as raw uint16.
+# ============================================================================
+
+def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def rne_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit pattern (uint16), round-to-nearest-even (no NaN inputs)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = u + 0x7FFF + ((u >> 16) & 1)
+    return (u >> 16).astype(np.uint16)
+
+
+def _scale_to_f32(s: np.ndarray, is_bf16: bool) -> np.ndarray:
+    return bf16_bits_to_f32(s) if is_bf16 else s.astype(np.float32)
+
+
+def _round_out(prod_f32: np.ndarray, is_bf16: bool, out_dtype=np.float16) -> np.ndarray:
+    if is_bf16:
+        return np.ascontiguousarray(rne_bf16_bits(prod_f32))
+    return np.ascontiguousarray(prod_f32.astype(np.float32).astype(out_dtype))
+
+
+def dequant_ct_pack_quantized(weight_packed: np.ndarray, weight_scale: np.ndarray,
+                              weight_shape, weight_zero_point: np.ndarray | None = None,
+                              g_idx: np.ndarray | None = None, scale_is_bf16: bool = False) -> np.ndarray:
+    """compressed-tensors pack-quantized (FORMATS.md 5.1/5.2).
+    weight_packed I32 [N, ceil(K/8)] (sequential along K, u = q+8), weight_scale [N, ng],
+    weight_zero_point None | I32 [ceil(N/8), ng] (packed along N, u = zp+8) | I8 [N, ng]
+    (pre-0.9.4, signed).  Returns W [N, K] = RNE(s * (q - zp)) in the scale dtype."""
+    N, K = int(weight_shape[0]), int(weight_shape[1])
+    assert weight_packed.dtype == np.int32 and weight_packed.shape == (N, -(-K // 8))
+    q = unpack_sequential_int(weight_packed)[:, :K].astype(np.int32) - 8
+    ng = weight_scale.shape[1]
+    assert weight_scale.shape[0] == N
+    if g_idx is not None:
+        gi = g_idx.astype(np.int64)
+    else:
+        G = -(-K // ng)
+        gi = np.arange(K) // G
+    if weight_zero_point is None:
+        zp = np.zeros((N, ng), np.int32)
+    elif weight_zero_point.dtype == np.int8:
+        assert weight_zero_point.shape == (N, ng)
+        zp = weight_zero_point.astype(np.int32)
+    else:
+        assert weight_zero_point.dtype == np.int32 and weight_zero_point.shape == (-(-N // 8), ng)
+        nib = _nibbles_u32(weight_zero_point)                # [R, ng, 8]
+        zp = nib.transpose(0, 2, 1).reshape(-1, ng)[:N].astype(np.int32) - 8
+    s = _scale_to_f32(weight_scale, scale_is_bf16)
+    prod = s[:, gi] * (q - zp[:, gi]).astype(np.float32)     # exact in f32
+    return _round_out(prod, scale_is_bf16)
+
+
+def gptq_zero_points(qzeros: np.ndarray, N: int, zero_mode: str) -> np.ndarray:
+    """qzeros I32 [ng, N/8] sequential along N -> z [ng, N].
+    zero_mode: 'v1_mask_after' (AutoGPTQ qlinear_cuda_old: (n+1)&15), 'v1' (n+1, as ExLlama/
+    vLLM/AutoGPTQ qlinear_cuda), 'v2' (n)."""
+    nib = unpack_sequential_int(qzeros)[:, :N].astype(np.int32)
+    if zero_mode == "v1_mask_after":
+        return (nib + 1) & 0xF
+    if zero_mode == "v1":
+        return nib + 1
+    if zero_mode == "v2":
+        return nib
+    raise ValueError(zero_mode)
+
+
+def dequant_gptq(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, g_idx: np.ndarray,
+                 zero_mode: str = "v1_mask_after", scale_is_bf16: bool = False) -> np.ndarray:
+    """GPTQ (FORMATS.md 6): qweight I32 [K/8, N] (sequential along K), qzeros I32 [ng, N/8],
+    scales [ng, N], g_idx I32 [K] -> W [N, K] = RNE(s[g_idx[k]] * (q - z[g_idx[k]]))."""
+    K = qweight.shape[0] * 8
+    N = qweight.shape[1]
+    assert qweight.dtype == np.int32 and g_idx.shape == (K,)
+    nib = _nibbles_u32(qweight)                              # [K/8, N, 8]
+    q = nib.transpose(0, 2, 1).reshape(K, N).astype(np.int32)
+    z = gptq_zero_points(qzeros, N, zero_mode)               # [ng, N]
+    gi = g_idx.astype(np.int64)
+    s = _scale_to_f32(scales, scale_is_bf16)
+    prod = s[gi] * (q - z[gi]).astype(np.float32)           # [K, N], exact
+    return np.ascontiguousarray(_round_out(prod, scale_is_bf16).T)
+
+
+def unpack_modelopt_int4(packed: np.ndarray) -> np.ndarray:
+    """ModelOpt pack_int4_in_uint8 layout (FORMATS.md 7.2): U8/I8 [N/2, K] -> int8 [N, K];
+    low nibble = row 2p, high nibble = row 2p+1, 4-bit two's complement."""
+    b = packed.view(np.uint8).astype(np.int16)
+    lo, hi = b & 0xF, (b >> 4) & 0xF
+    q = np.stack([lo, hi], axis=1).reshape(-1, packed.shape[1])
+    return np.where(q >= 8, q - 16, q).astype(np.int8)
+
+
+def dequant_modelopt_w4a16(weight: np.ndarray, weight_scale: np.ndarray,
+                           pre_quant_scale: np.ndarray | None, group_size: int,
+                           out_dtype=np.float16) -> np.ndarray:
+    """ModelOpt W4A16_AWQ: W [N, K] = RNE_out( f32(q*s) * f32(pqs[k]) ) (pqs folded in f32,
+    one rounding), or RNE_out(q*s) without pre_quant_scale.  weight_scale F32 [N, K/G]."""
+    q = unpack_modelopt_int4(weight).astype(np.float32)
+    N, K = q.shape
+    G = K if group_size in (-1, 0, None) else group_size
+    assert weight_scale.dtype == np.float32 and weight_scale.shape == (N, K // G)
+    w = q * weight_scale[:, np.arange(K) // G]              # f32 product (rounded in f32)
+    if pre_quant_scale is not None:
+        w = (w * pre_quant_scale.astype(np.float32)[None, :]).astype(np.float32)
+    return np.ascontiguousarray(w.astype(out_dtype))
+
+
+def _f16(x):
+    return np.asarray(x, dtype=np.float32).astype(np.float16)
+
+
+def dequant_trtllm_npz_module(arrays: dict, prefix: str, qkv: bool = False) -> np.ndarray:
+    """TensorRT-LLM <= 0.7 load_from_awq_llama (.npz branch, dtype float16) re-executed in numpy,
+    then dequantized with the pre_quant_scale folded in (FORMATS.md 7.7):
+      default: amax = wsf*7 (F32); scale = amax/8 (F32); x = f16(f32(w)/scale); q = clamp(rne(x), -8, 7)
+               engine scale = f16(scale), engine pqs = f16(pqs)
+      qkv=True: (reSmooth_and_get_scale) the file's wsf is ignored: amax = max|w| per group (F16),
+               scale = f16(amax/8); pqs = f16(f16(f16(pq+pk)+pv)/3) over the q/k/v pqs.
+      dense = RNE_f16( f32( f32(q*scale16) * f32(pqs16[k]) ) )."""
+    w = arrays[prefix + ":weight"]
+    assert w.dtype == np.float16
+    N, K = w.shape
+    wsf = arrays[prefix + ":weights_scaling_factor"]
+    G = (N * K) // wsf.size
+    wf = w.astype(np.float32)
+    if not qkv:
+        amax = (wsf.reshape(N, K // G) * wsf.dtype.type(7)).astype(wsf.dtype)
+        scale = (amax / wsf.dtype.type(8.0)).astype(wsf.dtype)
+        x = _f16(wf / scale.astype(np.float32)[:, np.arange(K) // G])
+        scale16 = scale.astype(np.float16)
+        pqs16 = arrays[prefix + ":prequant_scaling_factor"].reshape(K).astype(np.float16)
+    else:
+        amax16 = np.abs(w).reshape(N, K // G, G).max(-1)                 # F16
+        scale16 = _f16(amax16.astype(np.float32) / np.float32(8))
+        x = _f16(wf / scale16.astype(np.float32)[:, np.arange(K) // G])
+        base = prefix.rsplit(":", 1)[0]
+        ps = [arrays[f"{base}:{t}:prequant_scaling_factor"].reshape(K) for t in "qkv"]
+        if ps[0].dtype == np.float16:
+            acc = _f16(_f16(ps[0].astype(np.float32) + ps[1].astype(np.float32)).astype(np.float32)
+                       + ps[2].astype(np.float32))
+            pqs16 = _f16(acc.astype(np.float32) / np.float32(3.0))
+        else:
+            acc = ((ps[0] + ps[1]) + ps[2]) / ps[0].dtype.type(3.0)
+            pqs16 = acc.astype(np.float16)
+    q = np.clip(np.round(x.astype(np.float32)), -8, 7)                   # round half to even
+    prod = q * scale16.astype(np.float32)[:, np.arange(K) // G]         # exact
+    prod = (prod * pqs16.astype(np.float32)[None, :]).astype(np.float32)
+    return np.ascontiguousarray(prod.astype(np.float16))
+
+
+def _safetensors_dtypes(path: str) -> dict:
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+    hdr.pop("__metadata__", None)
+    return {k: v["dtype"] for k, v in hdr.items()}
+
+
+def decode_case_dir(case_dir: str) -> dict:
+    """Decodes tests/data/golden/<case>/model using <case>/meta.json (non-AWQ formats)
+    -> {module + '.weight': W[N, K]} (bf16 as raw uint16)."""
+    with open(os.path.join(case_dir, "meta.json")) as f:
+        meta = json.load(f)
+    md = os.path.join(case_dir, "model")
+    fmt = meta["format"]
+    out = {}
+    if fmt == "trtllm-npz":
+        npz = [f for f in os.listdir(md) if f.endswith(".npz")]
+        assert len(npz) == 1
+        arrays = dict(np.load(os.path.join(md, npz[0])))
+        for key in sorted(arrays):
+            if key.endswith(":weights_scaling_factor"):
+                pre = key[: -len(":weights_scaling_factor")]
+                mod = pre[len("_np:"):].replace(":", ".")
+                out[mod + ".weight"] = dequant_trtllm_npz_module(arrays, pre, qkv=":attention:qkv:" in pre)
+        return out
+    sd = load_state_dict(md)
+    dts = _safetensors_dtypes(os.path.join(md, "model.safetensors"))
+    for mod in meta["quantized_layers"]:
+        if fmt == "compressed-tensors":
+            out[mod + ".weight"] = dequant_ct_pack_quantized(
+                sd[mod + ".weight_packed"], sd[mod + ".weight_scale"], sd[mod + ".weight_shape"],
+                sd.get(mod + ".weight_zero_point"), sd.get(mod + ".weight_g_idx"),
+                scale_is_bf16=dts[mod + ".weight_scale"] == "BF16")
+        elif fmt == "gptq":
+            mode = "v2" if meta.get("gptq_format") == "v2" else "v1_mask_after"
+            out[mod + ".weight"] = dequant_gptq(
+                sd[mod + ".qweight"], sd[mod + ".qzeros"], sd[mod + ".scales"], sd[mod + ".g_idx"],
+                mode, scale_is_bf16=dts[mod + ".scales"] == "BF16")
+        elif fmt == "modelopt":
+            with open(os.path.join(md, "config.json")) as f:
+                tdt = json.load(f).get("torch_dtype", "float16")
+            assert tdt == "float16", tdt   # bf16 output would need rne_bf16_bits
+            out[mod + ".weight"] = dequant_modelopt_w4a16(
+                sd[mod + ".weight"], sd[mod + ".weight_scale"], sd.get(mod + ".pre_quant_scale"),
+                meta["group_size"], np.float16)
+        else:
+            raise NotImplementedError(fmt)
+    return out
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__)
