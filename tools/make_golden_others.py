@@ -170,11 +170,29 @@ def check_with_refdecode(d, expected):
         assert_bits_equal(k, dec[k], to_np_bits(v))
 
 
+def stabilize_st_metadata(path):
+    """The Rust safetensors writer emits __metadata__ keys in HashMap (random) order; rewrite the
+    header with the keys sorted so regeneration is byte-stable.  Same header length, same tensors,
+    same data bytes."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    n = int.from_bytes(buf[:8], "little")
+    hdr = json.loads(buf[8:8 + n])
+    if "__metadata__" in hdr:
+        hdr["__metadata__"] = dict(sorted(hdr["__metadata__"].items()))
+    text = json.dumps(hdr, separators=(",", ":")).encode()
+    assert len(text) <= n
+    with open(path, "wb") as f:
+        f.write(buf[:8] + text + b" " * (n - len(text)) + buf[8 + n:])
+
+
 def cleanup_model_dir(md):
     # keep only what the peer would ship and the C++ side needs
     for fn in os.listdir(md):
         if fn == "generation_config.json":
             os.remove(os.path.join(md, fn))
+        elif fn.endswith(".safetensors"):
+            stabilize_st_metadata(os.path.join(md, fn))
 
 
 # ----------------------------------------------------------------------------- compressed-tensors
@@ -383,6 +401,7 @@ def make_gptq(case, seed, G, sym, desc_act, *, inter=256, v2=False, zero0=False,
             hdr = json.loads(f.read(int.from_bytes(f.read(8), "little")))
             st_meta = hdr.get("__metadata__", st_meta)
         save_file(sd, os.path.join(md, "model.safetensors"), metadata=st_meta)
+        stabilize_st_metadata(os.path.join(md, "model.safetensors"))
         for fn in ("config.json", "quantize_config.json"):
             p = os.path.join(md, fn)
             with open(p) as f:
