@@ -9,5 +9,6 @@ namespace awq::cli {
 using Action = std::function<int()>;
 Action add_inspect(CLI::App& app);
 Action add_dequantize(CLI::App& app);
+Action add_check(CLI::App& app);
 
 }  // namespace awq::cli
