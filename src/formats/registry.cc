@@ -20,6 +20,7 @@ const std::vector<Layout>& layouts() {
       {"autoawq-gemm", open_autoawq_gemm, ".qweight"},
       {"autoawq-gemv", open_autoawq_gemv, ".qweight"},
       {"autoawq-gemv-fast", open_autoawq_gemv_fast, ".qweight"},
+      {"gptq", open_gptq, ".qweight"},
       {"compressed-tensors", open_compressed_tensors, ".weight_packed"},
   };
   return k;
