@@ -146,7 +146,8 @@ void NpzFile::parse(const uint8_t* d, size_t n) {
     const uint8_t* mem = d + start;
     size_t mem_size = size_t(m.csize);
     if (m.method == 8) {
-      if (m.usize > (uint64_t(1) << 40)) fail(path_, name, "member claims an implausible uncompressed size");
+      // Deflate expands at most ~1032:1; a larger claim is corrupt (and must not drive an allocation).
+      if (m.usize > m.csize * 1032 + 1024) fail(path_, name, "member claims an implausible uncompressed size");
       std::vector<uint8_t> buf(size_t(m.usize));
       z_stream zs{};
       if (inflateInit2(&zs, -15) != Z_OK) fail(path_, name, "zlib init failed");
