@@ -1,0 +1,143 @@
+// CPU kernels for 4-bit weight-only quantized linear layers: repack, dequantize, GEMV and GEMM.
+//
+// A QuantLinear (any source format) is repacked once, at load, into a PackedLinear in the layout
+// below; every kernel reads only that layout. Each kernel has a scalar reference (*_ref) that is
+// kept forever; the SIMD versions are compiled for several x86 targets with Highway and chosen at
+// run time once per call (coarse dispatch). A future CUDA backend gets its own PackedLinear-like
+// type and the same entry-point shapes (x[m][k] in, y[m][n] out, row-major, f32/bf16).
+//
+// ---- Layout (kPackRows = 16 output rows per tile, 8 input columns per chunk) ----
+// N is padded to Np = ceil(N/16)·16 and every group to G = ceil(group_size/8)·8 input columns
+// (padding codes are 0 and padded activations are 0, so they contribute nothing).
+//   codes:  [tile t][group g][chunk c < G/8][64 bytes]. Inside a 64-byte chunk, bytes 4r..4r+3
+//           belong to row 16t+r; byte 4r+b holds column 8c+b of the group in its low nibble and
+//           column 8c+b+4 in its high nibble. So one little-endian u32 lane per row holds 8 codes,
+//           a vector of L u32 lanes covers L rows, and the low (high) nibbles of 4 bytes are the
+//           4 consecutive columns that one VNNI/maddubs 32-bit lane reduces.
+//   params: [tile t][group g] then, compact: 16 × f16 scale, 16 × u8 zero (48 B);
+//                                wide:    16 × f32 scale, 16 × f32 offset (128 B).
+//           Dequantized weight: compact w = s·(q − z); wide w = fma(q, s, o) with o = −s·z
+//           (integer zeros) or o = sz (stored scaled zeros). Compact is used whenever every scale is
+//           exactly an f16 and the zero mode is integer/symmetric with zeros in [0, 255]; both
+//           forms reproduce dequantize_ref bit for bit for f16 scales.
+//   Bytes per weight: 0.5 + 3/G (compact; 4.1875 bits at G = 128) or 0.5 + 8/G (wide).
+// pre_quant_scale (ModelOpt) is fused into the activation pass: x'[k] = x[k]·pqs[k] (f32).
+// g_idx (GPTQ act-order) other than the trivial k / group_size is not supported (throws).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "awq/dtype.h"
+#include "awq/quant_linear.h"
+
+namespace awq {
+class ThreadPool;
+}
+
+namespace awq::kernels {
+
+inline constexpr int64_t kPackRows = 16;   // output rows per tile
+inline constexpr int64_t kChunkCols = 8;   // input columns per 64-byte chunk
+inline constexpr int64_t kChunkBytes = 64;
+
+// 64-byte aligned, zero-initialized byte buffer.
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(size_t n);
+  uint8_t* data() { return p_.get(); }
+  const uint8_t* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, Free> p_;
+  size_t n_ = 0;
+};
+
+struct PackedLinear {
+  std::string name;
+  int64_t n = 0, k = 0;        // logical out/in features
+  int64_t n_tiles = 0;         // ceil(n / 16)
+  int64_t group = 0;           // G: packed columns per group, a multiple of 8
+  int64_t n_groups = 0;        // groups per row; k_pad = n_groups · G
+  int64_t k_pad = 0;
+  int64_t source_group = 0;    // the QuantLinear's group size (== k when per-channel)
+  bool wide = false;           // params form (see the layout above)
+  AlignedBytes codes;          // n_tiles · n_groups · (G/8) · 64 bytes
+  AlignedBytes params;         // n_tiles · n_groups · param_bytes()
+  std::vector<float> pre_quant_scale;  // [k] or empty
+  std::vector<float> bias;             // [n] or empty
+
+  size_t param_bytes() const { return wide ? 128 : 48; }  // per (tile, group)
+  size_t tile_code_bytes() const { return size_t(n_groups) * size_t(group / kChunkCols) * kChunkBytes; }
+  // Bytes a kernel reads for the weights per call: codes + params (+ bias and pqs).
+  size_t weight_bytes() const;
+  double bits_per_weight() const { return 8.0 * double(weight_bytes()) / double(n * k); }
+};
+
+// Repacks a validated 4-bit QuantLinear. Throws awq::Error (naming the module) for bits != 4 or
+// non-trivial g_idx.
+PackedLinear repack(const QuantLinear& q);
+
+// Which arithmetic a GEMV/GEMM uses.
+//   kF32:  weights dequantized to f32 in registers, f32 FMAs; activations stay f32 (bf16 inputs are
+//          widened exactly). Default wherever exactness matters.
+//   kInt8: activations quantized per (row, group) to symmetric int8 (d = max|x|/127, round to
+//          nearest even), integer dot products (VNNI vpdpbusd or maddubs), zero point and
+//          activation sums factored out: y += s·d·Σq·a + o·d·Σa. Faster; error in BENCHMARKS.md.
+enum class Path : uint8_t { kF32, kInt8 };
+const char* path_name(Path p);  // "f32", "int8"
+
+struct GemmOptions {
+  Path path = Path::kF32;
+  ThreadPool* pool = nullptr;  // nullptr: default_pool()
+};
+
+// y[m][n] = Σ_k (x[m][k]·pqs[k])·W[n][k] + bias[n]. x is row-major [m][k] in F32 or BF16 with row
+// stride k; y is row-major [m][n] in F32 or BF16 (rounded to nearest even once). m >= 1 (m == 1 is
+// the GEMV). Thread-safe for concurrent calls only with distinct pools.
+void gemm(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
+          const GemmOptions& opt = {});
+// Scalar reference for gemm: same arithmetic, same order of f32 operations per output (so SIMD
+// results equal it exactly where the target has FMA, and for small-integer data everywhere).
+void gemm_ref(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
+              Path path = Path::kF32);
+
+// Dequantizes rows [row_begin, row_end) of W into dst (row-major, row stride k, dtype F32, BF16 or
+// F16, rounded to nearest even once). Like QuantLinear's dequantize_ref, the effective weight
+// includes pre_quant_scale (w·pqs[k]); equals it bit for bit on FMA targets when the scales are f16.
+void dequantize(const PackedLinear& w, DType out, int64_t row_begin, int64_t row_end, void* dst,
+                ThreadPool* pool = nullptr);
+void dequantize_ref(const PackedLinear& w, DType out, int64_t row_begin, int64_t row_end, void* dst);
+
+// Dense baseline: y[m][n] = Σ_k x[m][k]·W[n][k] with W bf16 row-major [n][k], x and y f32.
+void dense_bf16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
+                     ThreadPool* pool = nullptr);
+
+// Streams `bytes` bytes of `data` (64-byte aligned, bytes a multiple of 64·threads) with vector
+// loads split over the pool's threads; returns a value that depends on every byte (so the read is
+// not optimized out). Used to measure read bandwidth.
+uint64_t read_stream(const void* data, size_t bytes, ThreadPool* pool = nullptr);
+
+// ---- SIMD targets ----
+struct TargetInfo {
+  int64_t bits = 0;   // Highway target bit
+  std::string name;   // "AVX3_DL", "AVX3", "AVX2", "SSE4", "SCALAR", ...
+  bool runnable = false;
+  std::string why_not;  // when !runnable: what the CPU lacks
+};
+// Every target the kernels were compiled for, best first.
+std::vector<TargetInfo> compiled_targets();
+// Name of the target the next kernel call will use.
+std::string active_target();
+// Makes later kernel calls use `bits` (must be runnable), or the best one again for 0.
+// For tests and benchmarks; not safe while kernels run on other threads.
+void force_target(int64_t bits);
+
+}  // namespace awq::kernels

@@ -1,0 +1,108 @@
+// Scalar reference kernels (kept forever). They spell out the exact sequence of f32 operations the
+// SIMD kernels perform per output, so that the two agree bit for bit on targets with FMA.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "awq/error.h"
+#include "awq/kernels.h"
+#include "awq/thread_pool.h"
+#include "kernels/internal.h"
+
+namespace awq::kernels {
+
+namespace {
+
+// Code of (row r of tile t, packed column kk) from the layout.
+inline int code_at(const PackedLinear& w, int64_t t, int64_t r, int64_t kk) {
+  const int64_t chunk = kk / kChunkCols, b = kk % kChunkCols;
+  const uint8_t byte = w.codes.data()[size_t(t) * w.tile_code_bytes() + size_t(chunk) * kChunkBytes + size_t(4 * r + (b & 3))];
+  return b < 4 ? (byte & 0xF) : (byte >> 4);
+}
+
+void check_io(const PackedLinear& w, DType xt, int64_t m, DType yt) {
+  if (m < 1) throw Error(w.name + ": gemm needs m >= 1");
+  if (xt != DType::F32 && xt != DType::BF16) throw Error(w.name + ": activations must be F32 or BF16");
+  if (yt != DType::F32 && yt != DType::BF16) throw Error(w.name + ": outputs must be F32 or BF16");
+}
+
+}  // namespace
+
+void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path) {
+  check_io(w, xt, m, yt);
+  std::vector<float> xf(size_t(m * w.k_pad));
+  pack_activations_f32(w, x, xt, 0, m, xf.data());
+  std::vector<int8_t> a;
+  std::vector<float> d, ds;
+  if (path == Path::kInt8) {
+    a.resize(xf.size());
+    d.resize(size_t(m * w.n_groups));
+    ds.resize(d.size());
+    quantize_activations_i8(w, xf.data(), 0, m, a.data(), d.data(), ds.data());
+  }
+  float s[kPackRows], o[kPackRows];
+  for (int64_t t = 0; t < w.n_tiles; ++t) {
+    for (int64_t r = 0; r < kPackRows; ++r) {
+      const int64_t n = t * kPackRows + r;
+      if (n >= w.n) break;
+      for (int64_t mi = 0; mi < m; ++mi) {
+        float acc = 0.f;
+        for (int64_t g = 0; g < w.n_groups; ++g) {
+          group_params(w, t, g, s, o);
+          if (path == Path::kF32) {
+            for (int64_t j = 0; j < w.group; ++j) {
+              const int64_t kk = g * w.group + j;
+              const float wv = std::fma(float(code_at(w, t, r, kk)), s[r], o[r]);
+              acc = std::fma(xf[size_t(mi * w.k_pad + kk)], wv, acc);
+            }
+          } else {
+            int32_t dot = 0;
+            for (int64_t j = 0; j < w.group; ++j) {
+              const int64_t kk = g * w.group + j;
+              dot += code_at(w, t, r, kk) * int32_t(a[size_t(mi * w.k_pad + kk)]);
+            }
+            const size_t gi = size_t(mi * w.n_groups + g);
+            const float sd = s[r] * d[gi];
+            acc = std::fma(sd, float(dot), std::fma(o[r], ds[gi], acc));
+          }
+        }
+        if (!w.bias.empty()) acc += w.bias[size_t(n)];
+        store_float(static_cast<uint8_t*>(y), yt, size_t(mi * w.n + n), acc);
+      }
+    }
+  }
+}
+
+void dequantize_ref(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst) {
+  if (out != DType::F32 && out != DType::BF16 && out != DType::F16)
+    throw Error(w.name + ": dequantize output must be F32, BF16 or F16");
+  if (r0 < 0 || r1 > w.n || r0 > r1) throw Error(w.name + ": dequantize row range out of bounds");
+  float s[kPackRows], o[kPackRows];
+  for (int64_t n = r0; n < r1; ++n) {
+    const int64_t t = n / kPackRows, r = n % kPackRows;
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      group_params(w, t, g, s, o);
+      for (int64_t j = 0; j < w.source_group; ++j) {
+        const int64_t col = g * w.source_group + j;
+        if (col >= w.k) break;
+        float v = std::fma(float(code_at(w, t, r, g * w.group + j)), s[r], o[r]);
+        if (!w.pre_quant_scale.empty()) v *= w.pre_quant_scale[size_t(col)];
+        store_float(static_cast<uint8_t*>(dst), out, size_t((n - r0) * w.k + col), v);
+      }
+    }
+  }
+}
+
+void gemm(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, const GemmOptions& opt) {
+  check_io(w, xt, m, yt);
+  gemm_simd(w, x, xt, m, y, yt, opt.path, opt.pool ? *opt.pool : default_pool());
+}
+
+void dequantize(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool* pool) {
+  if (out != DType::F32 && out != DType::BF16 && out != DType::F16)
+    throw Error(w.name + ": dequantize output must be F32, BF16 or F16");
+  if (r0 < 0 || r1 > w.n || r0 > r1) throw Error(w.name + ": dequantize row range out of bounds");
+  dequantize_simd(w, out, r0, r1, dst, pool ? *pool : default_pool());
+}
+
+}  // namespace awq::kernels

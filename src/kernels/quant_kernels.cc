@@ -1,0 +1,431 @@
+// SIMD 4-bit kernels (GEMV/GEMM on the f32 and int8 paths, dequantize), compiled once per Highway
+// target (hwy_config.h) and dispatched once per call. Arithmetic per output is the same sequence
+// of f32 operations as kernels_ref.cc, so FMA targets match the reference bit for bit.
+//
+// Vectors hold L = MaxLanes(f32) rows of a 16-row tile: a 64-byte chunk is kP = 16/L vectors of
+// u32 lanes, lane r = the 8 codes of row r (layout in include/awq/kernels.h).
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "awq/kernels.h"
+#include "awq/thread_pool.h"
+#include "kernels/internal.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/quant_kernels.cc"
+#include "kernels/hwy_config.h"
+// clang-format off
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
+
+HWY_BEFORE_NAMESPACE();
+namespace awq::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using DI = hn::ScalableTag<int32_t>;
+using DU = hn::ScalableTag<uint32_t>;
+using VF = hn::Vec<DF>;
+using VI = hn::Vec<DI>;
+using VU = hn::Vec<DU>;
+
+constexpr size_t kL = hn::MaxLanes(DF());
+constexpr size_t kP = size_t(kPackRows) / kL;            // vectors per chunk
+constexpr int kMaxMR = kP >= 8 ? 1 : int(8 / kP);         // activation rows per micro-kernel call
+
+const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
+
+// acc + Σ_{b<4} u8(w byte b)·s8(a byte b), per 32-bit lane. No saturation: 2·15·127 < 2^15.
+HWY_INLINE VI Dot4(VI acc, VI w, VI a) {
+#if HWY_TARGET == HWY_AVX3_DL
+  // Highway 1.0.3's AVX3_DL target string lacks "avx512vnni", so the intrinsic cannot inline;
+  // AVX3_DL implies AVX512-VNNI, so emit the instruction directly: acc += u8(w)·s8(a).
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(w.raw), "v"(a.raw));
+  return VI{r};
+#elif HWY_TARGET == HWY_AVX3
+  const __m512i p16 = _mm512_maddubs_epi16(w.raw, a.raw);
+  return VI{_mm512_add_epi32(acc.raw, _mm512_madd_epi16(p16, _mm512_set1_epi16(1)))};
+#elif HWY_TARGET == HWY_AVX2
+  const __m256i p16 = _mm256_maddubs_epi16(w.raw, a.raw);
+  return VI{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)))};
+#elif HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+  const __m128i p16 = _mm_maddubs_epi16(w.raw, a.raw);
+  return VI{_mm_add_epi32(acc.raw, _mm_madd_epi16(p16, _mm_set1_epi16(1)))};
+#else
+  const DI di;
+  const VI ff = hn::Set(di, 0xFF);
+  acc = hn::Add(acc, hn::Mul(hn::And(w, ff), hn::ShiftRight<24>(hn::ShiftLeft<24>(a))));
+  acc = hn::Add(acc, hn::Mul(hn::And(hn::ShiftRight<8>(w), ff), hn::ShiftRight<24>(hn::ShiftLeft<16>(a))));
+  acc = hn::Add(acc, hn::Mul(hn::And(hn::ShiftRight<16>(w), ff), hn::ShiftRight<24>(hn::ShiftLeft<8>(a))));
+  return hn::Add(acc, hn::Mul(hn::ShiftRight<24>(w), hn::ShiftRight<24>(a)));
+#endif
+}
+
+// Scale and offset vectors of one (tile, group): w = fma(q, s, o).
+template <bool kWide>
+HWY_INLINE void LoadParams(const uint8_t* pp, VF* s, VF* o) {
+  const DF df;
+  for (size_t p = 0; p < kP; ++p) {
+    if constexpr (kWide) {
+      s[p] = hn::LoadU(df, reinterpret_cast<const float*>(pp) + p * kL);
+      o[p] = hn::LoadU(df, reinterpret_cast<const float*>(pp + 64) + p * kL);
+    } else {
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      const hn::Rebind<uint8_t, DI> d8;
+      const DI di;
+      s[p] = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(pp) + p * kL));
+      const VF z = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, pp + 32 + p * kL)));
+      o[p] = hn::Neg(hn::Mul(s[p], z));
+    }
+  }
+}
+
+// f32 path micro-kernel: y[m][0..16) (+)= Σ over groups [0, ng) of x[m]·w for MR activation rows.
+// codes/params point at the tile's first group of the block; x at the block's first column of row
+// 0 (row stride xs); y at the tile's first column of row 0 (stride ys); first: start from 0.
+template <int MR, bool kWide>
+HWY_NOINLINE void MicroF32(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_RESTRICT params, size_t pb,
+                           int64_t ng, int64_t G, const float* HWY_RESTRICT x, int64_t xs, float* HWY_RESTRICT y,
+                           int64_t ys, bool first) {
+  const DF df;
+  const DU du;
+  const DI di;
+  VF acc[MR][kP];
+  for (int m = 0; m < MR; ++m)
+    for (size_t p = 0; p < kP; ++p) acc[m][p] = first ? hn::Zero(df) : hn::LoadU(df, y + m * ys + p * kL);
+  const VU m4 = hn::Set(du, 0xFu);
+  const int64_t chunks = G / kChunkCols;
+  for (int64_t g = 0; g < ng; ++g) {
+    VF s[kP], o[kP];
+    LoadParams<kWide>(params + size_t(g) * pb, s, o);
+    const uint8_t* cg = codes + size_t(g * chunks) * kChunkBytes;
+    const float* xg = x + g * G;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const uint32_t* ch = reinterpret_cast<const uint32_t*>(cg + size_t(c) * kChunkBytes);
+      const float* xc = xg + c * kChunkCols;
+      VU v[kP];
+      for (size_t p = 0; p < kP; ++p) v[p] = hn::Load(du, ch + p * kL);
+#define AWQ_F32_STEP(SHIFT, J)                                                             \
+  for (size_t p = 0; p < kP; ++p) {                                                        \
+    const VF q = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRight<SHIFT>(v[p]), m4))); \
+    const VF wv = hn::MulAdd(q, s[p], o[p]);                                               \
+    for (int m = 0; m < MR; ++m) acc[m][p] = hn::MulAdd(hn::Set(df, xc[m * xs + J]), wv, acc[m][p]); \
+  }
+      AWQ_F32_STEP(0, 0)
+      AWQ_F32_STEP(8, 1)
+      AWQ_F32_STEP(16, 2)
+      AWQ_F32_STEP(24, 3)
+      AWQ_F32_STEP(4, 4)
+      AWQ_F32_STEP(12, 5)
+      AWQ_F32_STEP(20, 6)
+      AWQ_F32_STEP(28, 7)
+#undef AWQ_F32_STEP
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (size_t p = 0; p < kP; ++p) hn::StoreU(acc[m][p], df, y + m * ys + p * kL);
+}
+
+// int8 path micro-kernel. a: int8 activations (stride as), d/ds: per-(row, group) scale and
+// scale·Σa at the block's first group (row stride gs).
+template <int MR, bool kWide>
+HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_RESTRICT params, size_t pb,
+                          int64_t ng, int64_t G, const int8_t* HWY_RESTRICT a, int64_t as,
+                          const float* HWY_RESTRICT d, const float* HWY_RESTRICT ds, int64_t gs,
+                          float* HWY_RESTRICT y, int64_t ys, bool first) {
+  const DF df;
+  const DU du;
+  const DI di;
+  VF yacc[MR][kP];
+  for (int m = 0; m < MR; ++m)
+    for (size_t p = 0; p < kP; ++p) yacc[m][p] = first ? hn::Zero(df) : hn::LoadU(df, y + m * ys + p * kL);
+  const VU m4 = hn::Set(du, 0x0F0F0F0Fu);
+  const int64_t chunks = G / kChunkCols;
+  for (int64_t g = 0; g < ng; ++g) {
+    VF s[kP], o[kP];
+    LoadParams<kWide>(params + size_t(g) * pb, s, o);
+    VI iacc[MR][kP];
+    for (int m = 0; m < MR; ++m)
+      for (size_t p = 0; p < kP; ++p) iacc[m][p] = hn::Zero(di);
+    const uint8_t* cg = codes + size_t(g * chunks) * kChunkBytes;
+    const int8_t* ag = a + g * G;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const uint32_t* ch = reinterpret_cast<const uint32_t*>(cg + size_t(c) * kChunkBytes);
+      VI lo[kP], hi[kP];
+      for (size_t p = 0; p < kP; ++p) {
+        const VU v = hn::Load(du, ch + p * kL);
+        lo[p] = hn::BitCast(di, hn::And(v, m4));
+        hi[p] = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v), m4));
+      }
+      for (int m = 0; m < MR; ++m) {
+        int32_t a0, a1;
+        std::memcpy(&a0, ag + m * as + c * kChunkCols, 4);
+        std::memcpy(&a1, ag + m * as + c * kChunkCols + 4, 4);
+        const VI b0 = hn::Set(di, a0), b1 = hn::Set(di, a1);
+        for (size_t p = 0; p < kP; ++p) iacc[m][p] = Dot4(Dot4(iacc[m][p], lo[p], b0), hi[p], b1);
+      }
+    }
+    for (int m = 0; m < MR; ++m) {
+      const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
+      for (size_t p = 0; p < kP; ++p) {
+        const VF t = hn::MulAdd(o[p], dsv, yacc[m][p]);
+        yacc[m][p] = hn::MulAdd(hn::Mul(s[p], dv), hn::ConvertTo(df, iacc[m][p]), t);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (size_t p = 0; p < kP; ++p) hn::StoreU(yacc[m][p], df, y + m * ys + p * kL);
+}
+
+// Rounds to bf16 (nearest even; NaN not special-cased) and stores L values.
+HWY_INLINE void StoreBF16(VF v, uint16_t* p) {
+  const DU du;
+  const DI di;
+  const hn::Rebind<int16_t, DI> d16;
+  const VU u = hn::BitCast(du, v);
+  const VU r = hn::Add(u, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u))));
+  hn::StoreU(hn::DemoteTo(d16, hn::ShiftRight<16>(hn::BitCast(di, r))), d16, reinterpret_cast<int16_t*>(p));
+}
+
+HWY_INLINE void StoreOut(VF v, DType t, void* base, size_t i) {
+  const DF df;
+  if (t == DType::F32) {
+    hn::StoreU(v, df, static_cast<float*>(base) + i);
+  } else if (t == DType::BF16) {
+    StoreBF16(v, static_cast<uint16_t*>(base) + i);
+  } else {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    hn::StoreU(hn::DemoteTo(dh, v), dh, static_cast<hwy::float16_t*>(base) + i);
+  }
+}
+
+template <bool kWide>
+void RunTile(const PackedLinear& w, Path path, int64_t t, int64_t g0, int64_t ng, int64_t m0, int64_t mr,
+             const KernelScratch& S, float* yrow0, int64_t np, bool first) {
+  const size_t pb = w.param_bytes();
+  const uint8_t* codes = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(g0 * (w.group / kChunkCols)) * kChunkBytes;
+  const uint8_t* params = w.params.data() + size_t(t * w.n_groups + g0) * pb;
+  int64_t m = m0;
+  while (m < m0 + mr) {
+    const int64_t left = m0 + mr - m;
+    float* y = yrow0 + size_t(m) * size_t(np) + size_t(t * kPackRows);
+    auto call = [&](auto mr_tag) HWY_ATTR {
+      constexpr int R = decltype(mr_tag)::value;
+      if (path == Path::kF32) {
+        MicroF32<R, kWide>(codes, params, pb, ng, w.group, S.xf.data() + size_t(m * w.k_pad + g0 * w.group), w.k_pad,
+                           y, np, first);
+      } else {
+        MicroI8<R, kWide>(codes, params, pb, ng, w.group, S.a.data() + size_t(m * w.k_pad + g0 * w.group), w.k_pad,
+                          S.d.data() + size_t(m * w.n_groups + g0), S.ds.data() + size_t(m * w.n_groups + g0),
+                          w.n_groups, y, np, first);
+      }
+      m += R;
+    };
+    if (kMaxMR >= 8 && left >= 8) {
+      call(std::integral_constant<int, (kMaxMR >= 8 ? 8 : 1)>());
+    } else if (kMaxMR >= 4 && left >= 4) {
+      call(std::integral_constant<int, (kMaxMR >= 4 ? 4 : 1)>());
+    } else if (kMaxMR >= 2 && left >= 2) {
+      call(std::integral_constant<int, (kMaxMR >= 2 ? 2 : 1)>());
+    } else {
+      call(std::integral_constant<int, 1>());
+    }
+  }
+}
+
+void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout, DType yt, Path path,
+           ThreadPool& pool) {
+  KernelScratch& S = kernel_scratch();
+  const int64_t kp = w.k_pad, np = w.n_tiles * kPackRows;
+  const int threads = pool.size();
+  if (S.xf.size() < size_t(m * kp)) S.xf.resize(size_t(m * kp));
+  if (S.y.size() < size_t(m * np)) S.y.resize(size_t(m * np));
+  if (path == Path::kInt8) {
+    if (S.a.size() < size_t(m * kp)) S.a.resize(size_t(m * kp));
+    if (S.d.size() < size_t(m * w.n_groups)) S.d.resize(size_t(m * w.n_groups)), S.ds.resize(size_t(m * w.n_groups));
+  }
+  // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
+  const int64_t row_tasks = std::min<int64_t>(m, 4 * threads);
+  pool.run(row_tasks, [&](int64_t task, int) {
+    const int64_t r0 = m * task / row_tasks, r1 = m * (task + 1) / row_tasks;
+    float* xf = S.xf.data() + size_t(r0 * kp);
+    pack_activations_f32(w, x, xt, r0, r1, xf);
+    if (path == Path::kInt8)
+      quantize_activations_i8(w, xf, r0, r1, S.a.data() + size_t(r0 * kp), S.d.data() + size_t(r0 * w.n_groups),
+                              S.ds.data() + size_t(r0 * w.n_groups));
+  });
+  // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
+  // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
+  const int64_t kb = m <= kMaxMR ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
+  const int64_t tb = std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
+  float* ys = S.y.data();
+  pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
+    const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
+    for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
+      const int64_t ng = std::min(kb, w.n_groups - g0);
+      for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
+        const int64_t mr = std::min<int64_t>(kMaxMR, m - m0);
+        for (int64_t t = t0; t < t1; ++t) {
+          if (w.wide)
+            RunTile<true>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0);
+          else
+            RunTile<false>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0);
+        }
+      }
+    }
+    // Output pass for this task's columns: + bias, round once to the output dtype.
+    const DF df;
+    const int64_t c0 = t0 * kPackRows, c1 = std::min(w.n, t1 * kPackRows);
+    for (int64_t mi = 0; mi < m; ++mi) {
+      const float* src = ys + size_t(mi * np);
+      int64_t c = c0;
+      for (; c + int64_t(kL) <= c1; c += kL) {
+        VF v = hn::LoadU(df, src + c);
+        if (!w.bias.empty()) v = hn::Add(v, hn::LoadU(df, w.bias.data() + c));
+        StoreOut(v, yt, yout, size_t(mi * w.n + c));
+      }
+      for (; c < c1; ++c) {
+        float v = src[c];
+        if (!w.bias.empty()) v += w.bias[size_t(c)];
+        store_float(static_cast<uint8_t*>(yout), yt, size_t(mi * w.n + c), v);
+      }
+    }
+  });
+}
+
+void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool) {
+  if (r0 >= r1) return;
+  const int64_t t_begin = r0 / kPackRows, t_end = (r1 + kPackRows - 1) / kPackRows;
+  const int64_t G = w.group, sg = w.source_group, chunks = G / kChunkCols;
+  const bool pqs = !w.pre_quant_scale.empty();
+  pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
+    const DF df;
+    const DI di;
+    const hn::Rebind<uint8_t, DI> d8;
+    const int64_t t = t_begin + task;
+    // Row-major codes of the tile for one group; +kL bytes of slack for the vector loads.
+    KernelScratch& S = kernel_scratch();
+    if (S.bytes.size() < size_t(kPackRows * G + 64)) S.bytes.resize(size_t(kPackRows * G + 64));
+    uint8_t* rm = S.bytes.data();
+    float s[kPackRows], o[kPackRows];
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      group_params(w, t, g, s, o);
+      const uint8_t* cg = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(g * chunks) * kChunkBytes;
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t r = 0; r < kPackRows; ++r) {
+          uint32_t lane;
+          std::memcpy(&lane, cg + c * kChunkBytes + 4 * r, 4);
+          const uint64_t v = uint64_t(lane & 0x0F0F0F0Fu) | (uint64_t((lane >> 4) & 0x0F0F0F0Fu) << 32);
+          std::memcpy(rm + r * G + c * kChunkCols, &v, 8);
+        }
+      const int64_t col0 = g * sg, cols = std::min(sg, w.k - col0);
+      for (int64_t r = 0; r < kPackRows; ++r) {
+        const int64_t row = t * kPackRows + r;
+        if (row < r0 || row >= r1) continue;
+        const size_t base = size_t((row - r0) * w.k + col0);
+        const VF sv = hn::Set(df, s[r]), ov = hn::Set(df, o[r]);
+        const uint8_t* q8 = rm + r * G;
+        int64_t j = 0;
+        for (; j + int64_t(kL) <= cols; j += kL) {
+          VF v = hn::MulAdd(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, q8 + j))), sv, ov);
+          if (pqs) v = hn::Mul(v, hn::LoadU(df, w.pre_quant_scale.data() + col0 + j));
+          StoreOut(v, out, dst, base + size_t(j));
+        }
+        for (; j < cols; ++j) {
+          float v = std::fma(float(q8[j]), s[r], o[r]);
+          if (pqs) v *= w.pre_quant_scale[size_t(col0 + j)];
+          store_float(static_cast<uint8_t*>(dst), out, base + size_t(j), v);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace awq::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "hwy/targets.h"
+
+namespace awq::kernels {
+
+HWY_EXPORT(GemmT);
+HWY_EXPORT(DequantT);
+HWY_EXPORT(TargetNameT);
+
+void gemm_simd(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path,
+               ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(GemmT)(w, x, xt, m, y, yt, path, pool);
+}
+
+void dequantize_simd(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(DequantT)(w, out, r0, r1, dst, pool);
+}
+
+std::string active_target() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }
+
+namespace {
+int64_t real_supported() {
+  static const int64_t s = hwy::SupportedTargets();  // before any force_target()
+  return s;
+}
+
+std::string missing_features(int64_t bits) {
+  std::string miss;
+  auto need = [&](bool have, const char* f) {
+    if (!have) miss += miss.empty() ? f : std::string(", ") + f;
+  };
+  __builtin_cpu_init();
+  if (bits & (HWY_AVX3_DL | HWY_AVX3)) {
+    need(__builtin_cpu_supports("avx512f"), "avx512f");
+    need(__builtin_cpu_supports("avx512bw"), "avx512bw");
+    need(__builtin_cpu_supports("avx512vl"), "avx512vl");
+    need(__builtin_cpu_supports("avx512dq"), "avx512dq");
+  }
+  if (bits & HWY_AVX3_DL) {
+    need(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
+    need(__builtin_cpu_supports("avx512vbmi2"), "avx512vbmi2");
+    need(__builtin_cpu_supports("avx512bitalg"), "avx512bitalg");
+    need(__builtin_cpu_supports("avx512vpopcntdq"), "avx512vpopcntdq");
+    need(__builtin_cpu_supports("vpclmulqdq"), "vpclmulqdq");
+    need(__builtin_cpu_supports("vaes"), "vaes");
+  }
+  if (bits & HWY_AVX2) {
+    need(__builtin_cpu_supports("avx2"), "avx2");
+    need(__builtin_cpu_supports("fma"), "fma");
+    need(__builtin_cpu_supports("bmi2"), "bmi2");
+  }
+  if (bits & HWY_SSE4) need(__builtin_cpu_supports("sse4.2"), "sse4.2");
+  return miss.empty() ? "not reported as supported by hwy::SupportedTargets()" : "CPU lacks " + miss;
+}
+}  // namespace
+
+std::vector<TargetInfo> compiled_targets() {
+  std::vector<TargetInfo> out;
+  const int64_t supported = real_supported();
+  for (int64_t ts = HWY_TARGETS; ts != 0; ts &= ts - 1) {
+    const int64_t bit = ts & -ts;
+    TargetInfo info;
+    info.bits = bit;
+    info.name = hwy::TargetName(bit);
+    info.runnable = (supported & bit) != 0;
+    if (!info.runnable) info.why_not = missing_features(bit);
+    out.push_back(info);
+  }
+  return out;
+}
+
+void force_target(int64_t bits) {
+  real_supported();
+  hwy::SetSupportedTargetsForTest(bits);
+}
+
+}  // namespace awq::kernels
+#endif  // HWY_ONCE
