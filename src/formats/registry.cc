@@ -22,6 +22,7 @@ const std::vector<Layout>& layouts() {
       {"autoawq-gemv-fast", open_autoawq_gemv_fast, ".qweight"},
       {"gptq", open_gptq, ".qweight"},
       {"compressed-tensors", open_compressed_tensors, ".weight_packed"},
+      {"modelopt", open_modelopt, ".weight_scale"},
   };
   return k;
 }
