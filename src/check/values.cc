@@ -72,9 +72,12 @@ float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
 void check_zero_points(const Ctx& c, const QuantLinear& q, const std::string& zt) {
   const int32_t hi = (1 << q.bits) - 1;
   size_t bad = 0, first = SIZE_MAX;
+  // GPTQ v1 stores z − 1, and the reader decodes (stored + 1) & hi as AutoGPTQ does, so a decoded 0
+  // can only come from a stored nibble 15: a zero point 0 the packer wrote as −1.
+  const bool v1 = c.reader->scheme().format == "gptq" && c.reader->scheme().gptq_format == "v1";
   if (q.zero_mode == ZeroMode::kInteger) {
     for (size_t i = 0; i < q.zeros.size(); ++i)
-      if ((q.zeros[i] < 0 || q.zeros[i] > hi) && bad++ == 0) first = i;
+      if ((q.zeros[i] < 0 || q.zeros[i] > hi || (v1 && q.zeros[i] == 0)) && bad++ == 0) first = i;
   } else if (q.zero_mode == ZeroMode::kScaledFma) {
     for (size_t i = 0; i < q.scaled_zeros.size(); ++i) {
       const float s = q.scales[i];
@@ -89,10 +92,12 @@ void check_zero_points(const Ctx& c, const QuantLinear& q, const std::string& zt
   const QuantScheme& s = c.reader->scheme();
   if (q.zero_mode == ZeroMode::kInteger) {
     val = "zero point " + std::to_string(q.zeros[first]);
-    if (s.format == "gptq" && s.gptq_format == "v1")
-      val += " (stored nibble " + std::to_string(q.zeros[first] - 1) + " + 1" +
-             (q.zeros[first] == hi + 1 ? ": the mark of a zero point 0 that the packer wrote as -1 across the whole int32 word, "
-                                         "which also corrupts the 7 other zero points in that word" : "") + ")";
+    if (v1 && q.zeros[first] == 0)
+      val += " (stored nibble " + std::to_string(hi) + " + 1, masked to 0 as AutoGPTQ reads it, " + std::to_string(hi + 1) +
+             " in ExLlama/vLLM: the mark of a zero point 0 that the packer wrote as -1 across the whole int32 word, "
+             "which also corrupts the 7 other zero points in that word)";
+    else if (v1)
+      val += " (stored nibble " + std::to_string(q.zeros[first] - 1) + " + 1)";
   } else {
     val = "scaled zero " + fmt_num(q.scaled_zeros[first]) + " = -" + fmt_num(-q.scaled_zeros[first] / q.scales[first]) + " x scale";
   }
