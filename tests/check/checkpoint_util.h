@@ -1,0 +1,91 @@
+// Test helpers for building defective checkpoints from golden ones (header-only).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "awq/dtype.h"
+#include "awq/safetensors.h"
+#include "test_util.h"
+
+namespace awq::test {
+
+// A copy of tests/data/golden/<name>/model (or tests/data/<name> when that is a model dir) in a
+// temporary directory, with editors for its tensors, config and sharding.
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::string& golden) {
+    std::string src = data_path("golden/" + golden + "/model");
+    if (!std::filesystem::exists(src)) src = data_path(golden);
+    copy_dir(src, dir());
+  }
+  std::string dir() const { return tmp_ / "m"; }
+  std::string file(const std::string& n) const { return dir() + "/" + n; }
+  void edit_tensors(const std::function<void(std::vector<EditTensor>&)>& fn,
+                    std::map<std::string, std::string> metadata = {{"format", "pt"}}) {
+    rewrite_safetensors(file("model.safetensors"), fn, std::move(metadata));
+  }
+  void edit_config(const std::function<void(nlohmann::json&)>& fn) { edit_json(file("config.json"), fn); }
+  // Splits model.safetensors into n shards with a correct model.safetensors.index.json.
+  void shard(size_t n) {
+    std::vector<EditTensor> ts;
+    {
+      SafetensorsFile f(file("model.safetensors"));
+      for (const auto& t : f.tensors())
+        ts.push_back({t.name, t.dtype, t.shape, std::string(reinterpret_cast<const char*>(t.data), t.nbytes)});
+    }
+    nlohmann::json idx;
+    uint64_t total = 0;
+    for (size_t s = 0; s < n; ++s) {
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, n);
+      std::vector<TensorSpec> specs;
+      std::vector<const EditTensor*> mine;
+      for (size_t i = s; i < ts.size(); i += n) {
+        specs.push_back({ts[i].name, ts[i].dtype, ts[i].shape});
+        mine.push_back(&ts[i]);
+        idx["weight_map"][ts[i].name] = name;
+        total += ts[i].bytes.size();
+      }
+      SafetensorsWriter w(file(name), specs);
+      for (const auto* t : mine) w.append(t->bytes.data(), t->bytes.size());
+      w.commit();
+    }
+    idx["metadata"]["total_size"] = total;
+    write_bytes(file("model.safetensors.index.json"), idx.dump(2));
+    std::filesystem::remove(file("model.safetensors"));
+  }
+
+ private:
+  TempDir tmp_;
+};
+
+inline EditTensor& tensor(std::vector<EditTensor>& ts, const std::string& name) {
+  for (auto& t : ts)
+    if (t.name == name) return t;
+  throw std::runtime_error("test: no tensor " + name);
+}
+inline void erase(std::vector<EditTensor>& ts, const std::string& name) {
+  std::erase_if(ts, [&](const EditTensor& t) { return t.name == name; });
+}
+inline void set_f16(EditTensor& t, size_t i, float v) {
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(t.bytes.data() + 2 * i, &h, 2);
+}
+inline void set_f32(EditTensor& t, size_t i, float v) { std::memcpy(t.bytes.data() + 4 * i, &v, 4); }
+inline void set_u32(EditTensor& t, size_t i, uint32_t v) { std::memcpy(t.bytes.data() + 4 * i, &v, 4); }
+// Converts an F16 tensor to F32 in place.
+inline void to_f32(EditTensor& t) {
+  std::string out(t.bytes.size() * 2, '\0');
+  for (size_t i = 0; i < t.bytes.size() / 2; ++i) {
+    const float f = load_float(reinterpret_cast<const uint8_t*>(t.bytes.data()), DType::F16, i);
+    std::memcpy(out.data() + 4 * i, &f, 4);
+  }
+  t.bytes = out;
+  t.dtype = DType::F32;
+}
+
+}  // namespace awq::test
