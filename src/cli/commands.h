@@ -10,5 +10,6 @@ using Action = std::function<int()>;
 Action add_inspect(CLI::App& app);
 Action add_dequantize(CLI::App& app);
 Action add_check(CLI::App& app);
+Action add_repair(CLI::App& app);
 
 }  // namespace awq::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_inspect);
   reg(awq::cli::add_dequantize);
   reg(awq::cli::add_check);
+  reg(awq::cli::add_repair);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -8,10 +8,13 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/progress.h"
+#include "convert/shard_writer.h"
 
 namespace fs = std::filesystem;
 
 namespace awq {
+
+using namespace convert_detail;
 
 std::string torch_dtype_name(DType t) {
   switch (t) {
@@ -30,20 +33,6 @@ std::optional<DType> parse_torch_dtype(const std::string& s) {
 }
 
 namespace {
-
-std::string fmt_shard_name(size_t i, size_t n) {
-  char b[64];
-  std::snprintf(b, sizeof b, "model-%05zu-of-%05zu.safetensors", i, n);
-  return b;
-}
-
-// One output tensor: either a stored tensor copied unchanged or a quantized module to dequantize.
-struct OutTensor {
-  std::string name;
-  const TensorView* copy = nullptr;  // passthrough source
-  std::string module;                // quantized module (when copy == nullptr)
-  TensorSpec spec;
-};
 
 DType default_dtype(const ModelDir& dir, const FormatReader& reader) {
   if (reader.modules().empty()) return DType::F16;
@@ -66,89 +55,45 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   // Plan the output tensors in name order: every module becomes "<module>.weight" [N, K].
   std::set<std::string> consumed;
   std::vector<OutTensor> plan;
-  for (const auto& m : reader.modules()) {
+  for (const auto& m : reader.modules())
     for (const auto& t : reader.module_tensors(m)) consumed.insert(t);
-  }
+  const DType dt = res.dtype;
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
-    OutTensor o;
-    o.name = reader.dense_name(m);
-    o.module = m;
-    o.spec = {o.name, res.dtype, {info.n, info.k}};
-    plan.push_back(std::move(o));
+    plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, m, dt](SafetensorsWriter& w) {
+                      const QuantLinear q = reader.read(m);
+                      std::vector<uint8_t> buf;
+                      const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / (size_t(q.k) * dtype_size(dt))));
+                      for (int64_t r = 0; r < q.n; r += rows_per_chunk) {
+                        const int64_t r1 = std::min(q.n, r + rows_per_chunk);
+                        buf.resize(size_t(r1 - r) * size_t(q.k) * dtype_size(dt));
+                        dequantize_rows_ref(q, dt, r, r1, buf.data());
+                        w.append(buf.data(), buf.size());
+                      }
+                    }});
+    ++res.modules;
   }
-  for (const TensorView* t : dir.tensors()) {
-    if (consumed.count(t->name)) continue;
-    OutTensor o;
-    o.name = reader.dense_tensor_name(t->name);
-    o.copy = t;
-    o.spec = {o.name, t->dtype, t->shape};
-    plan.push_back(std::move(o));
-  }
-  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.name < b.name; });
+  for (const TensorView* t : dir.tensors())
+    if (!consumed.count(t->name)) plan.push_back(copy_of(*t, reader.dense_tensor_name(t->name)));
+  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
+  for (size_t i = 1; i < plan.size(); ++i)
+    if (plan[i].spec.name == plan[i - 1].spec.name)
+      fail(dir.path(), plan[i].spec.name, "would be written twice (stored dense and as a quantized module)");
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
-  for (size_t i = 1; i < plan.size(); ++i)
-    if (plan[i].name == plan[i - 1].name) fail(dir.path(), plan[i].name, "would be written twice (stored dense and as a quantized module)");
-
-  // Greedy sharding in order; a tensor larger than the limit gets a shard of its own.
-  std::vector<std::vector<size_t>> shards(1);
-  uint64_t cur = 0;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const uint64_t b = plan[i].spec.nbytes();
-    if (!shards.back().empty() && cur + b > opt.max_shard_bytes) {
-      shards.emplace_back();
-      cur = 0;
-    }
-    shards.back().push_back(i);
-    cur += b;
-  }
 
   OutputDir out(opt.out_dir, opt.force);
   Progress bar("dequantize", total, opt.progress);
-  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
-  std::vector<uint8_t> buf;
-  for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string fname = shards.size() == 1 ? "model.safetensors"
-        : fmt_shard_name(s + 1, shards.size());
-    std::vector<TensorSpec> specs;
-    for (size_t i : shards[s]) specs.push_back(plan[i].spec);
-    SafetensorsWriter w(out.file(fname), specs);
-    for (size_t i : shards[s]) {
-      const OutTensor& o = plan[i];
-      if (o.copy) {
-        w.append(o.copy->data, o.copy->nbytes);
-      } else {
-        const QuantLinear q = reader.read(o.module);
-        const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / (size_t(q.k) * dtype_size(res.dtype))));
-        for (int64_t r = 0; r < q.n; r += rows_per_chunk) {
-          const int64_t r1 = std::min(q.n, r + rows_per_chunk);
-          buf.resize(size_t(r1 - r) * size_t(q.k) * dtype_size(res.dtype));
-          dequantize_rows_ref(q, res.dtype, r, r1, buf.data());
-          w.append(buf.data(), buf.size());
-        }
-        ++res.modules;
-      }
-      weight_map[o.name] = fname;
-      bar.advance(o.spec.nbytes());
-      ++res.tensors;
-    }
-    w.commit();
-  }
+  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
   bar.finish();
-  res.shards = shards.size();
-  res.bytes = total;
-  if (shards.size() > 1) {
-    nlohmann::ordered_json idx;
-    idx["metadata"] = {{"total_size", total}};
-    idx["weight_map"] = weight_map;
-    write_file_atomic(out.file("model.safetensors.index.json"), idx.dump(2) + "\n");
-  }
+  res.shards = sr.shards;
+  res.tensors = sr.tensors;
+  res.bytes = sr.bytes;
   nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(dir.config().dump());
   cfg.erase("quantization_config");
   cfg["torch_dtype"] = torch_dtype_name(res.dtype);
   write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
-  for (const auto& f : dir.auxiliary_files()) copy_file_atomic((fs::path(dir.path()) / f).string(), out.file(f));
+  copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
   out.commit();
   return res;
 }

@@ -1,0 +1,184 @@
+// `awq repair`: each fixable defect is fixed (check is clean afterwards), every tensor keeps its
+// bytes, and the input is never edited.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "awq/check.h"
+#include "awq/error.h"
+#include "awq/model_dir.h"
+#include "awq/repair.h"
+#include "check/checkpoint_util.h"
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+namespace fs = std::filesystem;
+using test::EditTensor;
+
+std::string all_findings(const CheckReport& r) {
+  std::string s;
+  for (const auto& f : r.findings) s += severity_name(f.severity) + " " + f.code + " " + f.tensor + ": " + f.message + "\n";
+  return s;
+}
+
+std::string changes(const RepairResult& r) {
+  std::string s;
+  for (const auto& c : r.changes) s += c + "\n";
+  return s;
+}
+
+// Every tensor of `want` is in `got` with identical bytes (rename maps want-name -> got-name).
+void expect_same_tensors(const std::string& want_dir, const std::string& got_dir, const std::map<std::string, std::string>& rename = {},
+                         const std::set<std::string>& dropped = {}) {
+  ModelDir want(want_dir), got(got_dir);
+  for (const TensorView* t : want.tensors()) {
+    if (dropped.count(t->name)) {
+      EXPECT_EQ(got.find(t->name), nullptr) << t->name;
+      continue;
+    }
+    auto r = rename.find(t->name);
+    const TensorView* g = got.find(r == rename.end() ? t->name : r->second);
+    ASSERT_NE(g, nullptr) << t->name;
+    EXPECT_EQ(g->dtype, t->dtype);
+    EXPECT_EQ(g->shape, t->shape);
+    ASSERT_EQ(g->nbytes, t->nbytes);
+    EXPECT_EQ(std::memcmp(g->data, t->data, t->nbytes), 0) << t->name;
+  }
+  EXPECT_EQ(got.tensors().size(), want.tensors().size() - dropped.size());
+}
+
+struct Repaired {
+  test::TempDir out;
+  RepairResult result;
+  std::string dir() const { return out / "fixed"; }
+};
+
+std::unique_ptr<Repaired> repair(const std::string& in) {
+  auto r = std::make_unique<Repaired>();
+  RepairOptions opt;
+  opt.out_dir = r->dir();
+  opt.progress = false;
+  r->result = repair_model(in, opt);
+  return r;
+}
+
+TEST(Repair, RestoresEmbeddingFromLoneLmHead) {
+  test::Checkpoint m("awq-gemm-tied");
+  m.edit_tensors([](std::vector<EditTensor>& ts) { test::tensor(ts, "model.embed_tokens.weight").name = "lm_head.weight"; });
+  ASSERT_TRUE(check_model(m.dir()).has("tied-lm-head-only"));
+  const std::string before = test::read_bytes(m.file("model.safetensors"));
+  auto r = repair(m.dir());
+  EXPECT_NE(changes(r->result).find("restored model.embed_tokens.weight"), std::string::npos) << changes(r->result);
+  const auto c = check_model(r->dir());
+  EXPECT_EQ(c.count(Severity::kError), 0u) << all_findings(c);
+  expect_same_tensors(test::data_path("golden/awq-gemm-tied/model"), r->dir());
+  EXPECT_EQ(test::read_bytes(m.file("model.safetensors")), before);  // input untouched
+}
+
+TEST(Repair, DropsTiedDuplicate) {
+  test::Checkpoint m("awq-gemm-tied");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    EditTensor h = test::tensor(ts, "model.embed_tokens.weight");
+    h.name = "lm_head.weight";
+    ts.push_back(h);
+  });
+  auto r = repair(m.dir());
+  EXPECT_NE(changes(r->result).find("dropped lm_head.weight"), std::string::npos) << changes(r->result);
+  EXPECT_FALSE(check_model(r->dir()).has("tied-duplicate"));
+  expect_same_tensors(m.dir(), r->dir(), {}, {"lm_head.weight"});
+}
+
+TEST(Repair, AddsFormatMetadata) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_tensors([](std::vector<EditTensor>&) {}, {});
+  auto r = repair(m.dir());
+  EXPECT_NE(changes(r->result).find("format \"pt\""), std::string::npos) << changes(r->result);
+  SafetensorsFile f(r->dir() + "/model.safetensors");
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  EXPECT_EQ(check_model(r->dir()).count(Severity::kError), 0u);
+  expect_same_tensors(m.dir(), r->dir());
+}
+
+TEST(Repair, MovesLegacyQuantConfigAndNormalisesKeys) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c.erase("quantization_config"); });
+  test::write_bytes(m.file("quant_config.json"), R"({"zero_point": true, "q_group_size": 32, "w_bit": 4, "version": "GEMM"})");
+  auto r = repair(m.dir());
+  EXPECT_FALSE(fs::exists(r->dir() + "/quant_config.json"));
+  const auto cfg = read_json_file(r->dir() + "/config.json");
+  const auto want = read_json_file(test::data_path("golden/awq-gemm-g32/model/config.json"))["quantization_config"];
+  EXPECT_EQ(cfg["quantization_config"], want) << cfg["quantization_config"].dump();
+  const auto c = check_model(r->dir());
+  EXPECT_EQ(c.count(Severity::kError) + c.count(Severity::kWarning), 0u) << all_findings(c);
+}
+
+TEST(Repair, WritesMissingConfigFromTensors) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c.erase("quantization_config"); });
+  auto r = repair(m.dir());
+  const auto cfg = read_json_file(r->dir() + "/config.json");
+  const auto want = read_json_file(test::data_path("golden/awq-gemm-g32/model/config.json"));
+  EXPECT_EQ(cfg, want);  // exactly what AutoAWQ wrote
+}
+
+TEST(Repair, ReplacesContradictingVersion) {
+  test::Checkpoint m("awq-gemm-g64");
+  m.edit_config([](nlohmann::json& c) { c["quantization_config"]["version"] = "gemv"; });
+  auto r = repair(m.dir());
+  EXPECT_EQ(read_json_file(r->dir() + "/config.json")["quantization_config"]["version"], "gemm") << changes(r->result);
+  EXPECT_EQ(check_model(r->dir()).count(Severity::kError), 0u);
+}
+
+TEST(Repair, RewritesTheIndex) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.shard(3);
+  test::edit_json(m.file("model.safetensors.index.json"), [](nlohmann::json& j) {
+    j["weight_map"].erase("model.norm.weight");
+    j["metadata"]["total_size"] = 1;
+  });
+  ASSERT_TRUE(check_model(m.dir()).has("index-tensor-unlisted"));
+  auto r = repair(m.dir());
+  EXPECT_NE(changes(r->result).find("rewrote model.safetensors.index.json"), std::string::npos) << changes(r->result);
+  const auto c = check_model(r->dir());
+  EXPECT_EQ(c.count(Severity::kError), 0u) << all_findings(c);
+  expect_same_tensors(test::data_path("golden/awq-gemm-g32/model"), r->dir());
+}
+
+TEST(Repair, CleanCheckpointIsCopiedUnchanged) {
+  auto r = repair(test::data_path("tiny-llama-awq"));
+  EXPECT_TRUE(r->result.changes.empty()) << changes(r->result);
+  expect_same_tensors(test::data_path("tiny-llama-awq"), r->dir());
+  EXPECT_TRUE(fs::exists(r->dir() + "/tokenizer.json"));
+  EXPECT_EQ(read_json_file(r->dir() + "/config.json"), read_json_file(test::data_path("tiny-llama-awq/config.json")));
+}
+
+TEST(Repair, MissingShardIsRefusedAndLeavesNothing) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.shard(2);
+  fs::remove(m.file("model-00002-of-00002.safetensors"));
+  test::TempDir out;
+  RepairOptions opt;
+  opt.out_dir = out / "fixed";
+  opt.progress = false;
+  EXPECT_THROW(repair_model(m.dir(), opt), Error);
+  EXPECT_FALSE(fs::exists(out / "fixed"));
+  EXPECT_TRUE(fs::is_empty(out.path()));
+}
+
+TEST(RepairCli, RefusesNonEmptyOutputWithoutForce) {
+  test::TempDir out;
+  fs::create_directories(out / "o");
+  test::write_bytes(out / "o/keep.txt", "x");
+  auto r = test::run_awq({"repair", test::data_path("tiny-llama-awq"), "-o", out / "o", "-q"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(fs::exists(out / "o/keep.txt"));
+  r = test::run_awq({"repair", test::data_path("tiny-llama-awq"), "-o", out / "o", "-q", "--force"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("nothing to repair"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out / "o/keep.txt"));
+}
+
+}  // namespace
+}  // namespace awq
