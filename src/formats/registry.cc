@@ -23,6 +23,7 @@ const std::vector<Layout>& layouts() {
       {"gptq", open_gptq, ".qweight"},
       {"compressed-tensors", open_compressed_tensors, ".weight_packed"},
       {"modelopt", open_modelopt, ".weight_scale"},
+      {"trtllm-npz", open_trtllm_npz, ":weights_scaling_factor"},
   };
   return k;
 }
