@@ -428,7 +428,9 @@ def dequant_trtllm_npz_module(arrays: dict, prefix: str, qkv: bool = False) -> n
         else:
             acc = ((ps[0] + ps[1]) + ps[2]) / ps[0].dtype.type(3.0)
             pqs16 = acc.astype(np.float16)
-    q = np.clip(np.round(x.astype(np.float32)), -8, 7)                   # round half to even
+    # round half to even, then .char() (int8) and clamp as the loader does: an integer code, so a
+    # negative x that rounds to 0 dequantizes to +0, never -0
+    q = np.clip(np.round(x.astype(np.float32)), -8, 7).astype(np.int8).astype(np.float32)
     prod = q * scale16.astype(np.float32)[:, np.arange(K) // G]         # exact
     prod = (prod * pqs16.astype(np.float32)[None, :]).astype(np.float32)
     return np.ascontiguousarray(prod.astype(np.float16))
