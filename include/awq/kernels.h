@@ -106,8 +106,9 @@ void gemm(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* 
           const GemmOptions& opt = {});
 // Scalar reference for gemm: same arithmetic, same order of f32 operations per output (so SIMD
 // results equal it exactly where the target has FMA, and for small-integer data everywhere).
+// With a pool, tiles are split over its threads (for benchmarks); without, single-threaded.
 void gemm_ref(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
-              Path path = Path::kF32);
+              Path path = Path::kF32, ThreadPool* pool = nullptr);
 
 // Dequantizes rows [row_begin, row_end) of W into dst (row-major, row stride k, dtype F32, BF16 or
 // F16, rounded to nearest even once). Like QuantLinear's dequantize_ref, the effective weight

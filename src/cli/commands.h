@@ -9,6 +9,7 @@ namespace awq::cli {
 using Action = std::function<int()>;
 Action add_inspect(CLI::App& app);
 Action add_dequantize(CLI::App& app);
+Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 

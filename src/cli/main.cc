@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   };
   reg(awq::cli::add_inspect);
   reg(awq::cli::add_dequantize);
+  reg(awq::cli::add_bench);
   reg(awq::cli::add_check);
   reg(awq::cli::add_repair);
   try {

@@ -1,5 +1,6 @@
 // Scalar reference kernels (kept forever). They spell out the exact sequence of f32 operations the
 // SIMD kernels perform per output, so that the two agree bit for bit on targets with FMA.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -28,7 +29,8 @@ void check_io(const PackedLinear& w, DType xt, int64_t m, DType yt) {
 
 }  // namespace
 
-void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path) {
+void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path,
+              ThreadPool* pool) {
   check_io(w, xt, m, yt);
   std::vector<float> xf(size_t(m * w.k_pad));
   pack_activations_f32(w, x, xt, 0, m, xf.data());
@@ -40,36 +42,51 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
     ds.resize(d.size());
     quantize_activations_i8(w, xf.data(), 0, m, a.data(), d.data(), ds.data());
   }
-  float s[kPackRows], o[kPackRows];
-  for (int64_t t = 0; t < w.n_tiles; ++t) {
-    for (int64_t r = 0; r < kPackRows; ++r) {
-      const int64_t n = t * kPackRows + r;
-      if (n >= w.n) break;
-      for (int64_t mi = 0; mi < m; ++mi) {
-        float acc = 0.f;
-        for (int64_t g = 0; g < w.n_groups; ++g) {
-          group_params(w, t, g, s, o);
-          if (path == Path::kF32) {
-            for (int64_t j = 0; j < w.group; ++j) {
-              const int64_t kk = g * w.group + j;
-              const float wv = std::fma(float(code_at(w, t, r, kk)), s[r], o[r]);
-              acc = std::fma(xf[size_t(mi * w.k_pad + kk)], wv, acc);
+  // Tiles are independent; a pool (benchmarks) splits them over threads, tests pass none.
+  auto tiles = [&](int64_t t0, int64_t t1) {
+    std::vector<float> acc(size_t(m * kPackRows));
+    std::vector<uint8_t> q(size_t(kPackRows * w.group));
+    float s[kPackRows], o[kPackRows];
+    for (int64_t t = t0; t < t1; ++t) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t g = 0; g < w.n_groups; ++g) {
+        group_params(w, t, g, s, o);
+        for (int64_t r = 0; r < kPackRows; ++r)
+          for (int64_t j = 0; j < w.group; ++j) q[size_t(r * w.group + j)] = uint8_t(code_at(w, t, r, g * w.group + j));
+        for (int64_t r = 0; r < kPackRows; ++r) {
+          const uint8_t* qr = &q[size_t(r * w.group)];
+          for (int64_t mi = 0; mi < m; ++mi) {
+            float& a_ = acc[size_t(mi * kPackRows + r)];
+            if (path == Path::kF32) {
+              const float* xr = &xf[size_t(mi * w.k_pad + g * w.group)];
+              for (int64_t j = 0; j < w.group; ++j) a_ = std::fma(xr[j], std::fma(float(qr[j]), s[r], o[r]), a_);
+            } else {
+              const int8_t* ar = &a[size_t(mi * w.k_pad + g * w.group)];
+              int32_t dot = 0;
+              for (int64_t j = 0; j < w.group; ++j) dot += int32_t(qr[j]) * int32_t(ar[j]);
+              const size_t gi = size_t(mi * w.n_groups + g);
+              const float sd = s[r] * d[gi];
+              a_ = std::fma(sd, float(dot), std::fma(o[r], ds[gi], a_));
             }
-          } else {
-            int32_t dot = 0;
-            for (int64_t j = 0; j < w.group; ++j) {
-              const int64_t kk = g * w.group + j;
-              dot += code_at(w, t, r, kk) * int32_t(a[size_t(mi * w.k_pad + kk)]);
-            }
-            const size_t gi = size_t(mi * w.n_groups + g);
-            const float sd = s[r] * d[gi];
-            acc = std::fma(sd, float(dot), std::fma(o[r], ds[gi], acc));
           }
         }
-        if (!w.bias.empty()) acc += w.bias[size_t(n)];
-        store_float(static_cast<uint8_t*>(y), yt, size_t(mi * w.n + n), acc);
+      }
+      for (int64_t r = 0; r < kPackRows; ++r) {
+        const int64_t n = t * kPackRows + r;
+        if (n >= w.n) break;
+        for (int64_t mi = 0; mi < m; ++mi) {
+          float v = acc[size_t(mi * kPackRows + r)];
+          if (!w.bias.empty()) v += w.bias[size_t(n)];
+          store_float(static_cast<uint8_t*>(y), yt, size_t(mi * w.n + n), v);
+        }
       }
     }
+  };
+  if (!pool) {
+    tiles(0, w.n_tiles);
+  } else {
+    const int64_t tasks = std::min<int64_t>(w.n_tiles, 4 * pool->size());
+    pool->run(tasks, [&](int64_t task, int) { tiles(w.n_tiles * task / tasks, w.n_tiles * (task + 1) / tasks); });
   }
 }
 

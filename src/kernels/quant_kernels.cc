@@ -66,6 +66,20 @@ HWY_INLINE VI Dot4(VI acc, VI w, VI a) {
 #endif
 }
 
+// Dot4 with the activation quad broadcast from memory (4 bytes at p). On AVX3_DL the broadcast is
+// folded into the instruction ({1to16} memory operand): one micro-op per 64 multiply-adds.
+HWY_INLINE VI Dot4Mem(VI acc, VI w, const int8_t* p) {
+#if HWY_TARGET == HWY_AVX3_DL
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(r) : "v"(w.raw), "m"(*reinterpret_cast<const int32_t*>(p)));
+  return VI{r};
+#else
+  int32_t a;
+  std::memcpy(&a, p, 4);
+  return Dot4(acc, w, hn::Set(DI(), a));
+#endif
+}
+
 // Scale and offset vectors of one (tile, group): w = fma(q, s, o).
 template <bool kWide>
 HWY_INLINE void LoadParams(const uint8_t* pp, VF* s, VF* o) {
@@ -88,16 +102,23 @@ HWY_INLINE void LoadParams(const uint8_t* pp, VF* s, VF* o) {
 // f32 path micro-kernel: y[m][0..16) (+)= Σ over groups [0, ng) of x[m]·w for MR activation rows.
 // codes/params point at the tile's first group of the block; x at the block's first column of row
 // 0 (row stride xs); y at the tile's first column of row 0 (stride ys); first: start from 0.
+// kA independent accumulators per (row, vector) hide the FMA latency when MR is small; column j of
+// a chunk goes to accumulator j % kA, and they are summed pairwise at the end. So the f32 path
+// sums in a different order than the reference: equal for exactly representable data only.
 template <int MR, bool kWide>
 HWY_NOINLINE void MicroF32(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_RESTRICT params, size_t pb,
                            int64_t ng, int64_t G, const float* HWY_RESTRICT x, int64_t xs, float* HWY_RESTRICT y,
                            int64_t ys, bool first) {
+  constexpr int kA = std::clamp(int(8 / (MR * int(kP))), 1, 8);
   const DF df;
   const DU du;
   const DI di;
-  VF acc[MR][kP];
+  VF acc[MR][kP][kA];
   for (int m = 0; m < MR; ++m)
-    for (size_t p = 0; p < kP; ++p) acc[m][p] = first ? hn::Zero(df) : hn::LoadU(df, y + m * ys + p * kL);
+    for (size_t p = 0; p < kP; ++p) {
+      acc[m][p][0] = first ? hn::Zero(df) : hn::LoadU(df, y + m * ys + p * kL);
+      for (int i = 1; i < kA; ++i) acc[m][p][i] = hn::Zero(df);
+    }
   const VU m4 = hn::Set(du, 0xFu);
   const int64_t chunks = G / kChunkCols;
   for (int64_t g = 0; g < ng; ++g) {
@@ -110,11 +131,12 @@ HWY_NOINLINE void MicroF32(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY
       const float* xc = xg + c * kChunkCols;
       VU v[kP];
       for (size_t p = 0; p < kP; ++p) v[p] = hn::Load(du, ch + p * kL);
-#define AWQ_F32_STEP(SHIFT, J)                                                             \
-  for (size_t p = 0; p < kP; ++p) {                                                        \
-    const VF q = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRight<SHIFT>(v[p]), m4))); \
-    const VF wv = hn::MulAdd(q, s[p], o[p]);                                               \
-    for (int m = 0; m < MR; ++m) acc[m][p] = hn::MulAdd(hn::Set(df, xc[m * xs + J]), wv, acc[m][p]); \
+#define AWQ_F32_STEP(SHIFT, J)                                                                     \
+  for (size_t p = 0; p < kP; ++p) {                                                                \
+    const VF q = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRight<SHIFT>(v[p]), m4)));     \
+    const VF wv = hn::MulAdd(q, s[p], o[p]);                                                       \
+    for (int m = 0; m < MR; ++m)                                                                   \
+      acc[m][p][J % kA] = hn::MulAdd(hn::Set(df, xc[m * xs + J]), wv, acc[m][p][J % kA]);          \
   }
       AWQ_F32_STEP(0, 0)
       AWQ_F32_STEP(8, 1)
@@ -128,7 +150,11 @@ HWY_NOINLINE void MicroF32(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY
     }
   }
   for (int m = 0; m < MR; ++m)
-    for (size_t p = 0; p < kP; ++p) hn::StoreU(acc[m][p], df, y + m * ys + p * kL);
+    for (size_t p = 0; p < kP; ++p) {
+      for (int w = kA; w > 1; w /= 2)
+        for (int i = 0; i < w / 2; ++i) acc[m][p][i] = hn::Add(acc[m][p][i], acc[m][p][i + w / 2]);
+      hn::StoreU(acc[m][p][0], df, y + m * ys + p * kL);
+    }
 }
 
 // int8 path micro-kernel. a: int8 activations (stride as), d/ds: per-(row, group) scale and
@@ -149,12 +175,17 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
   for (int64_t g = 0; g < ng; ++g) {
     VF s[kP], o[kP];
     LoadParams<kWide>(params + size_t(g) * pb, s, o);
-    VI iacc[MR][kP];
+    // Independent integer accumulators: [0] low nibbles, [1] high nibbles (and [2], [3] for the odd
+    // chunk when MR == 1), so consecutive dot products do not wait on each other. Integer sums are
+    // exact, so this order does not change the result.
+    constexpr int kIA = MR == 1 ? 4 : 2;
+    VI iacc[MR][kP][kIA];
     for (int m = 0; m < MR; ++m)
-      for (size_t p = 0; p < kP; ++p) iacc[m][p] = hn::Zero(di);
+      for (size_t p = 0; p < kP; ++p)
+        for (int i = 0; i < kIA; ++i) iacc[m][p][i] = hn::Zero(di);
     const uint8_t* cg = codes + size_t(g * chunks) * kChunkBytes;
     const int8_t* ag = a + g * G;
-    for (int64_t c = 0; c < chunks; ++c) {
+    auto chunk = [&](int64_t c, int slot) HWY_ATTR {
       const uint32_t* ch = reinterpret_cast<const uint32_t*>(cg + size_t(c) * kChunkBytes);
       VI lo[kP], hi[kP];
       for (size_t p = 0; p < kP; ++p) {
@@ -163,18 +194,40 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
         hi[p] = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v), m4));
       }
       for (int m = 0; m < MR; ++m) {
-        int32_t a0, a1;
-        std::memcpy(&a0, ag + m * as + c * kChunkCols, 4);
-        std::memcpy(&a1, ag + m * as + c * kChunkCols + 4, 4);
-        const VI b0 = hn::Set(di, a0), b1 = hn::Set(di, a1);
-        for (size_t p = 0; p < kP; ++p) iacc[m][p] = Dot4(Dot4(iacc[m][p], lo[p], b0), hi[p], b1);
+        const int8_t* am = ag + m * as + c * kChunkCols;
+        if constexpr (kP == 1) {
+          iacc[m][0][slot] = Dot4Mem(iacc[m][0][slot], lo[0], am);
+          iacc[m][0][slot + 1] = Dot4Mem(iacc[m][0][slot + 1], hi[0], am + 4);
+        } else {
+          int32_t a0, a1;
+          std::memcpy(&a0, am, 4);
+          std::memcpy(&a1, am + 4, 4);
+          const VI b0 = hn::Set(di, a0), b1 = hn::Set(di, a1);
+          for (size_t p = 0; p < kP; ++p) {
+            iacc[m][p][slot] = Dot4(iacc[m][p][slot], lo[p], b0);
+            iacc[m][p][slot + 1] = Dot4(iacc[m][p][slot + 1], hi[p], b1);
+          }
+        }
+      }
+    };
+    int64_t c = 0;
+    if constexpr (kIA == 4) {
+      for (; c + 2 <= chunks; c += 2) {
+        chunk(c, 0);
+        chunk(c + 1, 2);
       }
     }
+    for (; c < chunks; ++c) chunk(c, 0);
+    for (int m = 0; m < MR; ++m)
+      for (size_t p = 0; p < kP; ++p) {
+        iacc[m][p][0] = hn::Add(iacc[m][p][0], iacc[m][p][1]);
+        if constexpr (kIA == 4) iacc[m][p][0] = hn::Add(iacc[m][p][0], hn::Add(iacc[m][p][2], iacc[m][p][3]));
+      }
     for (int m = 0; m < MR; ++m) {
       const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
       for (size_t p = 0; p < kP; ++p) {
         const VF t = hn::MulAdd(o[p], dsv, yacc[m][p]);
-        yacc[m][p] = hn::MulAdd(hn::Mul(s[p], dv), hn::ConvertTo(df, iacc[m][p]), t);
+        yacc[m][p] = hn::MulAdd(hn::Mul(s[p], dv), hn::ConvertTo(df, iacc[m][p][0]), t);
       }
     }
   }

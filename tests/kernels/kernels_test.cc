@@ -232,7 +232,9 @@ void check_gemm_target(const TargetInfo& t, const Spec& s, Path path, DType xt, 
     std::vector<uint8_t> want(ysz), got(ysz, 0xAB);
     gemm_ref(p, x, xt, m, want.data(), yt, path);
     gemm(p, x, xt, m, got.data(), yt, {path, nullptr});
-    const bool exact = s.exact || has_fma(t.name);
+    // int8: integer dot products, then the same f32 operations as the reference -> exact on FMA
+    // targets. f32: several partial sums per output -> exact only for representable data.
+    const bool exact = s.exact || (path == Path::kInt8 && has_fma(t.name));
     for (size_t i = 0; i < size_t(m * s.n); ++i) {
       const float a = load_float(want.data(), yt, i), b = load_float(got.data(), yt, i);
       if (exact) {
@@ -275,7 +277,11 @@ TEST(Kernels, LargerShapeThreadedMatchesReference) {
       std::vector<float> want(size_t(m * s.n)), got(want.size());
       gemm_ref(p, x.data(), DType::F32, m, want.data(), DType::F32, path);
       gemm(p, x.data(), DType::F32, m, got.data(), DType::F32, {path, &pool});
-      if (has_fma(active_target())) EXPECT_EQ(want, got) << path_name(path) << " m=" << m;
+      if (path == Path::kInt8 && has_fma(active_target())) {
+        EXPECT_EQ(want, got) << path_name(path) << " m=" << m;
+      } else {
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], got[i], 1e-4 * (1 + std::fabs(want[i]))) << i;
+      }
     }
   }
 }

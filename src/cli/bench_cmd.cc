@@ -1,0 +1,425 @@
+// awq bench [dequant|gemv|gemm]: times our 4-bit kernels against OpenBLAS f32, our dense bf16 kernel
+// and the scalar reference on real-model shapes, with the read bandwidth measured in the same run.
+//
+// Method (also printed in the header):
+//  * cold (default): the packed weights rotate through copies totalling >= 2x the last-level cache,
+//    so every run reads them from DRAM; baselines rotate their own weights the same way.
+//    --hot: one copy, reused (as ggml's test-backend-ops perf does).
+//  * read bandwidth: a vector-load stream over a buffer of max(8x LLC, 256 MiB) (cold) or of the
+//    packed weights' size (hot), same threads, median of >= 5 runs.
+//  * time: median of the runs, +- half the inter-quartile range; runs continue until >= --min-time
+//    seconds and >= 5 runs (the scalar reference at M >= 64 runs once).
+//  * bytes: packed weights (codes + scales/zeros [+ bias]) + activations (f32) + outputs (f32).
+//    For dequant: packed weights + the output written.
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "awq/error.h"
+#include "awq/kernels.h"
+#include "awq/quant_linear.h"
+#include "awq/thread_pool.h"
+#include "cli/commands.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace awq::cli {
+namespace {
+
+using kernels::PackedLinear;
+using Clock = std::chrono::steady_clock;
+
+// The last-level cache one core can use: sysfs first (per-CCD L3 on AMD; inside VMs sysconf may
+// report the whole host package), then sysconf, then 32 MiB.
+size_t llc_bytes() {
+  for (const char* idx : {"index3", "index2"}) {
+    std::ifstream f(std::string("/sys/devices/system/cpu/cpu0/cache/") + idx + "/size");
+    std::string s;
+    if (f >> s && !s.empty() && std::isdigit(static_cast<unsigned char>(s[0]))) {
+      size_t n = std::stoul(s);
+      if (s.back() == 'K') n <<= 10;
+      if (s.back() == 'M') n <<= 20;
+      return n;
+    }
+  }
+  const long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return v > 0 ? size_t(v) : size_t(32) << 20;
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+struct Stats {
+  double median = 0, spread = 0;
+  int runs = 0;
+};
+
+// Calls f(rep) until min_time has passed and min_runs ran (or max_runs); warmup calls first.
+template <class F>
+Stats time_it(F&& f, int warmup, int min_runs, double min_time, int max_runs) {
+  for (int i = 0; i < warmup; ++i) f(i);
+  std::vector<double> t;
+  double total = 0;
+  for (int rep = 0; rep < max_runs && (int(t.size()) < min_runs || total < min_time); ++rep) {
+    const auto a = Clock::now();
+    f(warmup + rep);
+    const double s = std::chrono::duration<double>(Clock::now() - a).count();
+    t.push_back(s);
+    total += s;
+  }
+  std::sort(t.begin(), t.end());
+  auto q = [&](double p) {
+    const double i = p * double(t.size() - 1);
+    const size_t lo = size_t(i);
+    const size_t hi = std::min(lo + 1, t.size() - 1);
+    return t[lo] + (t[hi] - t[lo]) * (i - double(lo));
+  };
+  return {q(0.5), (q(0.75) - q(0.25)) / 2, int(t.size())};
+}
+
+PackedLinear clone(const PackedLinear& p) {
+  PackedLinear c;
+  c.name = p.name;
+  c.n = p.n, c.k = p.k, c.n_tiles = p.n_tiles, c.group = p.group, c.n_groups = p.n_groups, c.k_pad = p.k_pad;
+  c.source_group = p.source_group, c.wide = p.wide;
+  c.codes = kernels::AlignedBytes(p.codes.size());
+  std::memcpy(c.codes.data(), p.codes.data(), p.codes.size());
+  c.params = kernels::AlignedBytes(p.params.size());
+  std::memcpy(c.params.data(), p.params.data(), p.params.size());
+  c.bias = p.bias;
+  c.pre_quant_scale = p.pre_quant_scale;
+  return c;
+}
+
+// One shape's weights in every form, with enough copies for the regime.
+struct Weights {
+  int64_t n = 0, k = 0;
+  std::vector<PackedLinear> packed;
+  std::vector<std::vector<float>> f32;
+  std::vector<std::vector<uint16_t>> bf16;
+};
+
+size_t copies_for(size_t bytes, bool hot, size_t llc) {
+  return hot ? 1 : std::max<size_t>(1, (2 * llc + bytes - 1) / bytes);
+}
+
+Weights make_weights(int64_t n, int64_t k, bool hot, size_t llc) {
+  QuantLinear q;
+  q.name = "bench";
+  q.n = n, q.k = k, q.group_size = 128, q.n_groups = (k + 127) / 128;
+  q.scale_dtype = DType::F16;
+  std::mt19937 rng(42);
+  q.codes.resize(size_t(n * k));
+  for (auto& c : q.codes) c = uint8_t(rng() & 15);
+  q.scales.resize(size_t(n * q.n_groups));
+  q.zeros.resize(q.scales.size());
+  for (size_t i = 0; i < q.scales.size(); ++i) {
+    q.scales[i] = f16_to_f32(f32_to_f16(0.002f + 0.01f * float(rng() % 1000) / 1000.f));
+    q.zeros[i] = int32_t(rng() % 16);
+  }
+  Weights w;
+  w.n = n, w.k = k;
+  PackedLinear p = kernels::repack(q);
+  const size_t nq = copies_for(p.weight_bytes(), hot, llc);
+  for (size_t i = 1; i < nq; ++i) w.packed.push_back(clone(p));
+  w.packed.push_back(std::move(p));
+  std::vector<float> f(size_t(n * k));
+  dequantize_ref(q, DType::F32, reinterpret_cast<uint8_t*>(f.data()));
+  std::vector<uint16_t> b(f.size());
+  for (size_t i = 0; i < f.size(); ++i) b[i] = f32_to_bf16(f[i]);
+  const size_t nb = copies_for(b.size() * 2, hot, llc), nf = copies_for(f.size() * 4, hot, llc);
+  for (size_t i = 0; i < nb; ++i) w.bf16.push_back(b);
+  for (size_t i = 0; i < nf; ++i) w.f32.push_back(f);
+  return w;
+}
+
+struct Args {
+  std::string kernel = "gemv", path = "auto", dtype = "bf16";
+  std::vector<std::string> shapes;
+  std::vector<int64_t> ms;
+  std::vector<int> threads;
+  bool hot = false, json = false, no_scalar = false;
+  double min_time = 1.0;
+};
+
+struct Row {
+  nlohmann::json j;
+};
+
+class Bench {
+ public:
+  explicit Bench(const Args& a) : a_(a), llc_(llc_bytes()) {}
+
+  double read_gbps(int threads, size_t hot_bytes) {
+    const size_t bytes = a_.hot ? std::max<size_t>(hot_bytes / 4096 * 4096, 1 << 20) : std::max<size_t>(8 * llc_, 256u << 20);
+    const auto key = std::make_pair(threads, bytes);
+    if (auto it = read_cache_.find(key); it != read_cache_.end()) return it->second;
+    kernels::AlignedBytes buf(bytes);
+    for (size_t i = 0; i < bytes; i += 4096) buf.data()[i] = uint8_t(i >> 12);
+    ThreadPool& pool = pool_for(threads);
+    volatile uint64_t sink = 0;
+    const Stats s = time_it([&](int) { sink = sink + kernels::read_stream(buf.data(), bytes, &pool); }, 2, 5, 0.5, 200);
+    const double gbps = double(bytes) / s.median / 1e9;
+    read_cache_[key] = gbps;
+    return gbps;
+  }
+
+  ThreadPool& pool_for(int threads) {
+    auto& p = pools_[threads];
+    if (!p) p = std::make_unique<ThreadPool>(threads);
+    return *p;
+  }
+
+  Weights& weights(int64_t n, int64_t k) {
+    auto& w = weights_[{n, k}];
+    if (!w) {
+      std::fprintf(stderr, "bench: preparing %lldx%lld weights...\n", (long long)n, (long long)k);
+      w = std::make_unique<Weights>(make_weights(n, k, a_.hot, llc_));
+    }
+    return *w;
+  }
+
+  void gemm_row(int64_t n, int64_t k, int64_t m, int threads, kernels::Path path) {
+    Weights& W = weights(n, k);
+    ThreadPool& pool = pool_for(threads);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(size_t(m * k)), y(size_t(m * n));
+    for (auto& v : x) v = nd(rng);
+    const PackedLinear& p0 = W.packed[0];
+    const size_t bytes = p0.weight_bytes() + x.size() * 4 + y.size() * 4;
+    const size_t nq = W.packed.size();
+    const int warm = int(std::min<size_t>(nq, 4));
+    const Stats ours = time_it(
+        [&](int rep) {
+          kernels::gemm(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, {path, &pool});
+        },
+        warm, 5, a_.min_time, 100000);
+    openblas_set_num_threads(threads);
+    const size_t nf = W.f32.size(), nb = W.bf16.size();
+    const Stats blas = time_it(
+        [&](int rep) {
+          const float* w = W.f32[size_t(rep) % nf].data();
+          if (m == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.f, w, int(k), x.data(), 1, 0.f, y.data(), 1);
+          else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.f, x.data(), int(k), w,
+                        int(k), 0.f, y.data(), int(n));
+        },
+        int(std::min<size_t>(nf, 2)), 5, a_.min_time, 100000);
+    const Stats dense = time_it(
+        [&](int rep) { kernels::dense_bf16_gemm(W.bf16[size_t(rep) % nb].data(), n, k, x.data(), m, y.data(), &pool); },
+        int(std::min<size_t>(nb, 2)), m >= 64 ? 1 : 5, m >= 64 ? 0.0 : a_.min_time, 100000);
+    Stats scalar;
+    if (!a_.no_scalar) {
+      scalar = time_it(
+          [&](int rep) {
+            kernels::gemm_ref(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, path, &pool);
+          },
+          0, m >= 64 ? 1 : 3, m >= 64 ? 0.0 : std::min(a_.min_time, 0.5), m >= 64 ? 1 : 1000);
+    }
+    const double rbw = read_gbps(threads, p0.weight_bytes());
+    nlohmann::json j;
+    j["kernel"] = "awq";
+    j["path"] = kernels::path_name(path);
+    j["target"] = kernels::active_target();
+    j["shape"] = std::to_string(n) + "x" + std::to_string(k);
+    j["m"] = m;
+    j["threads"] = threads;
+    j["regime"] = a_.hot ? "hot" : "cold";
+    j["median_s"] = ours.median;
+    j["spread_s"] = ours.spread;
+    j["runs"] = ours.runs;
+    j["bytes"] = bytes;
+    j["gbps"] = double(bytes) / ours.median / 1e9;
+    j["gflops"] = 2.0 * double(m) * double(n) * double(k) / ours.median / 1e9;
+    j["read_gbps"] = rbw;
+    j["bw_fraction"] = double(bytes) / ours.median / 1e9 / rbw;
+    j["bits_per_weight"] = p0.bits_per_weight();
+    j["copies"] = nq;
+    j["vs"] = {{"openblas_f32", blas.median / ours.median},
+               {"dense_bf16", dense.median / ours.median},
+               {"scalar", a_.no_scalar ? nlohmann::json(nullptr) : nlohmann::json(scalar.median / ours.median)}};
+    j["baselines"] = {
+        {"openblas_f32", {{"median_s", blas.median}, {"runs", blas.runs}, {"bytes", W.f32[0].size() * 4}}},
+        {"dense_bf16", {{"median_s", dense.median}, {"runs", dense.runs}, {"bytes", W.bf16[0].size() * 2}}},
+        {"scalar", {{"median_s", scalar.median}, {"runs", scalar.runs}}}};
+    emit(j);
+  }
+
+  void dequant_row(int64_t n, int64_t k, int threads, DType out) {
+    Weights& W = weights(n, k);
+    ThreadPool& pool = pool_for(threads);
+    const size_t out_bytes = size_t(n * k) * dtype_size(out);
+    kernels::AlignedBytes dst(out_bytes);
+    const size_t nq = W.packed.size();
+    const Stats ours = time_it(
+        [&](int rep) { kernels::dequantize(W.packed[size_t(rep) % nq], out, 0, n, dst.data(), &pool); },
+        int(std::min<size_t>(nq, 4)), 5, a_.min_time, 100000);
+    // copy baseline: memcpy of the output's bytes, same threads, sources rotating like the weights.
+    const size_t nsrc = copies_for(out_bytes, a_.hot, llc_);
+    std::vector<kernels::AlignedBytes> src;
+    for (size_t i = 0; i < nsrc; ++i) {
+      src.emplace_back(out_bytes);
+      std::memset(src.back().data(), int(i + 1), out_bytes);
+    }
+    const Stats copy = time_it(
+        [&](int rep) {
+          const uint8_t* s = src[size_t(rep) % nsrc].data();
+          pool.run(threads, [&](int64_t t, int) {
+            const size_t a = out_bytes * size_t(t) / size_t(threads), b = out_bytes * size_t(t + 1) / size_t(threads);
+            std::memcpy(dst.data() + a, s + a, b - a);
+          });
+        },
+        int(std::min<size_t>(nsrc, 2)), 5, a_.min_time, 100000);
+    const PackedLinear& p0 = W.packed[0];
+    const size_t bytes = p0.weight_bytes() + out_bytes;
+    const double rbw = read_gbps(threads, p0.weight_bytes());
+    nlohmann::json j;
+    j["kernel"] = "awq_dequant";
+    j["path"] = out == DType::BF16 ? "bf16" : out == DType::F16 ? "f16" : "f32";
+    j["target"] = kernels::active_target();
+    j["shape"] = std::to_string(n) + "x" + std::to_string(k);
+    j["m"] = 0;
+    j["threads"] = threads;
+    j["regime"] = a_.hot ? "hot" : "cold";
+    j["median_s"] = ours.median;
+    j["spread_s"] = ours.spread;
+    j["runs"] = ours.runs;
+    j["bytes"] = bytes;
+    j["gbps"] = double(bytes) / ours.median / 1e9;
+    j["read_gbps"] = rbw;
+    j["bw_fraction"] = double(bytes) / ours.median / 1e9 / rbw;
+    j["copy_gbps"] = 2.0 * double(out_bytes) / copy.median / 1e9;
+    j["copies"] = nq;
+    j["vs"] = {{"copy", copy.median / ours.median}};
+    j["baselines"] = {{"copy", {{"median_s", copy.median}, {"runs", copy.runs}, {"bytes", 2 * out_bytes}}}};
+    emit(j);
+  }
+
+  void emit(const nlohmann::json& j) {
+    rows_.push_back(j);
+    if (a_.json) return;
+    if (!header_) {
+      header_ = true;
+      std::printf("| kernel | path | target | shape NxK | m | thr | regime | time ms (median ± IQR/2) | GB/s | %% of read BW (GB/s) | baselines (their time / ours) |\n");
+      std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    }
+    std::string vs;
+    for (auto& [name, v] : j["vs"].items()) {
+      if (v.is_null()) continue;
+      char b[96];
+      int runs = j["baselines"][name]["runs"];
+      std::snprintf(b, sizeof b, "%s%s %.2f×%s", vs.empty() ? "" : ", ", name.c_str(), v.get<double>(),
+                    runs < 5 ? (" (" + std::to_string(runs) + " run" + (runs == 1 ? ")" : "s)")).c_str() : "");
+      vs += b;
+    }
+    std::printf("| %s | %s | %s | %s | %lld | %d | %s | %.3f ± %.3f | %.1f | %.0f%% (%.1f) | %s |\n",
+                j["kernel"].get<std::string>().c_str(), j["path"].get<std::string>().c_str(),
+                j["target"].get<std::string>().c_str(), j["shape"].get<std::string>().c_str(), (long long)j["m"].get<int64_t>(),
+                j["threads"].get<int>(), j["regime"].get<std::string>().c_str(), j["median_s"].get<double>() * 1e3,
+                j["spread_s"].get<double>() * 1e3, j["gbps"].get<double>(), 100.0 * j["bw_fraction"].get<double>(),
+                j["read_gbps"].get<double>(), vs.c_str());
+    std::fflush(stdout);
+  }
+
+  void print_header() const {
+    if (a_.json) return;
+    std::printf("awq bench: %s | %u hw threads | LLC %zu MiB | kernels target %s | regime %s\n", cpu_model().c_str(),
+                std::thread::hardware_concurrency(), llc_ >> 20, kernels::active_target().c_str(),
+                a_.hot ? "hot (one copy of the weights, reused)" : "cold (weights rotate through copies >= 2x LLC)");
+  }
+
+  const std::vector<nlohmann::json>& rows() const { return rows_; }
+
+ private:
+  const Args& a_;
+  size_t llc_;
+  std::map<std::pair<int, size_t>, double> read_cache_;
+  std::map<int, std::unique_ptr<ThreadPool>> pools_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Weights>> weights_;
+  std::vector<nlohmann::json> rows_;
+  bool header_ = false;
+};
+
+std::pair<int64_t, int64_t> parse_shape(const std::string& s) {
+  const auto x = s.find_first_of("xX");
+  if (x == std::string::npos) throw Error("--shape must be NxK, e.g. 4096x14336, not \"" + s + "\"");
+  try {
+    const int64_t n = std::stoll(s.substr(0, x)), k = std::stoll(s.substr(x + 1));
+    if (n <= 0 || k <= 0 || n > (1 << 20) || k > (1 << 20)) throw Error("");
+    return {n, k};
+  } catch (...) {
+    throw Error("--shape must be NxK with positive sizes, not \"" + s + "\"");
+  }
+}
+
+}  // namespace
+
+Action add_bench(CLI::App& app) {
+  auto* sub = app.add_subcommand("bench", "Time the 4-bit kernels against OpenBLAS f32, dense bf16 and the scalar reference");
+  auto a = std::make_shared<Args>();
+  sub->add_option("KERNEL", a->kernel, "dequant | gemv | gemm (default gemv)")
+      ->check(CLI::IsMember({"dequant", "gemv", "gemm"}));
+  sub->add_option("--shape", a->shapes, "NxK (out x in), comma-separated list (default: 6 Llama shapes)")->delimiter(',');
+  sub->add_option("--m", a->ms, "activation rows, comma-separated (gemm default 2,4,8,16,32,64,128,512)")->delimiter(',');
+  sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)")->delimiter(',');
+  sub->add_flag("--hot", a->hot, "one copy of the weights reused every run (cache-hot, like ggml test-backend-ops)");
+  sub->add_flag("--json", a->json, "print a JSON list (one object per measured kernel and shape) instead of the table");
+  sub->add_option("--path", a->path, "auto | f32 | int8 (auto: int8, the fastest on every machine measured)")
+      ->check(CLI::IsMember({"auto", "f32", "int8"}));
+  sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(CLI::IsMember({"bf16", "f16", "f32"}));
+  sub->add_option("--min-time", a->min_time, "seconds of runs per measurement (default 1)");
+  sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
+  return [a]() {
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    if (a->shapes.empty()) {
+      shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {12288, 4096}};
+    } else {
+      for (const auto& s : a->shapes) shapes.push_back(parse_shape(s));
+    }
+    std::vector<int64_t> ms = a->ms;
+    if (a->kernel == "gemv") ms = {1};
+    if (ms.empty()) ms = {2, 4, 8, 16, 32, 64, 128, 512};
+    for (int64_t m : ms)
+      if (m < 1 || m > 65536) throw Error("--m must be in [1, 65536]");
+    std::vector<int> threads = a->threads;
+    if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
+    for (int t : threads)
+      if (t < 1 || t > 1024) throw Error("--threads must be in [1, 1024]");
+    const kernels::Path path = a->path == "f32" ? kernels::Path::kF32 : kernels::Path::kInt8;
+    Bench b(*a);
+    b.print_header();
+    for (auto [n, k] : shapes)
+      for (int t : threads) {
+        if (a->kernel == "dequant") {
+          b.dequant_row(n, k, t, *parse_float_dtype_cli(a->dtype));
+        } else {
+          for (int64_t m : ms) b.gemm_row(n, k, m, t, path);
+        }
+      }
+    if (a->json) std::printf("%s\n", nlohmann::json(b.rows()).dump(1).c_str());
+    return 0;
+  };
+}
+
+}  // namespace awq::cli
