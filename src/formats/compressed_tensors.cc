@@ -299,7 +299,19 @@ std::unique_ptr<FormatReader> open_compressed_tensors(const ModelDir& dir, const
     const TensorView* ws = dir.find(mods[0] + ".weight_scale");
     const TensorView* wsh = dir.find(mods[0] + ".weight_shape");
     a.symmetric = dir.find(mods[0] + ".weight_zero_point") == nullptr;
-    if (ws && wsh && ws->shape.size() == 2 && wsh->numel() == 2 && !is_float(wsh->dtype)) {
+    std::vector<std::pair<int64_t, int64_t>> kg;  // (K, groups) of every module
+    for (const auto& m : mods) {
+      const TensorView* s2 = dir.find(m + ".weight_scale");
+      const TensorView* sh2 = dir.find(m + ".weight_shape");
+      if (s2 && sh2 && s2->shape.size() == 2 && sh2->numel() == 2 && !is_float(sh2->dtype)) kg.emplace_back(load_ints(*sh2)[1], s2->dim(1));
+    }
+    const int64_t common = infer_group_size(kg);
+    if (common == -1) {
+      a.per_channel = true;
+      a.group_size = -1;
+    } else if (common > 0) {
+      a.group_size = common;
+    } else if (ws && wsh && ws->shape.size() == 2 && wsh->numel() == 2 && !is_float(wsh->dtype)) {  // ceil-divided groups
       const int64_t k = load_ints(*wsh)[1];
       if (ws->dim(1) == 1) {
         a.per_channel = true;

@@ -152,18 +152,27 @@ std::unique_ptr<FormatReader> open_gptq(const ModelDir& dir, const nlohmann::jso
     s.version = f;
     s.modules_to_not_convert = cfg_str_list(*cfg, "modules_to_not_convert");
   } else {
-    // No config: 4-bit v1, group size from the first module's scales, sym when its zeros are all 8.
+    // No config: 4-bit v1; the group size common to every module's (K, groups), else the first
+    // module's ceil(K / groups); sym when the first module's zeros are all 8 (words 0x77777777).
     s.bits = 4;
     s.gptq_format = "v1";
     const auto mods = modules_with_suffix(dir, ".qweight");
     if (!mods.empty()) {
+      std::vector<std::pair<int64_t, int64_t>> kg;
+      for (const auto& m : mods) {
+        const TensorView* qw = dir.find(m + ".qweight");
+        const TensorView* sc = dir.find(m + ".scales");
+        if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2) kg.emplace_back(qw->dim(0) * 8, sc->dim(0));
+      }
+      s.group_size = infer_group_size(kg);
       const TensorView* qw = dir.find(mods[0] + ".qweight");
       const TensorView* sc = dir.find(mods[0] + ".scales");
       const TensorView* qz = dir.find(mods[0] + ".qzeros");
-      if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2 && sc->dim(0) > 0) {
+      if (s.group_size == 0 && qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2 && sc->dim(0) > 0) {
         const int64_t k = qw->dim(0) * 8;
         s.group_size = sc->dim(0) == 1 ? -1 : (k + sc->dim(0) - 1) / sc->dim(0);
       }
+      if (s.group_size == 0) s.group_size = 128;
       bool sym = qz && qz->dtype == DType::I32;
       for (int64_t i = 0; sym && i < qz->numel(); ++i) sym = load_u32(*qz, size_t(i)) == 0x77777777u;
       s.zero_point = !sym;

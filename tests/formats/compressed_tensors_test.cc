@@ -218,3 +218,25 @@ TEST(CompressedTensors, RefusesOtherFormatsByName) {
 
 }  // namespace
 }  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(CompressedTensors, GoldenCheckpointsAreDetectedWithoutAnyConfig) {
+  for (const auto& [c, g, asym] : std::vector<std::tuple<std::string, int64_t, bool>>{
+           // ct-channel: every K is 128, so one group per row reads as group size 128 (= per-channel)
+           {"ct-asym-k100-g20", 20, true}, {"ct-sym-g128", 128, false}, {"ct-channel", 128, false}}) {
+    test::TempDir t;
+    const std::string dir = t / "m";
+    test::copy_dir(test::data_path("golden/" + c + "/model"), dir);
+    test::edit_json(dir + "/config.json", [](nlohmann::json& j) { j.erase("quantization_config"); });
+    ModelDir md(dir);
+    auto r = open_format(md);
+    EXPECT_EQ(r->scheme().format, "compressed-tensors") << c;
+    EXPECT_EQ(r->scheme().group_size, g) << c;
+    EXPECT_EQ(r->scheme().zero_point, asym) << c;
+  }
+}
+
+}  // namespace
+}  // namespace awq

@@ -181,3 +181,26 @@ TEST(Gptq, RefusesMarlinAndUnknownCheckpointFormats) {
 
 }  // namespace
 }  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(Gptq, GoldenCheckpointsAreDetectedWithoutAnyConfig) {
+  for (const auto& [c, g, asym] : std::vector<std::tuple<std::string, int64_t, bool>>{
+           {"gptq-v1-asym-g64", 64, true}, {"gptq-v1-sym-g128", 128, false}, {"gptq-actorder-g64", 64, true}}) {
+    test::TempDir t;
+    const std::string dir = t / "m";
+    test::copy_dir(test::data_path("golden/" + c + "/model"), dir);
+    std::filesystem::remove(dir + "/quantize_config.json");
+    test::edit_json(dir + "/config.json", [](nlohmann::json& j) { j.erase("quantization_config"); });
+    ModelDir md(dir);
+    auto r = open_format(md);
+    EXPECT_EQ(r->scheme().format, "gptq") << c;
+    EXPECT_EQ(r->scheme().group_size, g) << c;
+    EXPECT_EQ(r->scheme().zero_point, asym) << c;
+    EXPECT_EQ(r->scheme().gptq_format, "v1") << c;
+  }
+}
+
+}  // namespace
+}  // namespace awq
