@@ -12,5 +12,6 @@ Action add_dequantize(CLI::App& app);
 Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
+Action add_convert(CLI::App& app);
 
 }  // namespace awq::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_bench);
   reg(awq::cli::add_check);
   reg(awq::cli::add_repair);
+  reg(awq::cli::add_convert);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

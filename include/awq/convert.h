@@ -1,0 +1,44 @@
+// `awq convert`: one quantized layout -> another, through the canonical QuantLinear, keeping every
+// code and scale. Targets (FORMATS.md names): autoawq-gemm (default), autoawq-gemv,
+// autoawq-gemv-fast, compressed-tensors, gptq (--gptq-format v1|v2), dense (= dequantize).
+// A target that cannot represent the source exactly (asymmetric into symmetric-only, act-order
+// into a layout without g_idx, a zero point of 0 into GPTQ v1, shapes the layout forbids) is
+// refused with the reason and nothing is written. Into a target whose arithmetic differs
+// (GEMV_fast's fused q·s + sz) every code and scale is kept and the largest difference between the
+// two dequantizations is reported. Streamed: O(one module) of working memory.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "awq/formats.h"
+
+namespace awq {
+
+struct ConvertOptions {
+  std::string out_dir;
+  std::string to = "autoawq-gemm";
+  std::string gptq_format = "v1";  // "v1" (checkpoint_format gptq) or "v2" (gptq_v2)
+  bool force = false;
+  bool progress = true;
+  uint64_t max_shard_bytes = 5'000'000'000ULL;
+};
+
+struct ConvertResult {
+  std::string from, to;
+  size_t modules = 0, tensors = 0, shards = 0;
+  uint64_t bytes = 0;
+  // Largest |w_target − w_source| over all weights when the dequantization arithmetic differs
+  // (GEMV_fast <-> integer-zero layouts), and where; 0 / "" when it is the same arithmetic.
+  double max_abs_diff = 0;
+  std::string max_diff_module;
+  bool arithmetic_differs = false;
+};
+
+// Target names in the order `--to` documents them.
+std::vector<std::string> convert_targets();
+
+// Throws awq::Error (naming the module and why) when the target cannot represent the source.
+ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
+
+}  // namespace awq

@@ -1,0 +1,46 @@
+#include <cstdio>
+
+#include "awq/convert.h"
+#include "awq/error.h"
+#include "awq/progress.h"
+#include "cli/commands.h"
+
+namespace awq::cli {
+
+Action add_convert(CLI::App& app) {
+  auto* sub = app.add_subcommand("convert", "Translate a checkpoint into another 4-bit layout, keeping every code and scale");
+  struct Args {
+    std::string model, out, to = "autoawq-gemm", gptq_format = "v1", max_shard = "5GB";
+    bool force = false, quiet = false, requantize = false;
+  };
+  auto a = std::make_shared<Args>();
+  sub->add_option("MODEL", a->model, "quantized model directory")->required();
+  sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
+  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | dense");
+  sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)");
+  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
+  sub->add_flag("--requantize", a->requantize, "re-quantize where the target cannot represent the source (not implemented yet)");
+  sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
+  return [a]() {
+    if (a->requantize) throw Error("--requantize is not implemented yet; convert refuses (with the reason) what it cannot represent exactly");
+    ConvertOptions opt;
+    opt.out_dir = a->out;
+    opt.to = a->to;
+    opt.gptq_format = a->gptq_format;
+    opt.force = a->force;
+    opt.progress = !a->quiet;
+    opt.max_shard_bytes = parse_size(a->max_shard);
+    ModelDir dir(a->model);
+    auto reader = open_format(dir);
+    const ConvertResult r = convert_model(dir, *reader, opt);
+    std::printf("converted %s -> %s: %zu modules, %zu tensors in %zu shard(s), %s, wrote %s\n", r.from.c_str(), r.to.c_str(), r.modules,
+                r.tensors, r.shards, human_bytes(r.bytes).c_str(), a->out.c_str());
+    if (r.arithmetic_differs)
+      std::printf("note: %s and %s dequantize with different arithmetic (s*(q-z) vs the fused q*s + sz); every code and scale is kept; "
+                  "largest weight difference %.6g (in %s)\n", r.from.c_str(), r.to.c_str(), r.max_abs_diff, r.max_diff_module.c_str());
+    return 0;
+  };
+}
+
+}  // namespace awq::cli

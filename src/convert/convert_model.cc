@@ -1,0 +1,232 @@
+// `awq convert` (see include/awq/convert.h): plan every output tensor (modules repacked, the rest
+// copied), refuse what the target cannot hold, stream the shards, then write the target's config
+// as its own tool does.
+#include "awq/convert.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "awq/dequantize_model.h"
+#include "awq/error.h"
+#include "awq/fsutil.h"
+#include "awq/model_dir.h"
+#include "convert/pack.h"
+#include "convert/shard_writer.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace awq {
+using namespace convert_detail;
+
+namespace {
+
+TargetSpec parse_target(const ConvertOptions& opt, const QuantScheme& src) {
+  TargetSpec t;
+  if (opt.to == "autoawq-gemm") t.target = Target::kGemm;
+  else if (opt.to == "autoawq-gemv") t.target = Target::kGemv;
+  else if (opt.to == "autoawq-gemv-fast") t.target = Target::kGemvFast;
+  else if (opt.to == "gptq") t.target = Target::kGptq;
+  else if (opt.to == "compressed-tensors") t.target = Target::kCompressedTensors;
+  else throw Error("--to " + opt.to + ": unknown target (known: autoawq-gemm, autoawq-gemv, autoawq-gemv-fast, compressed-tensors, gptq, dense)");
+  if (opt.gptq_format != "v1" && opt.gptq_format != "v2") throw Error("--gptq-format must be v1 or v2, not \"" + opt.gptq_format + "\"");
+  t.gptq_v2 = opt.gptq_format == "v2";
+  t.symmetric = !src.zero_point;
+  return t;
+}
+
+// Act-order: the module stores a g_idx that is not k / G (read at plan time; K integers).
+bool act_order(const ModelDir& dir, const FormatReader& r, const std::string& m, int64_t k, int64_t g) {
+  for (const auto& t : r.module_tensors(m)) {
+    if (t.size() < 5 || t.compare(t.size() - 5, 5, "g_idx") != 0) continue;
+    const TensorView& v = dir.get(t);
+    for (int64_t i = 0; i < v.numel() && i < k; ++i)
+      if (int64_t(load_as_double(v.data, v.dtype, size_t(i))) != i / g) return true;
+  }
+  return false;
+}
+
+// True when every zero point of every module is 2^(bits-1): a symmetric quantization stored with
+// explicit zeros (AutoAWQ layouts cannot say "symmetric"), so symmetric-capable targets get it back.
+bool all_zeros_mid(const FormatReader& r) {
+  for (const auto& m : r.modules()) {
+    const QuantLinear q = to_integer_zeros(r.read(m));
+    for (int32_t z : q.zeros)
+      if (z != 1 << (q.bits - 1)) return false;
+  }
+  return true;
+}
+
+// One module read, normalised and packed at a time; its tensors are written consecutively.
+struct ModuleCache {
+  std::string name;
+  std::vector<std::string> bufs;
+};
+
+struct Tracker {
+  bool any_act_order = false;
+  double max_diff = 0;
+  std::string max_diff_module;
+};
+
+json awq_config(const QuantScheme& s, const std::string& version) {
+  json skip = nullptr;
+  std::vector<std::string> keep;
+  for (const auto& e : s.modules_to_not_convert) {
+    if (e == "lm_head") continue;
+    if (e.rfind("re:.*", 0) == 0 && e.size() > 7 && e.compare(e.size() - 2, 2, ".*") == 0) keep.push_back(e.substr(5, e.size() - 7));
+    else if (e.rfind("re:", 0) != 0) keep.push_back(e);
+  }
+  if (!keep.empty()) skip = keep;
+  return {{"bits", s.bits}, {"group_size", s.group_size}, {"modules_to_not_convert", skip}, {"quant_method", "awq"},
+          {"version", version}, {"zero_point", true}};
+}
+
+// AutoGPTQ 0.7.1 save_quantized: quantize_config.json (this key order) and config.json's copy.
+nlohmann::ordered_json gptq_config(const QuantScheme& s, bool act, bool v2) {
+  nlohmann::ordered_json q;
+  q["bits"] = s.bits;
+  q["group_size"] = s.group_size;
+  q["damp_percent"] = 0.01;
+  q["desc_act"] = act;
+  q["static_groups"] = false;
+  q["sym"] = !s.zero_point;
+  q["true_sequential"] = true;
+  q["model_name_or_path"] = nullptr;
+  q["model_file_base_name"] = "model";
+  q["is_marlin_format"] = false;
+  q["quant_method"] = "gptq";
+  if (v2) q["checkpoint_format"] = "gptq_v2";
+  return q;
+}
+
+// llm-compressor / compressed-tensors 0.13 pack-quantized config, W4A16 or W4A16_ASYM.
+json ct_config(const QuantScheme& s, bool act) {
+  json ignore = json::array({"lm_head"});
+  for (const auto& e : s.modules_to_not_convert)
+    if (e != "lm_head") ignore.push_back(e.rfind("re:", 0) == 0 ? e : "re:.*" + e + ".*");
+  const bool channel = s.group_size == -1;
+  json w = {{"actorder", act ? json("group") : json(nullptr)}, {"block_structure", nullptr}, {"dynamic", false},
+            {"group_size", channel ? json(nullptr) : json(s.group_size)}, {"num_bits", s.bits}, {"observer", "minmax"},
+            {"observer_kwargs", json::object()}, {"scale_dtype", nullptr}, {"strategy", channel ? "channel" : "group"},
+            {"symmetric", !s.zero_point}, {"type", "int"}, {"zp_dtype", s.zero_point ? json("torch.int8") : json(nullptr)}};
+  return {{"config_groups", {{"group_0", {{"format", "pack-quantized"}, {"input_activations", nullptr}, {"output_activations", nullptr},
+                                          {"targets", {"Linear"}}, {"weights", w}}}}},
+          {"format", "pack-quantized"}, {"global_compression_ratio", nullptr}, {"ignore", ignore}, {"kv_cache_scheme", nullptr},
+          {"quant_method", "compressed-tensors"}, {"quantization_status", "compressed"}, {"sparsity_config", json::object()},
+          {"transform_config", json::object()}, {"version", "0.13.0"}};
+}
+
+void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& s, const Tracker& tr, const OutputDir& out) {
+  json cfg = dir.config();
+  if (cfg.contains("text_config") && cfg["text_config"].is_object()) cfg["text_config"].erase("quantization_config");
+  switch (t.target) {
+    case Target::kGemm: cfg["quantization_config"] = awq_config(s, "gemm"); break;
+    case Target::kGemv: cfg["quantization_config"] = awq_config(s, "gemv"); break;
+    case Target::kGemvFast: cfg["quantization_config"] = awq_config(s, "gemv_fast"); break;
+    case Target::kCompressedTensors: cfg["quantization_config"] = ct_config(s, tr.any_act_order); break;
+    case Target::kGptq: {
+      const auto q = gptq_config(s, tr.any_act_order, t.gptq_v2);
+      cfg["quantization_config"] = json::parse(q.dump());
+      write_file_atomic(out.file("quantize_config.json"), q.dump(2));
+      break;
+    }
+  }
+  write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
+}
+
+}  // namespace
+
+std::vector<std::string> convert_targets() {
+  return {"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "dense"};
+}
+
+ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt) {
+  ConvertResult res;
+  res.from = reader.scheme().format;
+  res.to = opt.to;
+  if (opt.to == "dense") {
+    DequantizeOptions d;
+    d.out_dir = opt.out_dir;
+    d.force = opt.force;
+    d.progress = opt.progress;
+    d.max_shard_bytes = opt.max_shard_bytes;
+    const auto r = dequantize_model(dir, reader, d);
+    res.modules = r.modules;
+    res.tensors = r.tensors;
+    res.shards = r.shards;
+    res.bytes = r.bytes;
+    return res;
+  }
+  QuantScheme src = reader.scheme();
+  TargetSpec t = parse_target(opt, src);
+  if ((t.target == Target::kGptq || t.target == Target::kCompressedTensors) && src.zero_point && all_zeros_mid(reader)) {
+    src.zero_point = false;
+    t.symmetric = true;
+  }
+  auto tracker = std::make_shared<Tracker>();
+  const bool fma_target = t.target == Target::kGemvFast;
+  const bool fma_source = res.from == "autoawq-gemv-fast";
+  res.arithmetic_differs = fma_target != fma_source;
+
+  std::set<std::string> consumed;
+  for (const auto& m : reader.modules())
+    for (const auto& n : reader.module_tensors(m)) consumed.insert(n);
+  std::vector<OutTensor> plan;
+  auto cache = std::make_shared<ModuleCache>();
+  for (const auto& m : reader.modules()) {
+    const ModuleInfo info = reader.check(m);
+    ModuleShape s{m, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
+    s.n_groups = (s.k + s.group_size - 1) / s.group_size;
+    s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
+    tracker->any_act_order = tracker->any_act_order || s.has_g_idx;
+    if (s.has_g_idx && t.target != Target::kGptq && t.target != Target::kCompressedTensors)
+      fail(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead");
+    if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
+    const auto specs = module_specs(t, s);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      plan.push_back({specs[i], [&reader, t, s, i, cache, tracker, fma_target, fma_source, specs](SafetensorsWriter& w) {
+                        if (cache->name != s.name) {
+                          const QuantLinear q = to_integer_zeros(reader.read(s.name));
+                          cache->bufs = pack_module(t, q, s);
+                          cache->name = s.name;
+                          if (fma_target != fma_source) {
+                            const double d = max_fma_difference(q);
+                            if (d > tracker->max_diff || tracker->max_diff_module.empty()) {
+                              tracker->max_diff = d;
+                              tracker->max_diff_module = s.name;
+                            }
+                          }
+                          for (size_t j = 0; j < specs.size(); ++j)
+                            if (cache->bufs[j].size() != specs[j].nbytes()) fail("", specs[j].name, "packer produced the wrong size (internal error)");
+                        }
+                        w.append(cache->bufs[i].data(), cache->bufs[i].size());
+                      }});
+    }
+    ++res.modules;
+  }
+  for (const TensorView* tv : dir.tensors())
+    if (!consumed.count(tv->name)) plan.push_back(copy_of(*tv, reader.dense_tensor_name(tv->name)));
+  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
+  uint64_t total = 0;
+  for (const auto& o : plan) total += o.spec.nbytes();
+
+  OutputDir out(opt.out_dir, opt.force);
+  Progress bar("convert", total, opt.progress);
+  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
+  bar.finish();
+  write_configs(dir, t, src, *tracker, out);
+  copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
+  out.commit();
+  res.tensors = sr.tensors;
+  res.shards = sr.shards;
+  res.bytes = sr.bytes;
+  res.max_abs_diff = tracker->max_diff;
+  res.max_diff_module = tracker->max_diff_module;
+  return res;
+}
+
+}  // namespace awq

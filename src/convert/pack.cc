@@ -1,0 +1,289 @@
+// Packers, one per target layout; each mirrors its reader in src/formats (see the layout comments
+// there and FORMATS.md §1.2, §2.1, §2.3, §5.1, §6.1).
+#include "convert/pack.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "awq/error.h"
+#include "formats/awq_common.h"
+
+namespace awq::convert_detail {
+namespace {
+
+constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // nibble i holds column 8c + kAwqOrder[i]
+
+[[noreturn]] void refuse(const std::string& module, const std::string& why) { fail("", module, why); }
+
+void put_u32(std::string& b, size_t i, uint32_t v) { std::memcpy(b.data() + 4 * i, &v, 4); }
+void put_float(std::string& b, DType t, size_t i, float v) { store_float(reinterpret_cast<uint8_t*>(b.data()), t, i, v); }
+
+int64_t wz_of(const ModuleShape& s) { return fmt_detail::awq_zeros_width(s.k, s.group_size); }
+
+float z_at(const QuantLinear& q, int64_t n, int64_t g) { return float(q.zeros[size_t(n * q.n_groups + g)]); }
+float s_at(const QuantLinear& q, int64_t n, int64_t g) { return q.scales[size_t(n * q.n_groups + g)]; }
+int32_t zi(const QuantLinear& q, int64_t n, int64_t g) { return q.zeros[size_t(n * q.n_groups + g)]; }
+
+// GEMV_fast's stored scaled zero: the source's own when it has one, else RNE(−(s·z)) in the scale dtype.
+float scaled_zero(const QuantLinear& q, int64_t n, int64_t g) {
+  if (!q.scaled_zeros.empty()) return q.scaled_zeros[size_t(n * q.n_groups + g)];
+  const float v = -(s_at(q, n, g) * z_at(q, n, g));
+  uint8_t b[4];
+  store_float(b, q.scale_dtype, 0, v);
+  return load_float(b, q.scale_dtype, 0);
+}
+
+void pack_gemm(const QuantLinear& q, std::vector<std::string>& out) {
+  const int64_t words = q.n / 8;
+  std::string qw(size_t(q.k * words) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
+      sc(size_t(q.n_groups * q.n) * dtype_size(q.scale_dtype), '\0');
+  for (int64_t k = 0; k < q.k; ++k)
+    for (int64_t c = 0; c < words; ++c) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) w |= uint32_t(q.codes[size_t((8 * c + kAwqOrder[i]) * q.k + k)]) << (4 * i);
+      put_u32(qw, size_t(k * words + c), w);
+    }
+  for (int64_t g = 0; g < q.n_groups; ++g) {
+    for (int64_t c = 0; c < words; ++c) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) w |= uint32_t(zi(q, 8 * c + kAwqOrder[i], g)) << (4 * i);
+      put_u32(qz, size_t(g * words + c), w);
+    }
+    for (int64_t n = 0; n < q.n; ++n) put_float(sc, q.scale_dtype, size_t(g * q.n + n), s_at(q, n, g));
+  }
+  out = {qw, qz, sc};
+}
+
+void pack_gemv(const QuantLinear& q, const ModuleShape& s, std::vector<std::string>& out) {
+  const int64_t words = q.k / 8, wz = wz_of(s);
+  std::string qw(size_t(q.n * words) * 4, '\0'), qz(size_t(q.n * wz) * 4, '\0'),
+      sc(size_t(q.n * 8 * wz) * dtype_size(q.scale_dtype), '\0');
+  for (int64_t n = 0; n < q.n; ++n) {
+    for (int64_t c = 0; c < words; ++c) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) w |= uint32_t(q.codes[size_t(n * q.k + 8 * c + i)]) << (4 * i);
+      put_u32(qw, size_t(n * words + c), w);
+    }
+    for (int64_t c = 0; c < wz; ++c) {
+      uint32_t w = 0;
+      for (int j = 0; j < 8 && 8 * c + j < q.n_groups; ++j) w |= uint32_t(zi(q, n, 8 * c + j)) << (4 * j);
+      put_u32(qz, size_t(n * wz + c), w);
+    }
+    for (int64_t g = 0; g < q.n_groups; ++g) put_float(sc, q.scale_dtype, size_t(n * 8 * wz + g), s_at(q, n, g));
+  }
+  out = {qw, qz, sc};
+}
+
+void pack_gemv_fast(const QuantLinear& q, const ModuleShape& s, std::vector<std::string>& out) {
+  const int64_t rows = 8 * wz_of(s);
+  std::string qw(size_t(q.n / 4 * q.k) * 2, '\0'), sc(size_t(rows * q.n) * dtype_size(q.scale_dtype), '\0'), sz = sc;
+  for (int64_t i = 0; i < q.n / 4; ++i)
+    for (int64_t col = 0; col < q.k; ++col) {
+      const int64_t j = col / 64, r = (col % 64) / 16, ww = col % 16, n = 4 * i + r;
+      uint16_t w = 0;
+      for (int v = 0; v < 4; ++v) {
+        const int64_t k = 64 * j + 32 * (ww >> 3) + 8 * v + (ww & 7);
+        w = uint16_t(w | (uint16_t(q.codes[size_t(n * q.k + k)]) << (4 * v)));
+      }
+      std::memcpy(qw.data() + 2 * size_t(i * q.k + col), &w, 2);
+    }
+  for (int64_t g = 0; g < q.n_groups; ++g)
+    for (int64_t n = 0; n < q.n; ++n) {
+      put_float(sc, q.scale_dtype, size_t(g * q.n + n), s_at(q, n, g));
+      put_float(sz, q.scale_dtype, size_t(g * q.n + n), scaled_zero(q, n, g));
+    }
+  out = {qw, sz, sc};
+}
+
+void pack_gptq(const QuantLinear& q, bool v2, std::vector<std::string>& out) {
+  const int64_t words = q.n / 8;
+  std::string qw(size_t(q.k / 8 * q.n) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
+      sc(size_t(q.n_groups * q.n) * dtype_size(q.scale_dtype), '\0'), gi(size_t(q.k) * 4, '\0');
+  for (int64_t r = 0; r < q.k / 8; ++r)
+    for (int64_t n = 0; n < q.n; ++n) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) w |= uint32_t(q.codes[size_t(n * q.k + 8 * r + i)]) << (4 * i);
+      put_u32(qw, size_t(r * q.n + n), w);
+    }
+  for (int64_t g = 0; g < q.n_groups; ++g) {
+    for (int64_t c = 0; c < words; ++c) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8; ++i) {
+        const int32_t z = zi(q, 8 * c + i, g);
+        if (!v2 && z == 0)
+          refuse(q.name, "output row " + std::to_string(8 * c + i) + ", group " + std::to_string(g) +
+                             " has zero point 0, which GPTQ v1 (stored z - 1) cannot hold: the packer's -1 would corrupt the whole "
+                             "int32 word. Use --gptq-format v2");
+        w |= uint32_t(v2 ? z : z - 1) << (4 * i);
+      }
+      put_u32(qz, size_t(g * words + c), w);
+    }
+    for (int64_t n = 0; n < q.n; ++n) put_float(sc, q.scale_dtype, size_t(g * q.n + n), s_at(q, n, g));
+  }
+  for (int64_t k = 0; k < q.k; ++k) put_u32(gi, size_t(k), uint32_t(q.group_of(k)));
+  out = {qw, qz, sc, gi};
+}
+
+void pack_ct(const QuantLinear& q, bool symmetric, bool act_order, std::vector<std::string>& out) {
+  const int64_t kw = (q.k + 7) / 8, nw = (q.n + 7) / 8;
+  std::string wp(size_t(q.n * kw) * 4, '\0'), sc(size_t(q.n * q.n_groups) * dtype_size(q.scale_dtype), '\0'), shape(16, '\0'),
+      zp(size_t(nw * q.n_groups) * 4, '\0'), gi(size_t(q.k) * 4, '\0');
+  for (int64_t n = 0; n < q.n; ++n) {
+    for (int64_t c = 0; c < kw; ++c) {
+      uint32_t w = 0;
+      for (int i = 0; i < 8 && 8 * c + i < q.k; ++i) w |= uint32_t(q.codes[size_t(n * q.k + 8 * c + i)]) << (4 * i);
+      put_u32(wp, size_t(n * kw + c), w);
+    }
+    for (int64_t g = 0; g < q.n_groups; ++g) put_float(sc, q.scale_dtype, size_t(n * q.n_groups + g), s_at(q, n, g));
+  }
+  const int64_t dims[2] = {q.n, q.k};
+  std::memcpy(shape.data(), dims, 16);
+  out = {wp, sc, shape};
+  if (!symmetric) {
+    for (int64_t r = 0; r < nw; ++r)
+      for (int64_t g = 0; g < q.n_groups; ++g) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8 && 8 * r + i < q.n; ++i) w |= uint32_t(zi(q, 8 * r + i, g)) << (4 * i);
+        put_u32(zp, size_t(r * q.n_groups + g), w);
+      }
+    out.push_back(zp);
+  } else {
+    for (int64_t n = 0; n < q.n; ++n)
+      for (int64_t g = 0; g < q.n_groups; ++g)
+        if (zi(q, n, g) != 1 << (q.bits - 1))
+          refuse(q.name, "output row " + std::to_string(n) + ", group " + std::to_string(g) + " has zero point " +
+                             std::to_string(zi(q, n, g)) + ", which a symmetric compressed-tensors checkpoint cannot hold");
+  }
+  if (act_order) {
+    for (int64_t k = 0; k < q.k; ++k) put_u32(gi, size_t(k), uint32_t(q.group_of(k)));
+    out.push_back(gi);
+  }
+}
+
+}  // namespace
+
+std::string shape_refusal(const TargetSpec& t, const ModuleShape& s) {
+  auto need = [&](bool ok, const std::string& why) { return ok ? std::string() : why; };
+  std::string r;
+  switch (t.target) {
+    case Target::kGemm:
+      return need(s.n % 8 == 0 && s.k % s.group_size == 0, "AutoAWQ GEMM needs out_features % 8 == 0 and in_features % group size == 0 (N = " +
+                                                              std::to_string(s.n) + ", K = " + std::to_string(s.k) + ")");
+    case Target::kGemv:
+    case Target::kGemvFast:
+      if (wz_of(s) <= 0 || s.k % s.group_size) return "group size " + std::to_string(s.group_size) + " is not one the GEMV layouts support (32, 64, >= 128 dividing K)";
+      if (t.target == Target::kGemv) return need(s.k % 8 == 0, "AutoAWQ GEMV needs in_features % 8 == 0 (K = " + std::to_string(s.k) + ")");
+      return need(s.n % 4 == 0 && s.k % 64 == 0, "GEMV_fast needs out_features % 4 == 0 and in_features % 64 == 0 (N = " + std::to_string(s.n) +
+                                                      ", K = " + std::to_string(s.k) + ")");
+    case Target::kGptq:
+      return need(s.n % 8 == 0 && s.k % 8 == 0, "GPTQ needs in_features and out_features divisible by 8 (N = " + std::to_string(s.n) +
+                                                     ", K = " + std::to_string(s.k) + ")");
+    case Target::kCompressedTensors:
+      return r;
+  }
+  return r;
+}
+
+std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s) {
+  const std::string& m = s.name;
+  const DType sd = s.scale_dtype;
+  const int64_t ng = s.n_groups;
+  switch (t.target) {
+    case Target::kGemm:
+      return {{m + ".qweight", DType::I32, {s.k, s.n / 8}}, {m + ".qzeros", DType::I32, {ng, s.n / 8}}, {m + ".scales", sd, {ng, s.n}}};
+    case Target::kGemv: {
+      const int64_t wz = wz_of(s);
+      return {{m + ".qweight", DType::I32, {s.n, s.k / 8}}, {m + ".qzeros", DType::I32, {s.n, wz}}, {m + ".scales", sd, {s.n, 8 * wz}}};
+    }
+    case Target::kGemvFast: {
+      const int64_t rows = 8 * wz_of(s);
+      return {{m + ".qweight", DType::I16, {s.n / 4, s.k}}, {m + ".qzeros", sd, {rows, s.n}}, {m + ".scales", sd, {rows, s.n}}};
+    }
+    case Target::kGptq:
+      return {{m + ".qweight", DType::I32, {s.k / 8, s.n}}, {m + ".qzeros", DType::I32, {ng, s.n / 8}}, {m + ".scales", sd, {ng, s.n}},
+              {m + ".g_idx", DType::I32, {s.k}}};
+    case Target::kCompressedTensors: {
+      std::vector<TensorSpec> v = {{m + ".weight_packed", DType::I32, {s.n, (s.k + 7) / 8}}, {m + ".weight_scale", sd, {s.n, ng}},
+                                   {m + ".weight_shape", DType::I64, {2}}};
+      if (!t.symmetric) v.push_back({m + ".weight_zero_point", DType::I32, {(s.n + 7) / 8, ng}});
+      if (s.has_g_idx) v.push_back({m + ".weight_g_idx", DType::I32, {s.k}});
+      return v;
+    }
+  }
+  return {};
+}
+
+bool has_act_order(const QuantLinear& q) {
+  for (size_t k = 0; k < q.g_idx.size(); ++k)
+    if (q.g_idx[k] != int32_t(int64_t(k) / q.group_size)) return true;
+  return false;
+}
+
+QuantLinear to_integer_zeros(const QuantLinear& src) {
+  QuantLinear q = src;
+  const int32_t hi = (1 << q.bits) - 1;
+  if (q.zero_mode == ZeroMode::kSymmetric) {
+    q.zeros.assign(q.scales.size(), 1 << (q.bits - 1));
+  } else if (q.zero_mode == ZeroMode::kScaledFma) {
+    q.zeros.resize(q.scales.size());
+    for (size_t i = 0; i < q.scales.size(); ++i) {
+      const float s = q.scales[i], sz = q.scaled_zeros[i];
+      const double zr = s != 0 ? std::nearbyint(-double(sz) / double(s)) : 0.0;
+      uint8_t b[4];
+      store_float(b, q.scale_dtype, 0, -(s * float(zr)));
+      if (!(zr >= 0 && zr <= hi) || load_float(b, q.scale_dtype, 0) != sz)
+        refuse(q.name, "group " + std::to_string(i % size_t(q.n_groups)) + " of output row " + std::to_string(i / size_t(q.n_groups)) +
+                           ": scaled zero " + std::to_string(sz) + " is not -scale x z for an integer z in [0, " + std::to_string(hi) +
+                           "] (scale " + std::to_string(s) + "), so no integer zero point reproduces it");
+      q.zeros[i] = int32_t(zr);
+    }
+  }
+  q.zero_mode = ZeroMode::kInteger;
+  for (size_t i = 0; i < q.zeros.size(); ++i)
+    if (q.zeros[i] < 0 || q.zeros[i] > hi)
+      refuse(q.name, "zero point " + std::to_string(q.zeros[i]) + " at group " + std::to_string(i % size_t(q.n_groups)) + " of output row " +
+                         std::to_string(i / size_t(q.n_groups)) + " is outside [0, " + std::to_string(hi) + "]");
+  return q;
+}
+
+std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, const ModuleShape& s) {
+  if (!q.pre_quant_scale.empty())
+    refuse(q.name, "has a pre_quant_scale (ModelOpt AWQ), which the target layouts cannot store; fold it into the previous layer first");
+  if (q.bits != 4) refuse(q.name, std::to_string(q.bits) + "-bit modules are not converted (the targets are 4-bit layouts)");
+  if (has_act_order(q) != s.has_g_idx && t.target == Target::kCompressedTensors)
+    refuse(q.name, "g_idx changed between planning and packing");
+  if (t.target != Target::kGptq && t.target != Target::kCompressedTensors && has_act_order(q))
+    refuse(q.name, "act-order g_idx (columns grouped out of order) cannot be represented in a layout without g_idx");
+  std::vector<std::string> out;
+  switch (t.target) {
+    case Target::kGemm: pack_gemm(q, out); break;
+    case Target::kGemv: pack_gemv(q, s, out); break;
+    case Target::kGemvFast: pack_gemv_fast(q, s, out); break;
+    case Target::kGptq: pack_gptq(q, t.gptq_v2, out); break;
+    case Target::kCompressedTensors: pack_ct(q, t.symmetric, s.has_g_idx, out); break;
+  }
+  return out;
+}
+
+double max_fma_difference(const QuantLinear& iq) {
+  QuantLinear f = iq;
+  f.zero_mode = ZeroMode::kScaledFma;
+  f.scaled_zeros.resize(iq.scales.size());
+  for (int64_t n = 0; n < iq.n; ++n)
+    for (int64_t g = 0; g < iq.n_groups; ++g) f.scaled_zeros[size_t(n * iq.n_groups + g)] = scaled_zero(iq, n, g);
+  QuantLinear i = iq;
+  i.pre_quant_scale.clear();
+  f.pre_quant_scale.clear();
+  const DType dt = iq.scale_dtype;
+  std::vector<uint8_t> a(size_t(iq.k) * dtype_size(dt)), b(a.size());
+  double worst = 0;
+  for (int64_t r = 0; r < iq.n; ++r) {
+    dequantize_rows_ref(i, dt, r, r + 1, a.data());
+    dequantize_rows_ref(f, dt, r, r + 1, b.data());
+    for (int64_t c = 0; c < iq.k; ++c)
+      worst = std::max(worst, std::fabs(double(load_float(a.data(), dt, size_t(c))) - double(load_float(b.data(), dt, size_t(c)))));
+  }
+  return worst;
+}
+
+}  // namespace awq::convert_detail

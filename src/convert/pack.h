@@ -1,0 +1,49 @@
+// Packing a canonical QuantLinear into each target layout's stored tensors (internal). The
+// inverse of the readers in src/formats: reader(pack(q)) == q for every q the layout represents.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "awq/quant_linear.h"
+#include "awq/safetensors.h"
+
+namespace awq::convert_detail {
+
+enum class Target { kGemm, kGemv, kGemvFast, kGptq, kCompressedTensors };
+
+struct TargetSpec {
+  Target target;
+  bool gptq_v2 = false;  // gptq only
+  bool symmetric = false;  // compressed-tensors only: no zero-point tensor, every zero must be 2^(bits-1)
+};
+
+// Shape facts known before reading a module.
+struct ModuleShape {
+  std::string name;
+  int64_t n = 0, k = 0, group_size = 0, n_groups = 0;  // group_size == k for per-channel
+  DType scale_dtype = DType::F16;
+  bool has_g_idx = false;  // the source's g_idx is act-order (not k / group_size)
+};
+
+// Why the layout cannot hold modules of this shape ("" when it can).
+std::string shape_refusal(const TargetSpec& t, const ModuleShape& s);
+// The stored tensors, in the order pack() produces their bytes.
+std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s);
+
+// Integer-zero form of a module: kSymmetric -> zeros 2^(bits-1); kScaledFma -> z = −sz/s when
+// that is an integer that reproduces sz exactly (else throws awq::Error naming the module). Keeps
+// scaled_zeros as stored, for GEMV_fast targets.
+QuantLinear to_integer_zeros(const QuantLinear& q);
+// True when g_idx is present and is not k / group_size (act-order).
+bool has_act_order(const QuantLinear& q);
+
+// Packs one integer-zero module into module_specs()'s tensors (bytes each). Throws awq::Error
+// naming the module when a value cannot be represented (zero point 0 in GPTQ v1, act-order into a
+// layout without g_idx, an asymmetric zero into a symmetric target, codes/zeros out of range).
+std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, const ModuleShape& s);
+
+// Dequantizes rows with both arithmetics and returns max |a − b| in the scale dtype: the integer
+// form s·(q − z) against GEMV_fast's q·s + sz (sz as given, or RNE(−s·z) when absent).
+double max_fma_difference(const QuantLinear& integer_form);
+
+}  // namespace awq::convert_detail
