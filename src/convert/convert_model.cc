@@ -60,6 +60,29 @@ bool all_zeros_mid(const FormatReader& r) {
   return true;
 }
 
+// Position of a dtype in safetensors' Rust Dtype enum (its derived order).
+int st_dtype_rank(DType t) {
+  switch (t) {
+    case DType::BOOL: return 0;
+    case DType::U8: return 4;
+    case DType::I8: return 5;
+    case DType::F8_E5M2: return 6;
+    case DType::F8_E4M3: return 7;
+    case DType::F8_E8M0: return 8;
+    case DType::I16: return 9;
+    case DType::U16: return 10;
+    case DType::F16: return 11;
+    case DType::BF16: return 12;
+    case DType::I32: return 13;
+    case DType::U32: return 14;
+    case DType::F32: return 15;
+    case DType::F64: return 16;
+    case DType::I64: return 17;
+    case DType::U64: return 18;
+    default: return 1;
+  }
+}
+
 // One module read, normalised and packed at a time; its tensors are written consecutively.
 struct ModuleCache {
   std::string name;
@@ -210,7 +233,12 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   }
   for (const TensorView* tv : dir.tensors())
     if (!consumed.count(tv->name)) plan.push_back(copy_of(*tv, reader.dense_tensor_name(tv->name)));
-  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
+  // The safetensors Rust writer's order (dtype descending in its enum order, then name), so a
+  // single-file output is laid out as the peers' own tools lay it out.
+  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) {
+    const int ra = st_dtype_rank(a.spec.dtype), rb = st_dtype_rank(b.spec.dtype);
+    return ra != rb ? ra > rb : a.spec.name < b.spec.name;
+  });
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
 

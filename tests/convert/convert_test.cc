@@ -183,6 +183,19 @@ TEST(Convert, WritesTheTargetsOwnConfig) {
   EXPECT_EQ(read_json_file(tmp / "ct/config.json")["quantization_config"], want);
 }
 
+// Through compressed-tensors and GPTQ v2 and back, AutoAWQ's own files come back byte for byte
+// (tensor order and header included: we lay files out as the safetensors Rust writer does).
+TEST(Convert, ThreeHopsReproduceAutoAwqFilesExactly) {
+  for (const std::string src : {test::data_path("tiny-llama-awq"), test::data_path("golden/awq-gemm-g64/model")}) {
+    test::TempDir tmp;
+    convert(src, tmp / "ct", {"compressed-tensors", ""});
+    convert(tmp / "ct", tmp / "gptq", {"gptq", "v2"});
+    convert(tmp / "gptq", tmp / "awq", {"autoawq-gemm", ""});
+    EXPECT_EQ(test::read_bytes(tmp / "awq/model.safetensors"), test::read_bytes(src + "/model.safetensors")) << src;
+    EXPECT_EQ(read_json_file(tmp / "awq/config.json"), read_json_file(src + "/config.json")) << src;
+  }
+}
+
 TEST(ConvertCli, RefusalLeavesNothingAndDenseWorks) {
   test::TempDir tmp;
   auto r = test::run_awq({"convert", test::data_path("golden/gptq-actorder-g64/model"), "-o", tmp / "o", "--to", "autoawq-gemm", "-q"});
