@@ -8,6 +8,7 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/progress.h"
+#include "awq/thread_pool.h"
 #include "convert/shard_writer.h"
 
 namespace fs = std::filesystem;
@@ -63,11 +64,18 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, m, dt](SafetensorsWriter& w) {
                       const QuantLinear q = reader.read(m);
                       std::vector<uint8_t> buf;
-                      const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / (size_t(q.k) * dtype_size(dt))));
+                      const size_t row_bytes = size_t(q.k) * dtype_size(dt);
+                      const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / row_bytes));
+                      ThreadPool& pool = default_pool();
                       for (int64_t r = 0; r < q.n; r += rows_per_chunk) {
                         const int64_t r1 = std::min(q.n, r + rows_per_chunk);
-                        buf.resize(size_t(r1 - r) * size_t(q.k) * dtype_size(dt));
-                        dequantize_rows_ref(q, dt, r, r1, buf.data());
+                        buf.resize(size_t(r1 - r) * row_bytes);
+                        // Rows are independent: the same bits at any thread count.
+                        const int64_t tasks = std::min<int64_t>(r1 - r, 4 * pool.size());
+                        pool.run(tasks, [&](int64_t t, int) {
+                          const int64_t a = r + (r1 - r) * t / tasks, b = r + (r1 - r) * (t + 1) / tasks;
+                          dequantize_rows_ref(q, dt, a, b, buf.data() + size_t(a - r) * row_bytes);
+                        });
                         w.append(buf.data(), buf.size());
                       }
                     }});

@@ -1,6 +1,8 @@
 // AutoAWQ GEMM layout (FORMATS.md §1): qweight I32 [K, N/8] packed along N with the AWQ
 // interleave (nibble i holds column 8c + [0,2,4,6,1,3,5,7][i]); qzeros I32 [K/G, N/8] the same;
 // scales F16/BF16 [K/G, N]. w = s·(q − z).
+#include <algorithm>
+
 #include "formats/common.h"
 #include "formats/readers.h"
 
@@ -36,12 +38,17 @@ class AwqGemmReader final : public FormatReader {
     q.zero_mode = ZeroMode::kInteger;
     q.scale_dtype = sc.dtype;
     const int64_t words = d.n / 8;
-    for (int64_t kk = 0; kk < d.k; ++kk)
-      for (int64_t c = 0; c < words; ++c) {
-        const uint32_t w = load_u32(qw, size_t(kk * words + c));
-        for (int j = 0; j < 8; ++j)
-          q.codes[size_t((8 * c + j) * d.k + kk)] = uint8_t((w >> (4 * kAwqReverse[j])) & 0xF);
-      }
+    // Transpose [K][N/8 words] into codes [N][K] in 32-row tiles of K, so the reads of a tile stay
+    // in cache across words and each output row gets 32 contiguous bytes.
+    for (int64_t k0 = 0; k0 < d.k; k0 += 32) {
+      const int64_t k1 = std::min<int64_t>(d.k, k0 + 32);
+      for (int64_t c = 0; c < words; ++c)
+        for (int j = 0; j < 8; ++j) {
+          uint8_t* row = q.codes.data() + size_t((8 * c + j) * d.k);
+          const int shift = 4 * kAwqReverse[j];
+          for (int64_t kk = k0; kk < k1; ++kk) row[kk] = uint8_t((load_u32(qw, size_t(kk * words + c)) >> shift) & 0xF);
+        }
+    }
     q.zeros.resize(q.scales.size());
     for (int64_t g = 0; g < q.n_groups; ++g) {
       for (int64_t c = 0; c < words; ++c) {
