@@ -21,6 +21,9 @@ struct ConvertOptions {
   std::string gptq_format = "v1";  // "v1" (checkpoint_format gptq) or "v2" (gptq_v2)
   bool force = false;
   bool progress = true;
+  // Re-quantize (round to nearest, from the module's own dense weight) the modules the target
+  // cannot hold exactly, instead of refusing; every other module keeps its codes and scales.
+  bool requantize = false;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
 };
 
@@ -33,12 +36,18 @@ struct ConvertResult {
   double max_abs_diff = 0;
   std::string max_diff_module;
   bool arithmetic_differs = false;
+  struct Requantized {
+    std::string module, reason;
+    double max_abs = 0, rel_rms = 0;  // added error: max |w_new − w_old|, ||w_new − w_old|| / ||w_old||
+  };
+  std::vector<Requantized> requantized;  // --requantize only
 };
 
 // Target names in the order `--to` documents them.
 std::vector<std::string> convert_targets();
 
-// Throws awq::Error (naming the module and why) when the target cannot represent the source.
+// Throws awq::Error (naming the module and why) when the target cannot represent the source and
+// opt.requantize is false.
 ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
 
 }  // namespace awq

@@ -19,16 +19,17 @@ Action add_convert(CLI::App& app) {
   sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | dense");
   sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)");
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
-  sub->add_flag("--requantize", a->requantize, "re-quantize where the target cannot represent the source (not implemented yet)");
+  sub->add_flag("--requantize", a->requantize,
+                "re-quantize (RTN) the modules the target cannot represent exactly, instead of refusing; reports the added error per layer");
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
-    if (a->requantize) throw Error("--requantize is not implemented yet; convert refuses (with the reason) what it cannot represent exactly");
     ConvertOptions opt;
     opt.out_dir = a->out;
     opt.to = a->to;
     opt.gptq_format = a->gptq_format;
     opt.force = a->force;
+    opt.requantize = a->requantize;
     opt.progress = !a->quiet;
     opt.max_shard_bytes = parse_size(a->max_shard);
     ModelDir dir(a->model);
@@ -39,6 +40,9 @@ Action add_convert(CLI::App& app) {
     if (r.arithmetic_differs)
       std::printf("note: %s and %s dequantize with different arithmetic (s*(q-z) vs the fused q*s + sz); every code and scale is kept; "
                   "largest weight difference %.6g (in %s)\n", r.from.c_str(), r.to.c_str(), r.max_abs_diff, r.max_diff_module.c_str());
+    for (const auto& q : r.requantized)
+      std::printf("requantized %s: max |added error| %.6g, relative RMS %.4g%% (because: %s)\n", q.module.c_str(), q.max_abs,
+                  100.0 * q.rel_rms, q.reason.c_str());
     return 0;
   };
 }

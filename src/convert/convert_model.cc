@@ -60,6 +60,12 @@ bool all_zeros_mid(const FormatReader& r) {
   return true;
 }
 
+RequantMode requant_mode(const TargetSpec& t, const QuantScheme& src) {
+  if (t.symmetric && (t.target == Target::kGptq || t.target == Target::kCompressedTensors)) return RequantMode::kSymmetric;
+  if (t.target == Target::kGptq && !t.gptq_v2) return RequantMode::kNoZeroZero;
+  return RequantMode::kAsymmetric;
+}
+
 // Position of a dtype in safetensors' Rust Dtype enum (its derived order).
 int st_dtype_rank(DType t) {
   switch (t) {
@@ -89,7 +95,11 @@ struct ModuleCache {
   std::vector<std::string> bufs;
 };
 
+// Files are laid out dtype first (as the safetensors writer does), so a module's tensors are not
+// adjacent and a module may be packed twice (identically); it is reported once.
 struct Tracker {
+  std::set<std::string> seen;
+  std::vector<ConvertResult::Requantized> requantized;
   bool any_act_order = false;
   double max_diff = 0;
   std::string max_diff_module;
@@ -205,18 +215,32 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     ModuleShape s{m, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
     s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
+    const bool g_idx_target = t.target == Target::kGptq || t.target == Target::kCompressedTensors;
+    if (!g_idx_target && opt.requantize) s.has_g_idx = false;  // re-quantized with plain groups
     tracker->any_act_order = tracker->any_act_order || s.has_g_idx;
-    if (s.has_g_idx && t.target != Target::kGptq && t.target != Target::kCompressedTensors)
+    if (s.has_g_idx && !g_idx_target)
       fail(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead");
     if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
     const auto specs = module_specs(t, s);
     for (size_t i = 0; i < specs.size(); ++i) {
-      plan.push_back({specs[i], [&reader, t, s, i, cache, tracker, fma_target, fma_source, specs](SafetensorsWriter& w) {
+      plan.push_back({specs[i], [&reader, t, s, i, cache, tracker, fma_target, fma_source, specs, requant = opt.requantize,
+                                 mode = requant_mode(t, src)](SafetensorsWriter& w) {
                         if (cache->name != s.name) {
-                          const QuantLinear q = to_integer_zeros(reader.read(s.name));
-                          cache->bufs = pack_module(t, q, s);
+                          const bool first = tracker->seen.insert(s.name).second;
+                          const QuantLinear raw = reader.read(s.name);
+                          QuantLinear q;
+                          try {
+                            q = to_integer_zeros(raw);
+                            cache->bufs = pack_module(t, q, s);
+                          } catch (const Error& e) {
+                            if (!requant) throw;
+                            RequantError err;
+                            q = requantize_rtn(raw, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, &err);
+                            cache->bufs = pack_module(t, q, s);
+                            if (first) tracker->requantized.push_back({s.name, e.what(), err.max_abs, err.rel_rms});
+                          }
                           cache->name = s.name;
-                          if (fma_target != fma_source) {
+                          if (fma_target != fma_source && first) {
                             const double d = max_fma_difference(q);
                             if (d > tracker->max_diff || tracker->max_diff_module.empty()) {
                               tracker->max_diff = d;
@@ -254,6 +278,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   res.bytes = sr.bytes;
   res.max_abs_diff = tracker->max_diff;
   res.max_diff_module = tracker->max_diff_module;
+  res.requantized = tracker->requantized;
   return res;
 }
 

@@ -47,3 +47,22 @@ std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, 
 double max_fma_difference(const QuantLinear& integer_form);
 
 }  // namespace awq::convert_detail
+
+namespace awq::convert_detail {
+
+// --requantize: round-to-nearest re-quantization of a module's own dense weight (its
+// dequantization, pre_quant_scale folded in), group by group as its g_idx / group size say.
+enum class RequantMode {
+  kAsymmetric,     // AutoAWQ min-max (§1.4): s = (max−min)/15 (floor 1e-5), z = −round(min/s)
+  kNoZeroZero,     // the same, but a zero point 0 becomes 1 with s = max/14 (GPTQ v1 cannot store 0)
+  kSymmetric,      // z = 2^(bits−1), s = max|w| / 7.5 (compressed-tensors / GPTQ symmetric)
+};
+struct RequantError {
+  double max_abs = 0;  // largest |w_new − w_old|
+  double rel_rms = 0;  // ||w_new − w_old|| / ||w_old||
+};
+// keep_g_idx: keep act-order grouping (targets with g_idx); else groups are k / group_size.
+// Scales keep the source dtype (the planned tensors' dtype). Returns an integer-zero module.
+QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g_idx, RequantError* err);
+
+}  // namespace awq::convert_detail

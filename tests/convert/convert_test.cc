@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "awq/convert.h"
 #include "awq/error.h"
@@ -194,6 +195,58 @@ TEST(Convert, ThreeHopsReproduceAutoAwqFilesExactly) {
     EXPECT_EQ(test::read_bytes(tmp / "awq/model.safetensors"), test::read_bytes(src + "/model.safetensors")) << src;
     EXPECT_EQ(read_json_file(tmp / "awq/config.json"), read_json_file(src + "/config.json")) << src;
   }
+}
+
+ConvertResult convert_requant(const std::string& in, const std::string& out, const Target& t) {
+  ModelDir dir(in);
+  auto r = open_format(dir);
+  ConvertOptions opt;
+  opt.out_dir = out;
+  opt.to = t.to;
+  if (!t.gptq_format.empty()) opt.gptq_format = t.gptq_format;
+  opt.progress = false;
+  opt.requantize = true;
+  return convert_model(dir, *r, opt);
+}
+
+TEST(ConvertRequantize, ActOrderIntoGemmReportsErrorPerLayer) {
+  test::TempDir tmp;
+  const auto r = convert_requant(test::data_path("golden/gptq-actorder-g64/model"), tmp / "o", {"autoawq-gemm", ""});
+  ASSERT_EQ(r.requantized.size(), 7u);
+  for (const auto& q : r.requantized) {
+    EXPECT_NE(q.reason.find("act-order"), std::string::npos) << q.reason;
+    EXPECT_GT(q.rel_rms, 0.0);
+    EXPECT_LT(q.rel_rms, 0.2) << q.module;  // one more 4-bit RTN step on top of the source's
+  }
+  ModelDir out(tmp / "o");
+  EXPECT_EQ(open_format(out)->scheme().format, "autoawq-gemm");
+}
+
+TEST(ConvertRequantize, OnlyTheUnrepresentableModulesChange) {
+  test::TempDir tmp;
+  const std::string src = test::data_path("golden/awq-gemm-const-group/model");
+  const auto r = convert_requant(src, tmp / "v1", {"gptq", "v1"});
+  ASSERT_FALSE(r.requantized.empty());
+  std::set<std::string> changed;
+  for (const auto& q : r.requantized) changed.insert(q.module);
+  ModelDir a(src), b(tmp / "v1");
+  auto ra = open_format(a), rb = open_format(b);
+  for (const auto& m : ra->modules()) {
+    const QuantLinear x = ra->read(m), y = rb->read(m);
+    if (changed.count(m)) {
+      for (int32_t z : y.zeros) EXPECT_GE(z, 1) << m;  // v1 cannot hold 0
+    } else {
+      EXPECT_EQ(x.codes, y.codes) << m;
+      EXPECT_EQ(x.scales, y.scales) << m;
+    }
+  }
+}
+
+TEST(ConvertRequantize, ModelOptPreQuantScaleIsFolded) {
+  test::TempDir tmp;
+  const auto r = convert_requant(test::data_path("golden/modelopt-w4a16-g128/model"), tmp / "o", {"autoawq-gemm", ""});
+  EXPECT_FALSE(r.requantized.empty());
+  for (const auto& q : r.requantized) EXPECT_NE(q.reason.find("pre_quant_scale"), std::string::npos);
 }
 
 TEST(ConvertCli, RefusalLeavesNothingAndDenseWorks) {
