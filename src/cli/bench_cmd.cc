@@ -321,8 +321,8 @@ class Bench {
     if (a_.json) return;
     if (!header_) {
       header_ = true;
-      std::printf("| kernel | path | target | shape NxK | m | thr | regime | time ms (median ± IQR/2) | GB/s | %% of read BW (GB/s) | baselines (their time / ours) |\n");
-      std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+      std::printf("| kernel | path | target | shape NxK | m | thr | regime | time ms (median ± IQR/2) | GB/s | %% of read BW (GB/s) | GFLOPS | baselines (their time / ours) |\n");
+      std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     }
     std::string vs;
     for (auto& [name, v] : j["vs"].items()) {
@@ -333,12 +333,13 @@ class Bench {
                     runs < 5 ? (" (" + std::to_string(runs) + " run" + (runs == 1 ? ")" : "s)")).c_str() : "");
       vs += b;
     }
-    std::printf("| %s | %s | %s | %s | %lld | %d | %s | %.3f ± %.3f | %.1f | %.0f%% (%.1f) | %s |\n",
+    const std::string gf = j.contains("gflops") ? std::to_string(int(std::lround(j["gflops"].get<double>()))) : "-";
+    std::printf("| %s | %s | %s | %s | %lld | %d | %s | %.3f ± %.3f | %.1f | %.0f%% (%.1f) | %s | %s |\n",
                 j["kernel"].get<std::string>().c_str(), j["path"].get<std::string>().c_str(),
                 j["target"].get<std::string>().c_str(), j["shape"].get<std::string>().c_str(), (long long)j["m"].get<int64_t>(),
                 j["threads"].get<int>(), j["regime"].get<std::string>().c_str(), j["median_s"].get<double>() * 1e3,
                 j["spread_s"].get<double>() * 1e3, j["gbps"].get<double>(), 100.0 * j["bw_fraction"].get<double>(),
-                j["read_gbps"].get<double>(), vs.c_str());
+                j["read_gbps"].get<double>(), gf.c_str(), vs.c_str());
     std::fflush(stdout);
   }
 

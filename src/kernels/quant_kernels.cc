@@ -235,6 +235,59 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
     for (size_t p = 0; p < kP; ++p) hn::StoreU(yacc[m][p], df, y + m * ys + p * kL);
 }
 
+// int8 path, 8 activation rows × two tiles (32 output rows) per call, for full-width vectors
+// (kP == 1): each broadcast activation quad feeds two dot products, and 16 independent integer
+// accumulators keep the dot-product units busy. y is updated in memory at each group's end with
+// the same f32 operations as MicroI8 (so results are identical).
+template <bool kWide>
+HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* HWY_RESTRICT codes1,
+                            const uint8_t* HWY_RESTRICT params0, const uint8_t* HWY_RESTRICT params1, size_t pb,
+                            int64_t ng, int64_t G, const int8_t* HWY_RESTRICT a, int64_t as,
+                            const float* HWY_RESTRICT d, const float* HWY_RESTRICT ds, int64_t gs,
+                            float* HWY_RESTRICT y, int64_t ys, bool first) {
+  constexpr int MR = 8;
+  const DF df;
+  const DU du;
+  const DI di;
+  if (first)
+    for (int m = 0; m < MR; ++m) {
+      hn::StoreU(hn::Zero(df), df, y + m * ys);
+      hn::StoreU(hn::Zero(df), df, y + m * ys + kL);
+    }
+  const VU m4 = hn::Set(du, 0x0F0F0F0Fu);
+  const int64_t chunks = G / kChunkCols;
+  for (int64_t g = 0; g < ng; ++g) {
+    VI acc0[MR], acc1[MR];
+    for (int m = 0; m < MR; ++m) acc0[m] = acc1[m] = hn::Zero(di);
+    const uint8_t* c0 = codes0 + size_t(g * chunks) * kChunkBytes;
+    const uint8_t* c1 = codes1 + size_t(g * chunks) * kChunkBytes;
+    const int8_t* ag = a + g * G;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const VU v0 = hn::Load(du, reinterpret_cast<const uint32_t*>(c0 + size_t(c) * kChunkBytes));
+      const VU v1 = hn::Load(du, reinterpret_cast<const uint32_t*>(c1 + size_t(c) * kChunkBytes));
+      const VI lo0 = hn::BitCast(di, hn::And(v0, m4)), hi0 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v0), m4));
+      const VI lo1 = hn::BitCast(di, hn::And(v1, m4)), hi1 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v1), m4));
+      for (int m = 0; m < MR; ++m) {
+        const int8_t* am = ag + m * as + c * kChunkCols;
+        acc0[m] = Dot4Mem(acc0[m], lo0, am);
+        acc1[m] = Dot4Mem(acc1[m], lo1, am);
+        acc0[m] = Dot4Mem(acc0[m], hi0, am + 4);
+        acc1[m] = Dot4Mem(acc1[m], hi1, am + 4);
+      }
+    }
+    VF s0, o0, s1, o1;
+    LoadParams<kWide>(params0 + size_t(g) * pb, &s0, &o0);
+    LoadParams<kWide>(params1 + size_t(g) * pb, &s1, &o1);
+    for (int m = 0; m < MR; ++m) {
+      const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
+      float* ym = y + m * ys;
+      hn::StoreU(hn::MulAdd(hn::Mul(s0, dv), hn::ConvertTo(df, acc0[m]), hn::MulAdd(o0, dsv, hn::LoadU(df, ym))), df, ym);
+      hn::StoreU(hn::MulAdd(hn::Mul(s1, dv), hn::ConvertTo(df, acc1[m]), hn::MulAdd(o1, dsv, hn::LoadU(df, ym + kL))),
+                 df, ym + kL);
+    }
+  }
+}
+
 // Rounds to bf16 (nearest even; NaN not special-cased) and stores L values.
 HWY_INLINE void StoreBF16(VF v, uint16_t* p) {
   const DU du;
@@ -325,6 +378,26 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
       for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
         const int64_t mr = std::min<int64_t>(kMaxMR, m - m0);
         for (int64_t t = t0; t < t1; ++t) {
+          if constexpr (kP == 1) {
+            if (path == Path::kInt8 && mr == 8 && t + 1 < t1) {
+              const size_t pb = w.param_bytes();
+              const int64_t goff = g0 * (w.group / kChunkCols) * kChunkBytes;
+              const uint8_t* cA = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(goff);
+              const uint8_t* cB = cA + w.tile_code_bytes();
+              const uint8_t* pA = w.params.data() + size_t(t * w.n_groups + g0) * pb;
+              const uint8_t* pB = pA + size_t(w.n_groups) * pb;
+              const int8_t* am = S.a.data() + size_t(m0 * w.k_pad + g0 * w.group);
+              const float* dm = S.d.data() + size_t(m0 * w.n_groups + g0);
+              const float* dsm = S.ds.data() + size_t(m0 * w.n_groups + g0);
+              float* yt = ys + size_t(m0) * size_t(np) + size_t(t * kPackRows);
+              if (w.wide)
+                MicroI8x2<true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+              else
+                MicroI8x2<false>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+              ++t;
+              continue;
+            }
+          }
           if (w.wide)
             RunTile<true>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0);
           else

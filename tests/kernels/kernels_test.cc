@@ -270,17 +270,24 @@ TEST(Kernels, LargerShapeThreadedMatchesReference) {
   const Spec s{300, 2048 + 128, 128, ZeroMode::kInteger, false, true, false};
   const QuantLinear q = make(s, 8);
   const PackedLinear p = repack(q);
-  ThreadPool pool(3);
-  for (int64_t m : {1, 13}) {
+  // One thread: tasks of several tiles (the two-tile int8 micro-kernel); three: one tile each.
+  for (int64_t m : {1, 8, 13, 21}) {
     const auto x = make_x(s, m, 4);
     for (Path path : {Path::kF32, Path::kInt8}) {
       std::vector<float> want(size_t(m * s.n)), got(want.size());
       gemm_ref(p, x.data(), DType::F32, m, want.data(), DType::F32, path);
-      gemm(p, x.data(), DType::F32, m, got.data(), DType::F32, {path, &pool});
-      if (path == Path::kInt8 && has_fma(active_target())) {
-        EXPECT_EQ(want, got) << path_name(path) << " m=" << m;
-      } else {
-        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], got[i], 1e-4 * (1 + std::fabs(want[i]))) << i;
+      for (const auto& t : runnable_targets()) {
+        TargetGuard guard(t.bits);
+        for (int threads : {1, 3}) {
+          ThreadPool pool(threads);
+          gemm(p, x.data(), DType::F32, m, got.data(), DType::F32, {path, &pool});
+          if (path == Path::kInt8 && has_fma(t.name)) {
+            ASSERT_EQ(want, got) << t.name << " " << path_name(path) << " m=" << m << " threads=" << threads;
+          } else {
+            for (size_t i = 0; i < want.size(); ++i)
+              ASSERT_NEAR(want[i], got[i], 1e-4 * (1 + std::fabs(want[i]))) << t.name << " m=" << m << " i=" << i;
+          }
+        }
       }
     }
   }
