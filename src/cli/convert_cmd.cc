@@ -16,7 +16,7 @@ Action add_convert(CLI::App& app) {
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory")->required();
   sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
-  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | dense");
+  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | modelopt | dense");
   sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)");
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
   sub->add_flag("--requantize", a->requantize,

@@ -31,7 +31,8 @@ TargetSpec parse_target(const ConvertOptions& opt, const QuantScheme& src) {
   else if (opt.to == "autoawq-gemv-fast") t.target = Target::kGemvFast;
   else if (opt.to == "gptq") t.target = Target::kGptq;
   else if (opt.to == "compressed-tensors") t.target = Target::kCompressedTensors;
-  else throw Error("--to " + opt.to + ": unknown target (known: autoawq-gemm, autoawq-gemv, autoawq-gemv-fast, compressed-tensors, gptq, dense)");
+  else if (opt.to == "modelopt") t.target = Target::kModelOpt;
+  else throw Error("--to " + opt.to + ": unknown target (known: autoawq-gemm, autoawq-gemv, autoawq-gemv-fast, compressed-tensors, gptq, modelopt, dense)");
   if (opt.gptq_format != "v1" && opt.gptq_format != "v2") throw Error("--gptq-format must be v1 or v2, not \"" + opt.gptq_format + "\"");
   t.gptq_v2 = opt.gptq_format == "v2";
   t.symmetric = !src.zero_point;
@@ -61,9 +62,29 @@ bool all_zeros_mid(const FormatReader& r) {
 }
 
 RequantMode requant_mode(const TargetSpec& t, const QuantScheme& src) {
+  if (t.target == Target::kModelOpt) return RequantMode::kSymmetric7;
   if (t.symmetric && (t.target == Target::kGptq || t.target == Target::kCompressedTensors)) return RequantMode::kSymmetric;
   if (t.target == Target::kGptq && !t.gptq_v2) return RequantMode::kNoZeroZero;
   return RequantMode::kAsymmetric;
+}
+
+// ModelOpt stores scales in F32; other layouts store them in the model dtype (config torch_dtype,
+// F16 or BF16). Scales that are all exactly values of that dtype (e.g. they came from such a
+// checkpoint) go back to it, losslessly; otherwise they stay F32.
+DType model_dtype(const ModelDir& dir) {
+  const auto& c = dir.config();
+  if (c.contains("torch_dtype") && c["torch_dtype"].is_string())
+    if (auto t = parse_torch_dtype(c["torch_dtype"].get<std::string>()); t && (*t == DType::F16 || *t == DType::BF16)) return *t;
+  return DType::F16;
+}
+
+bool scales_fit(const QuantLinear& q, DType t) {
+  uint8_t b[4];
+  for (float v : q.scales) {
+    store_float(b, t, 0, v);
+    if (load_float(b, t, 0) != v) return false;
+  }
+  return true;
 }
 
 // Position of a dtype in safetensors' Rust Dtype enum (its derived order).
@@ -153,6 +174,28 @@ json ct_config(const QuantScheme& s, bool act) {
           {"transform_config", json::object()}, {"version", "0.13.0"}};
 }
 
+// ModelOpt's unified HF export: hf_quant_config.json (indent 4, this key order) and config.json's
+// quantization_config from convert_hf_quant_config_format (no group size there).
+void write_modelopt_configs(const QuantScheme& s, json& cfg, const OutputDir& out) {
+  std::vector<std::string> exclude = {"lm_head"};
+  for (const auto& e : s.modules_to_not_convert)
+    if (e != "lm_head") exclude.push_back(e);
+  nlohmann::ordered_json producer = {{"name", "modelopt"}, {"version", "0.47.0"}};
+  nlohmann::ordered_json q;
+  q["quant_algo"] = "W4A16_AWQ";
+  q["kv_cache_quant_algo"] = nullptr;
+  q["group_size"] = s.group_size;
+  q["has_zero_point"] = false;
+  q["pre_quant_scale"] = true;
+  q["exclude_modules"] = exclude;
+  nlohmann::ordered_json hf;
+  hf["producer"] = producer;
+  hf["quantization"] = q;
+  write_file_atomic(out.file("hf_quant_config.json"), hf.dump(4));
+  cfg["quantization_config"] = {{"ignore", exclude}, {"producer", json::parse(producer.dump())}, {"quant_algo", "W4A16_AWQ"},
+                                {"quant_method", "modelopt"}};
+}
+
 void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& s, const Tracker& tr, const OutputDir& out) {
   json cfg = dir.config();
   if (cfg.contains("text_config") && cfg["text_config"].is_object()) cfg["text_config"].erase("quantization_config");
@@ -161,6 +204,7 @@ void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& 
     case Target::kGemv: cfg["quantization_config"] = awq_config(s, "gemv"); break;
     case Target::kGemvFast: cfg["quantization_config"] = awq_config(s, "gemv_fast"); break;
     case Target::kCompressedTensors: cfg["quantization_config"] = ct_config(s, tr.any_act_order); break;
+    case Target::kModelOpt: write_modelopt_configs(s, cfg, out); break;
     case Target::kGptq: {
       const auto q = gptq_config(s, tr.any_act_order, t.gptq_v2);
       cfg["quantization_config"] = json::parse(q.dump());
@@ -174,7 +218,7 @@ void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& 
 }  // namespace
 
 std::vector<std::string> convert_targets() {
-  return {"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "dense"};
+  return {"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense"};
 }
 
 ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt) {
@@ -215,6 +259,13 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     ModuleShape s{m, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
     s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
+    for (const auto& tn : reader.module_tensors(m))
+      if (tn.size() > 15 && tn.compare(tn.size() - 15, 15, "pre_quant_scale") == 0) {
+        s.has_pqs = true;
+        s.pqs_dtype = dir.get(tn).dtype;
+      }
+    if (t.target != Target::kModelOpt && s.scale_dtype == DType::F32 && scales_fit(reader.read(m), model_dtype(dir)))
+      s.scale_dtype = model_dtype(dir);
     const bool g_idx_target = t.target == Target::kGptq || t.target == Target::kCompressedTensors;
     if (!g_idx_target && opt.requantize) s.has_g_idx = false;  // re-quantized with plain groups
     tracker->any_act_order = tracker->any_act_order || s.has_g_idx;
@@ -231,11 +282,17 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                           QuantLinear q;
                           try {
                             q = to_integer_zeros(raw);
+                            q.scale_dtype = s.scale_dtype;  // planned: same, or F32 scales that are exact F16 values
                             cache->bufs = pack_module(t, q, s);
                           } catch (const Error& e) {
                             if (!requant) throw;
                             RequantError err;
-                            q = requantize_rtn(raw, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, &err);
+                            QuantLinear base = raw;
+                            if (t.target == Target::kModelOpt) base.pre_quant_scale.clear();  // kept as the input scale
+                            base.scale_dtype = s.scale_dtype;  // round the new scales as they will be stored
+                            q = requantize_rtn(base, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, &err);
+                            q.scale_dtype = s.scale_dtype;
+                            if (t.target == Target::kModelOpt) q.pre_quant_scale = raw.pre_quant_scale;
                             cache->bufs = pack_module(t, q, s);
                             if (first) tracker->requantized.push_back({s.name, e.what(), err.max_abs, err.rel_rms});
                           }

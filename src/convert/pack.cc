@@ -160,6 +160,30 @@ void pack_ct(const QuantLinear& q, bool symmetric, bool act_order, std::vector<s
   }
 }
 
+// ModelOpt W4A16_AWQ: weight U8 [N/2, K], byte (p, k) = row 2p low nibble, row 2p+1 high nibble,
+// two's complement q = code − 8 (symmetric only); weight_scale F32 [N, K/G]; pre_quant_scale [K].
+void pack_modelopt(const QuantLinear& q, const ModuleShape& s, std::vector<std::string>& out) {
+  const int32_t mid = 1 << (q.bits - 1);
+  for (size_t i = 0; i < q.zeros.size(); ++i)
+    if (q.zeros[i] != mid)
+      refuse(q.name, "output row " + std::to_string(i / size_t(q.n_groups)) + ", group " + std::to_string(i % size_t(q.n_groups)) +
+                         " has zero point " + std::to_string(q.zeros[i]) +
+                         ": ModelOpt W4A16_AWQ is symmetric only (no zero point); use --requantize or another target");
+  std::string w(size_t(q.n / 2 * q.k), '\0'), sc(size_t(q.n * q.n_groups) * 4, '\0');
+  for (int64_t p = 0; p < q.n / 2; ++p)
+    for (int64_t k = 0; k < q.k; ++k) {
+      const uint8_t lo = uint8_t(q.codes[size_t(2 * p * q.k + k)] - mid) & 0xF, hi = uint8_t(q.codes[size_t((2 * p + 1) * q.k + k)] - mid) & 0xF;
+      w[size_t(p * q.k + k)] = char(lo | (hi << 4));
+    }
+  for (size_t i = 0; i < q.scales.size(); ++i) put_float(sc, DType::F32, i, q.scales[i]);
+  out = {w, sc};
+  if (s.has_pqs) {
+    std::string pq(size_t(q.k) * dtype_size(s.pqs_dtype), '\0');
+    for (int64_t k = 0; k < q.k; ++k) put_float(pq, s.pqs_dtype, size_t(k), q.pre_quant_scale[size_t(k)]);
+    out.push_back(pq);
+  }
+}
+
 }  // namespace
 
 std::string shape_refusal(const TargetSpec& t, const ModuleShape& s) {
@@ -180,6 +204,8 @@ std::string shape_refusal(const TargetSpec& t, const ModuleShape& s) {
                                                      ", K = " + std::to_string(s.k) + ")");
     case Target::kCompressedTensors:
       return r;
+    case Target::kModelOpt:
+      return need(s.n % 2 == 0, "ModelOpt packs pairs of output rows: out_features must be even (N = " + std::to_string(s.n) + ")");
   }
   return r;
 }
@@ -207,6 +233,11 @@ std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s) 
                                    {m + ".weight_shape", DType::I64, {2}}};
       if (!t.symmetric) v.push_back({m + ".weight_zero_point", DType::I32, {(s.n + 7) / 8, ng}});
       if (s.has_g_idx) v.push_back({m + ".weight_g_idx", DType::I32, {s.k}});
+      return v;
+    }
+    case Target::kModelOpt: {
+      std::vector<TensorSpec> v = {{m + ".weight", DType::U8, {s.n / 2, s.k}}, {m + ".weight_scale", DType::F32, {s.n, ng}}};
+      if (s.has_pqs) v.push_back({m + ".pre_quant_scale", s.pqs_dtype, {s.k}});
       return v;
     }
   }
@@ -247,11 +278,12 @@ QuantLinear to_integer_zeros(const QuantLinear& src) {
 }
 
 std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, const ModuleShape& s) {
-  if (!q.pre_quant_scale.empty())
+  if (!q.pre_quant_scale.empty() && t.target != Target::kModelOpt)
     refuse(q.name, "has a pre_quant_scale (ModelOpt AWQ), which the target layouts cannot store; fold it into the previous layer first");
   if (q.bits != 4) refuse(q.name, std::to_string(q.bits) + "-bit modules are not converted (the targets are 4-bit layouts)");
   if (has_act_order(q) != s.has_g_idx && t.target == Target::kCompressedTensors)
     refuse(q.name, "g_idx changed between planning and packing");
+  if (t.target == Target::kModelOpt && q.pre_quant_scale.empty() != !s.has_pqs) refuse(q.name, "pre_quant_scale changed between planning and packing");
   if (t.target != Target::kGptq && t.target != Target::kCompressedTensors && has_act_order(q))
     refuse(q.name, "act-order g_idx (columns grouped out of order) cannot be represented in a layout without g_idx");
   std::vector<std::string> out;
@@ -261,6 +293,7 @@ std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, 
     case Target::kGemvFast: pack_gemv_fast(q, s, out); break;
     case Target::kGptq: pack_gptq(q, t.gptq_v2, out); break;
     case Target::kCompressedTensors: pack_ct(q, t.symmetric, s.has_g_idx, out); break;
+    case Target::kModelOpt: pack_modelopt(q, s, out); break;
   }
   return out;
 }

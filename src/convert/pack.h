@@ -9,7 +9,7 @@
 
 namespace awq::convert_detail {
 
-enum class Target { kGemm, kGemv, kGemvFast, kGptq, kCompressedTensors };
+enum class Target { kGemm, kGemv, kGemvFast, kGptq, kCompressedTensors, kModelOpt };
 
 struct TargetSpec {
   Target target;
@@ -23,6 +23,8 @@ struct ModuleShape {
   int64_t n = 0, k = 0, group_size = 0, n_groups = 0;  // group_size == k for per-channel
   DType scale_dtype = DType::F16;
   bool has_g_idx = false;  // the source's g_idx is act-order (not k / group_size)
+  bool has_pqs = false;    // the source stores a pre_quant_scale (ModelOpt)
+  DType pqs_dtype = DType::F16;
 };
 
 // Why the layout cannot hold modules of this shape ("" when it can).
@@ -56,6 +58,7 @@ enum class RequantMode {
   kAsymmetric,     // AutoAWQ min-max (§1.4): s = (max−min)/15 (floor 1e-5), z = −round(min/s)
   kNoZeroZero,     // the same, but a zero point 0 becomes 1 with s = max/14 (GPTQ v1 cannot store 0)
   kSymmetric,      // z = 2^(bits−1), s = max|w| / 7.5 (compressed-tensors / GPTQ symmetric)
+  kSymmetric7,     // z = 2^(bits−1), s = max|w| / 7 in f32 (ModelOpt W4A16_AWQ)
 };
 struct RequantError {
   double max_abs = 0;  // largest |w_new − w_old|

@@ -50,8 +50,9 @@ QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g
       const float mn = lo[size_t(g)], mx = up[size_t(g)];
       float s;
       int z;
-      if (mode == RequantMode::kSymmetric) {
-        s = rd(std::max(rd(std::max(std::fabs(mn), std::fabs(mx)), dt), rd(1e-5f, dt)) / 7.5f, dt);
+      if (mode == RequantMode::kSymmetric || mode == RequantMode::kSymmetric7) {
+        const float div = mode == RequantMode::kSymmetric ? 7.5f : 7.0f;
+        s = rd(std::max(rd(std::max(std::fabs(mn), std::fabs(mx)), dt), rd(1e-5f, dt)) / div, dt);
         z = mid;
       } else {
         s = rd(std::max(rd(mx - mn, dt), rd(1e-5f, dt)) / float(hi), dt);

@@ -45,7 +45,8 @@ struct Target {
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> k = {{"autoawq-gemm", ""}, {"autoawq-gemv", ""}, {"autoawq-gemv-fast", ""},
-                                        {"gptq", "v1"},       {"gptq", "v2"},       {"compressed-tensors", ""}};
+                                        {"gptq", "v1"},       {"gptq", "v2"},       {"compressed-tensors", ""},
+                                        {"modelopt", ""}};
   return k;
 }
 
@@ -73,7 +74,7 @@ void expect_same_values(const FormatReader& a, const FormatReader& b, const std:
     const QuantLinear x = a.read(m), y = b.read(m);
     ASSERT_EQ(x.codes, y.codes) << what << " " << m;
     ASSERT_EQ(x.scales, y.scales) << what << " " << m;
-    ASSERT_EQ(x.scale_dtype, y.scale_dtype) << what << " " << m;
+    if (b.scheme().format != "modelopt") ASSERT_EQ(x.scale_dtype, y.scale_dtype) << what << " " << m;  // ModelOpt stores F32
     for (int64_t n = 0; n < x.n; ++n)
       for (int64_t g = 0; g < x.n_groups; ++g) ASSERT_EQ(zero_of(x, n, g), zero_of(y, n, g)) << what << " " << m << " row " << n << " group " << g;
     for (int64_t k = 0; k < x.k; ++k) ASSERT_EQ(x.group_of(k), y.group_of(k)) << what << " " << m;
@@ -124,8 +125,9 @@ TEST_P(ConvertGolden, EveryTargetRoundTripsOrRefuses) {
     expect_same_tensors(src, xdir, c.name + " -> " + t.label() + " -> back");
     EXPECT_EQ(xdir.quant_config(), src.quant_config()) << c.name << " -> " << t.label() << " -> back";
   }
-  // ModelOpt / TRT-LLM modules carry pre_quant_scale, which no target layout stores: all refused.
-  if (c.format != "modelopt" && c.format != "trtllm-npz") EXPECT_GT(converted, 0u);
+  // TRT-LLM modules carry pre_quant_scale, which only the modelopt target stores, and have no
+  // writer of their own to come back to.
+  if (c.format != "trtllm-npz") EXPECT_GT(converted, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Peers, ConvertGolden, ::testing::ValuesIn(golden_cases()), [](const auto& info) {
