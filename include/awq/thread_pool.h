@@ -36,6 +36,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t generation_ = 0;  // guarded by mu_; bumped per run()
+  std::atomic<uint64_t> generation_seen_{0};  // lock-free copy of generation_ for spinning workers
   bool stop_ = false;
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t n_tasks_ = 0;

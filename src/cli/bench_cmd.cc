@@ -6,7 +6,8 @@
 //    so every run reads them from DRAM; baselines rotate their own weights the same way.
 //    --hot: one copy, reused (as ggml's test-backend-ops perf does).
 //  * read bandwidth: a vector-load stream over a buffer of max(8x LLC, 256 MiB) (cold) or of the
-//    packed weights' size (hot), same threads, median of >= 5 runs.
+//    packed weights' size (hot), same threads, median of >= 5 runs, measured right before and right
+//    after each row's kernel; the larger of the two is reported (conservative for bw_fraction).
 //  * time: median of the runs, +- half the inter-quartile range; runs continue until >= --min-time
 //    seconds and >= 5 runs (the scalar reference at M >= 64 runs once).
 //  * bytes: packed weights (codes + scales/zeros [+ bias]) + activations (f32) + outputs (f32).
@@ -169,18 +170,19 @@ class Bench {
  public:
   explicit Bench(const Args& a) : a_(a), llc_(llc_bytes()) {}
 
+  // Read bandwidth for this row's threads and regime, measured now (the machine's load drifts, so
+  // each row measures it right before and right after its own kernel and keeps the larger).
   double read_gbps(int threads, size_t hot_bytes) {
     const size_t bytes = a_.hot ? std::max<size_t>(hot_bytes / 4096 * 4096, 1 << 20) : std::max<size_t>(8 * llc_, 256u << 20);
-    const auto key = std::make_pair(threads, bytes);
-    if (auto it = read_cache_.find(key); it != read_cache_.end()) return it->second;
-    kernels::AlignedBytes buf(bytes);
-    for (size_t i = 0; i < bytes; i += 4096) buf.data()[i] = uint8_t(i >> 12);
+    auto& buf = read_bufs_[bytes];
+    if (!buf) {
+      buf = std::make_unique<kernels::AlignedBytes>(bytes);
+      for (size_t i = 0; i < bytes; i += 4096) buf->data()[i] = uint8_t(i >> 12);
+    }
     ThreadPool& pool = pool_for(threads);
     volatile uint64_t sink = 0;
-    const Stats s = time_it([&](int) { sink = sink + kernels::read_stream(buf.data(), bytes, &pool); }, 2, 5, 0.5, 200);
-    const double gbps = double(bytes) / s.median / 1e9;
-    read_cache_[key] = gbps;
-    return gbps;
+    const Stats s = time_it([&](int) { sink = sink + kernels::read_stream(buf->data(), bytes, &pool); }, 1, 5, 0.3, 200);
+    return double(bytes) / s.median / 1e9;
   }
 
   ThreadPool& pool_for(int threads) {
@@ -209,6 +211,7 @@ class Bench {
     const size_t bytes = p0.weight_bytes() + x.size() * 4 + y.size() * 4;
     const size_t nq = W.packed.size();
     const int warm = int(std::min<size_t>(nq, 4));
+    const double rbw_before = read_gbps(threads, p0.weight_bytes());
     const Stats ours = time_it(
         [&](int rep) {
           kernels::gemm(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, {path, &pool});
@@ -237,7 +240,7 @@ class Bench {
           },
           0, m >= 64 ? 1 : 3, m >= 64 ? 0.0 : std::min(a_.min_time, 0.5), m >= 64 ? 1 : 1000);
     }
-    const double rbw = read_gbps(threads, p0.weight_bytes());
+    const double rbw = std::max(rbw_before, read_gbps(threads, p0.weight_bytes()));
     nlohmann::json j;
     j["kernel"] = "awq";
     j["path"] = kernels::path_name(path);
@@ -272,6 +275,7 @@ class Bench {
     const size_t out_bytes = size_t(n * k) * dtype_size(out);
     kernels::AlignedBytes dst(out_bytes);
     const size_t nq = W.packed.size();
+    const double rbw_before = read_gbps(threads, W.packed[0].weight_bytes());
     const Stats ours = time_it(
         [&](int rep) { kernels::dequantize(W.packed[size_t(rep) % nq], out, 0, n, dst.data(), &pool); },
         int(std::min<size_t>(nq, 4)), 5, a_.min_time, 100000);
@@ -293,7 +297,7 @@ class Bench {
         int(std::min<size_t>(nsrc, 2)), 5, a_.min_time, 100000);
     const PackedLinear& p0 = W.packed[0];
     const size_t bytes = p0.weight_bytes() + out_bytes;
-    const double rbw = read_gbps(threads, p0.weight_bytes());
+    const double rbw = std::max(rbw_before, read_gbps(threads, p0.weight_bytes()));
     nlohmann::json j;
     j["kernel"] = "awq_dequant";
     j["path"] = out == DType::BF16 ? "bf16" : out == DType::F16 ? "f16" : "f32";
@@ -355,7 +359,7 @@ class Bench {
  private:
   const Args& a_;
   size_t llc_;
-  std::map<std::pair<int, size_t>, double> read_cache_;
+  std::map<size_t, std::unique_ptr<kernels::AlignedBytes>> read_bufs_;
   std::map<int, std::unique_ptr<ThreadPool>> pools_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Weights>> weights_;
   std::vector<nlohmann::json> rows_;
