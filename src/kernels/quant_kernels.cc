@@ -430,45 +430,44 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
 // rounded once, form a 16-word table; codes are gathered from the chunks (one dword per chunk),
 // split into nibbles in column order and mapped through the table with vpermw (16 per op).
 // Writes the group's first `cols` columns at out.
-template <int kB>
-HWY_INLINE void StoreBlock(__m512i v, __m256i table, int64_t pos, int64_t cols, uint16_t* out) {
+// 32 codes (bytes) -> 32 table words, stored at out[pos..) (only the columns below cols).
+HWY_INLINE void Store32(__m256i codes, __m512i table, int64_t pos, int64_t cols, uint16_t* out) {
   if (pos >= cols) return;
-  const __m256i w = _mm256_permutexvar_epi16(_mm256_cvtepu8_epi16(_mm512_extracti32x4_epi32(v, kB)), table);
-  if (pos + 16 <= cols) {
+  const __m512i w = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(codes), table);
+  uint16_t* dst = out + pos;
+  if (pos + 32 <= cols) {
     // Streaming stores where aligned: the output is written once and is usually larger than the
-    // cache, so skipping the read-for-ownership saves a third of the traffic.
-    __m256i* dst = reinterpret_cast<__m256i*>(out + pos);
-    if ((reinterpret_cast<uintptr_t>(dst) & 31) == 0)
-      _mm256_stream_si256(dst, w);
+    // cache, so skipping the read-for-ownership saves traffic.
+    if ((reinterpret_cast<uintptr_t>(dst) & 63) == 0)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), w);
     else
-      _mm256_storeu_si256(dst, w);
+      _mm512_storeu_si512(dst, w);
   } else {
-    alignas(32) uint16_t tmp[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), w);
-    std::memcpy(out + pos, tmp, size_t(cols - pos) * 2);
+    _mm512_mask_storeu_epi16(dst, __mmask32((uint64_t(1) << (cols - pos)) - 1), w);
   }
 }
 
-HWY_INLINE void DequantRowGroup16(const uint8_t* cg, int64_t r, int64_t chunks, int64_t cols, __m256i table,
+HWY_INLINE void DequantRowGroup16(const uint8_t* cg, int64_t r, int64_t chunks, int64_t cols, __m256i table256,
                                   uint16_t* out) {
+  const __m512i table = _mm512_zextsi256_si512(table256);
   const __m512i offs = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 6);
   const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F);
+  const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
   for (int64_t c0 = 0; c0 < chunks && c0 * kChunkCols < cols; c0 += 16) {
     const int64_t n = std::min<int64_t>(16, chunks - c0);
     const __mmask16 mk = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+    // One dword per chunk: the 8 codes of row r (byte b: column b low nibble, b+4 high nibble).
     const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, offs, cg + c0 * kChunkBytes + 4 * r, 1);
     const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-    // Block b of a = chunks c0+4b, c0+4b+1 (16 codes in column order); block b of bv = +2, +3.
+    // Block b of a = chunks 4b, 4b+1 in column order; of bv = chunks 4b+2, 4b+3. Reorder the
+    // blocks so x0 = chunks 0..7 and x1 = chunks 8..15, i.e. codes in column order.
     const __m512i a = _mm512_unpacklo_epi32(lo, hi), bv = _mm512_unpackhi_epi32(lo, hi);
+    const __m512i x0 = _mm512_permutex2var_epi64(a, i0, bv), x1 = _mm512_permutex2var_epi64(a, i1, bv);
     const int64_t p = c0 * kChunkCols;
-    StoreBlock<0>(a, table, p, cols, out);
-    StoreBlock<0>(bv, table, p + 16, cols, out);
-    StoreBlock<1>(a, table, p + 32, cols, out);
-    StoreBlock<1>(bv, table, p + 48, cols, out);
-    StoreBlock<2>(a, table, p + 64, cols, out);
-    StoreBlock<2>(bv, table, p + 80, cols, out);
-    StoreBlock<3>(a, table, p + 96, cols, out);
-    StoreBlock<3>(bv, table, p + 112, cols, out);
+    Store32(_mm512_castsi512_si256(x0), table, p, cols, out);
+    Store32(_mm512_extracti64x4_epi64(x0, 1), table, p + 32, cols, out);
+    Store32(_mm512_castsi512_si256(x1), table, p + 64, cols, out);
+    Store32(_mm512_extracti64x4_epi64(x1, 1), table, p + 96, cols, out);
   }
 }
 
