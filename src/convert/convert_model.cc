@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -110,14 +111,40 @@ int st_dtype_rank(DType t) {
   }
 }
 
-// One module read, normalised and packed at a time; its tensors are written consecutively.
-struct ModuleCache {
-  std::string name;
-  std::vector<std::string> bufs;
+// Packed tensors waiting to be written. Files are laid out dtype first (as the safetensors writer
+// does), so a module's small tensors (scales, F16) come long after its packed weights (I32). They
+// wait here, up to a fixed budget (so memory stays bounded: O(one module) + kBudget), instead of
+// the module being read and packed again; past the budget it is packed again (identically).
+class PendingTensors {
+ public:
+  static constexpr size_t kBudget = size_t(256) << 20;
+  // Appends tensor i of `module`, from the cache or from compute() (all the module's tensors).
+  void write(const std::string& module, size_t i, SafetensorsWriter& w, const std::function<std::vector<std::string>()>& compute) {
+    const auto key = std::make_pair(module, i);
+    auto it = pending_.find(key);
+    if (it != pending_.end()) {
+      w.append(it->second.data(), it->second.size());
+      bytes_ -= it->second.size();
+      pending_.erase(it);
+    } else {
+      std::vector<std::string> bufs = compute();
+      w.append(bufs[i].data(), bufs[i].size());
+      for (size_t j = 0; j < bufs.size(); ++j) {
+        if (j == i || done_.count({module, j}) || bytes_ + bufs[j].size() > kBudget) continue;
+        bytes_ += bufs[j].size();
+        pending_[{module, j}] = std::move(bufs[j]);
+      }
+    }
+    done_.insert(key);
+  }
+
+ private:
+  std::map<std::pair<std::string, size_t>, std::string> pending_;
+  std::set<std::pair<std::string, size_t>> done_;
+  size_t bytes_ = 0;
 };
 
-// Files are laid out dtype first (as the safetensors writer does), so a module's tensors are not
-// adjacent and a module may be packed twice (identically); it is reported once.
+// What the conversion saw; a module packed twice (past PendingTensors' budget) is reported once.
 struct Tracker {
   std::set<std::string> seen;
   std::vector<ConvertResult::Requantized> requantized;
@@ -253,7 +280,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   for (const auto& m : reader.modules())
     for (const auto& n : reader.module_tensors(m)) consumed.insert(n);
   std::vector<OutTensor> plan;
-  auto cache = std::make_shared<ModuleCache>();
+  auto cache = std::make_shared<PendingTensors>();
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
     ModuleShape s{m, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
@@ -276,14 +303,15 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     for (size_t i = 0; i < specs.size(); ++i) {
       plan.push_back({specs[i], [&reader, t, s, i, cache, tracker, fma_target, fma_source, specs, requant = opt.requantize,
                                  mode = requant_mode(t, src)](SafetensorsWriter& w) {
-                        if (cache->name != s.name) {
+                        cache->write(s.name, i, w, [&]() {
                           const bool first = tracker->seen.insert(s.name).second;
                           const QuantLinear raw = reader.read(s.name);
                           QuantLinear q;
+                          std::vector<std::string> bufs;
                           try {
                             q = to_integer_zeros(raw);
-                            q.scale_dtype = s.scale_dtype;  // planned: same, or F32 scales that are exact F16 values
-                            cache->bufs = pack_module(t, q, s);
+                            q.scale_dtype = s.scale_dtype;  // planned: same, or F32 scales that are exact model-dtype values
+                            bufs = pack_module(t, q, s);
                           } catch (const Error& e) {
                             if (!requant) throw;
                             RequantError err;
@@ -293,10 +321,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             q = requantize_rtn(base, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, &err);
                             q.scale_dtype = s.scale_dtype;
                             if (t.target == Target::kModelOpt) q.pre_quant_scale = raw.pre_quant_scale;
-                            cache->bufs = pack_module(t, q, s);
+                            bufs = pack_module(t, q, s);
                             if (first) tracker->requantized.push_back({s.name, e.what(), err.max_abs, err.rel_rms});
                           }
-                          cache->name = s.name;
                           if (fma_target != fma_source && first) {
                             const double d = max_fma_difference(q);
                             if (d > tracker->max_diff || tracker->max_diff_module.empty()) {
@@ -305,9 +332,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             }
                           }
                           for (size_t j = 0; j < specs.size(); ++j)
-                            if (cache->bufs[j].size() != specs[j].nbytes()) fail("", specs[j].name, "packer produced the wrong size (internal error)");
-                        }
-                        w.append(cache->bufs[i].data(), cache->bufs[i].size());
+                            if (bufs[j].size() != specs[j].nbytes()) fail("", specs[j].name, "packer produced the wrong size (internal error)");
+                          return bufs;
+                        });
                       }});
     }
     ++res.modules;

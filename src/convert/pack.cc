@@ -2,6 +2,7 @@
 // there and FORMATS.md §1.2, §2.1, §2.3, §5.1, §6.1).
 #include "convert/pack.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -37,12 +38,19 @@ void pack_gemm(const QuantLinear& q, std::vector<std::string>& out) {
   const int64_t words = q.n / 8;
   std::string qw(size_t(q.k * words) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
       sc(size_t(q.n_groups * q.n) * dtype_size(q.scale_dtype), '\0');
-  for (int64_t k = 0; k < q.k; ++k)
+  // Blocked over 16 input columns: each word gathers 8 rows, so walk rows in 16-byte runs.
+  for (int64_t k0 = 0; k0 < q.k; k0 += 16) {
+    const int64_t k1 = std::min(q.k, k0 + 16);
     for (int64_t c = 0; c < words; ++c) {
-      uint32_t w = 0;
-      for (int i = 0; i < 8; ++i) w |= uint32_t(q.codes[size_t((8 * c + kAwqOrder[i]) * q.k + k)]) << (4 * i);
-      put_u32(qw, size_t(k * words + c), w);
+      const uint8_t* rows[8];
+      for (int i = 0; i < 8; ++i) rows[i] = q.codes.data() + size_t((8 * c + kAwqOrder[i]) * q.k);
+      for (int64_t k = k0; k < k1; ++k) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8; ++i) w |= uint32_t(rows[i][k]) << (4 * i);
+        put_u32(qw, size_t(k * words + c), w);
+      }
     }
+  }
   for (int64_t g = 0; g < q.n_groups; ++g) {
     for (int64_t c = 0; c < words; ++c) {
       uint32_t w = 0;
@@ -99,12 +107,18 @@ void pack_gptq(const QuantLinear& q, bool v2, std::vector<std::string>& out) {
   const int64_t words = q.n / 8;
   std::string qw(size_t(q.k / 8 * q.n) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
       sc(size_t(q.n_groups * q.n) * dtype_size(q.scale_dtype), '\0'), gi(size_t(q.k) * 4, '\0');
-  for (int64_t r = 0; r < q.k / 8; ++r)
+  // Blocked over 8 packed rows (64 input columns): each output row is read 64 bytes at a time.
+  for (int64_t r0 = 0; r0 < q.k / 8; r0 += 8) {
+    const int64_t r1 = std::min(q.k / 8, r0 + 8);
     for (int64_t n = 0; n < q.n; ++n) {
-      uint32_t w = 0;
-      for (int i = 0; i < 8; ++i) w |= uint32_t(q.codes[size_t(n * q.k + 8 * r + i)]) << (4 * i);
-      put_u32(qw, size_t(r * q.n + n), w);
+      const uint8_t* row = q.codes.data() + size_t(n * q.k);
+      for (int64_t r = r0; r < r1; ++r) {
+        uint32_t w = 0;
+        for (int i = 0; i < 8; ++i) w |= uint32_t(row[8 * r + i]) << (4 * i);
+        put_u32(qw, size_t(r * q.n + n), w);
+      }
     }
+  }
   for (int64_t g = 0; g < q.n_groups; ++g) {
     for (int64_t c = 0; c < words; ++c) {
       uint32_t w = 0;
