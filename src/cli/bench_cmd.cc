@@ -6,8 +6,9 @@
 //    so every run reads them from DRAM; baselines rotate their own weights the same way.
 //    --hot: one copy, reused (as ggml's test-backend-ops perf does).
 //  * read bandwidth: a vector-load stream over a buffer of max(8x LLC, 256 MiB) (cold) or of the
-//    packed weights' size (hot), same threads, median of >= 5 runs, measured right before and right
-//    after each row's kernel; the larger of the two is reported (conservative for bw_fraction).
+//    packed weights' size (hot), same threads.
+//  * every row interleaves its jobs (ours, OpenBLAS, dense bf16, read stream; dequant: ours, copy,
+//    read stream) round by round, so all sample the same machine load.
 //  * time: median of the runs, +- half the inter-quartile range; runs continue until >= --min-time
 //    seconds and >= 5 runs (the scalar reference at M >= 64 runs once).
 //  * bytes: packed weights (codes + scales/zeros [+ bias]) + activations (f32) + outputs (f32).
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -96,6 +98,46 @@ Stats time_it(F&& f, int warmup, int min_runs, double min_time, int max_runs) {
     return t[lo] + (t[hi] - t[lo]) * (i - double(lo));
   };
   return {q(0.5), (q(0.75) - q(0.25)) / 2, int(t.size())};
+}
+
+// Interleaved measurement: every round runs each job once (ours, the baselines, the read stream),
+// so all of them sample the same machine conditions (load from other processes drifts). Stops when
+// job 0 has min_time seconds and every job its min_runs; a job stops at its max_runs.
+struct Job {
+  std::function<void(int)> f;
+  int warmup = 1, min_runs = 5, max_runs = 1 << 30;
+  std::vector<double> t;
+  Stats stats() const {
+    std::vector<double> v = t;
+    std::sort(v.begin(), v.end());
+    auto q = [&](double p) {
+      const double i = p * double(v.size() - 1);
+      const size_t lo = size_t(i), hi = std::min(lo + 1, v.size() - 1);
+      return v[lo] + (v[hi] - v[lo]) * (i - double(lo));
+    };
+    return v.empty() ? Stats{} : Stats{q(0.5), (q(0.75) - q(0.25)) / 2, int(v.size())};
+  }
+};
+
+void round_robin(std::vector<Job>& jobs, double min_time) {
+  for (auto& j : jobs)
+    for (int i = 0; i < j.warmup; ++i) j.f(i);
+  double total0 = 0;
+  for (int rep = 0;; ++rep) {
+    const bool done0 = int(jobs[0].t.size()) >= jobs[0].min_runs && total0 >= min_time;
+    bool all = done0;
+    for (size_t i = 1; i < jobs.size(); ++i) all = all && int(jobs[i].t.size()) >= std::min(jobs[i].min_runs, jobs[i].max_runs);
+    if (all) break;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      Job& j = jobs[i];
+      if (int(j.t.size()) >= j.max_runs || (done0 && int(j.t.size()) >= j.min_runs)) continue;
+      const auto a = Clock::now();
+      j.f(j.warmup + rep);
+      const double sec = std::chrono::duration<double>(Clock::now() - a).count();
+      j.t.push_back(sec);
+      if (i == 0) total0 += sec;
+    }
+  }
 }
 
 PackedLinear clone(const PackedLinear& p) {
@@ -174,19 +216,20 @@ class Bench {
  public:
   explicit Bench(const Args& a) : a_(a), llc_(llc_bytes()) {}
 
-  // Read bandwidth for this row's threads and regime, measured now (the machine's load drifts, so
-  // each row measures it right before and right after its own kernel and keeps the larger).
-  double read_gbps(int threads, size_t hot_bytes) {
+  // The read-bandwidth job for this row's threads and regime: a vector-load stream over a buffer
+  // of max(8x LLC, 256 MiB) (cold) or of the weights' size (hot). Returns the job and its bytes.
+  std::pair<Job, size_t> read_job(int threads, size_t hot_bytes) {
     const size_t bytes = a_.hot ? std::max<size_t>(hot_bytes / 4096 * 4096, 1 << 20) : std::max<size_t>(8 * llc_, 256u << 20);
     auto& buf = read_bufs_[bytes];
     if (!buf) {
       buf = std::make_unique<kernels::AlignedBytes>(bytes);
       for (size_t i = 0; i < bytes; i += 4096) buf->data()[i] = uint8_t(i >> 12);
     }
-    ThreadPool& pool = pool_for(threads);
-    volatile uint64_t sink = 0;
-    const Stats s = time_it([&](int) { sink = sink + kernels::read_stream(buf->data(), bytes, &pool); }, 1, 5, 0.3, 200);
-    return double(bytes) / s.median / 1e9;
+    ThreadPool* pool = &pool_for(threads);
+    const uint8_t* data = buf->data();
+    Job j;
+    j.f = [this, data, bytes, pool](int) { sink_ = sink_ + kernels::read_stream(data, bytes, pool); };
+    return {std::move(j), bytes};
   }
 
   ThreadPool& pool_for(int threads) {
@@ -215,27 +258,33 @@ class Bench {
     const size_t bytes = p0.weight_bytes() + x.size() * 4 + y.size() * 4;
     const size_t nq = W.packed.size();
     const int warm = int(std::min<size_t>(nq, 4));
-    const double rbw_before = read_gbps(threads, p0.weight_bytes());
-    const Stats ours = time_it(
-        [&](int rep) {
-          kernels::gemm(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, {path, &pool});
-        },
-        warm, 5, a_.min_time, 100000);
     openblas_set_num_threads(threads);
     const size_t nf = W.f32.size(), nb = W.bf16.size();
-    const Stats blas = time_it(
-        [&](int rep) {
-          const float* w = W.f32[size_t(rep) % nf].data();
-          if (m == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.f, w, int(k), x.data(), 1, 0.f, y.data(), 1);
-          else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.f, x.data(), int(k), w,
-                        int(k), 0.f, y.data(), int(n));
-        },
-        int(std::min<size_t>(nf, 2)), 5, a_.min_time, 100000);
-    const Stats dense = time_it(
-        [&](int rep) { kernels::dense_bf16_gemm(W.bf16[size_t(rep) % nb].data(), n, k, x.data(), m, y.data(), &pool); },
-        int(std::min<size_t>(nb, 2)), m >= 64 ? 1 : 5, m >= 64 ? 0.0 : a_.min_time, 100000);
+    auto [rj, rbytes] = read_job(threads, p0.weight_bytes());
+    std::vector<Job> jobs(4);
+    jobs[0].f = [&](int rep) {
+      kernels::gemm(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, {path, &pool});
+    };
+    jobs[0].warmup = warm;
+    jobs[1].f = [&](int rep) {
+      const float* w = W.f32[size_t(rep) % nf].data();
+      if (m == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.f, w, int(k), x.data(), 1, 0.f, y.data(), 1);
+      else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.f, x.data(), int(k), w, int(k),
+                    0.f, y.data(), int(n));
+    };
+    jobs[1].warmup = int(std::min<size_t>(nf, 2));
+    jobs[2].f = [&](int rep) {
+      kernels::dense_bf16_gemm(W.bf16[size_t(rep) % nb].data(), n, k, x.data(), m, y.data(), &pool);
+    };
+    jobs[2].warmup = m >= 64 ? 0 : int(std::min<size_t>(nb, 2));
+    if (m >= 64) jobs[2].min_runs = jobs[2].max_runs = 1;
+    jobs[3] = std::move(rj);
+    round_robin(jobs, a_.min_time);
+    const Stats ours = jobs[0].stats(), blas = jobs[1].stats(), dense = jobs[2].stats();
+    const double rbw = double(rbytes) / jobs[3].stats().median / 1e9;
+    // The scalar reference is far slower; it runs on its own afterwards (once at M >= 64).
     Stats scalar;
     if (!a_.no_scalar) {
       scalar = time_it(
@@ -244,7 +293,6 @@ class Bench {
           },
           0, m >= 64 ? 1 : 3, m >= 64 ? 0.0 : std::min(a_.min_time, 0.5), m >= 64 ? 1 : 1000);
     }
-    const double rbw = std::max(rbw_before, read_gbps(threads, p0.weight_bytes()));
     nlohmann::json j;
     j["kernel"] = "awq";
     j["path"] = kernels::path_name(path);
@@ -279,10 +327,6 @@ class Bench {
     const size_t out_bytes = size_t(n * k) * dtype_size(out);
     kernels::AlignedBytes dst(out_bytes);
     const size_t nq = W.packed.size();
-    const double rbw_before = read_gbps(threads, W.packed[0].weight_bytes());
-    const Stats ours = time_it(
-        [&](int rep) { kernels::dequantize(W.packed[size_t(rep) % nq], out, 0, n, dst.data(), &pool); },
-        int(std::min<size_t>(nq, 4)), 5, a_.min_time, 100000);
     // copy baseline: memcpy of the output's bytes, same threads, sources rotating like the weights.
     const size_t nsrc = copies_for(out_bytes, a_.hot, llc_);
     std::vector<kernels::AlignedBytes> src;
@@ -290,18 +334,24 @@ class Bench {
       src.emplace_back(out_bytes);
       std::memset(src.back().data(), int(i + 1), out_bytes);
     }
-    const Stats copy = time_it(
-        [&](int rep) {
-          const uint8_t* s = src[size_t(rep) % nsrc].data();
-          pool.run(threads, [&](int64_t t, int) {
-            const size_t a = out_bytes * size_t(t) / size_t(threads), b = out_bytes * size_t(t + 1) / size_t(threads);
-            std::memcpy(dst.data() + a, s + a, b - a);
-          });
-        },
-        int(std::min<size_t>(nsrc, 2)), 5, a_.min_time, 100000);
     const PackedLinear& p0 = W.packed[0];
+    auto [rj, rbytes] = read_job(threads, p0.weight_bytes());
+    std::vector<Job> jobs(3);
+    jobs[0].f = [&](int rep) { kernels::dequantize(W.packed[size_t(rep) % nq], out, 0, n, dst.data(), &pool); };
+    jobs[0].warmup = int(std::min<size_t>(nq, 4));
+    jobs[1].f = [&](int rep) {
+      const uint8_t* s = src[size_t(rep) % nsrc].data();
+      pool.run(threads, [&](int64_t t, int) {
+        const size_t a = out_bytes * size_t(t) / size_t(threads), b = out_bytes * size_t(t + 1) / size_t(threads);
+        std::memcpy(dst.data() + a, s + a, b - a);
+      });
+    };
+    jobs[1].warmup = int(std::min<size_t>(nsrc, 2));
+    jobs[2] = std::move(rj);
+    round_robin(jobs, a_.min_time);
+    const Stats ours = jobs[0].stats(), copy = jobs[1].stats();
     const size_t bytes = p0.weight_bytes() + out_bytes;
-    const double rbw = std::max(rbw_before, read_gbps(threads, p0.weight_bytes()));
+    const double rbw = double(rbytes) / jobs[2].stats().median / 1e9;
     nlohmann::json j;
     j["kernel"] = "awq_dequant";
     j["path"] = out == DType::BF16 ? "bf16" : out == DType::F16 ? "f16" : "f32";
@@ -365,6 +415,7 @@ class Bench {
   const Args& a_;
   size_t llc_;
   std::map<size_t, std::unique_ptr<kernels::AlignedBytes>> read_bufs_;
+  volatile uint64_t sink_ = 0;
   std::map<int, std::unique_ptr<ThreadPool>> pools_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Weights>> weights_;
   std::vector<nlohmann::json> rows_;
