@@ -79,8 +79,9 @@ void check_tensor_parallel(const Ctx& c) {
   if (!c.reader || c.reader->modules().empty()) return;
   if (c.reader->scheme().format != "autoawq-gemm") {
     if (c.reader->scheme().format.rfind("autoawq-", 0) == 0)
-      c.note("tp-awq", "", "vLLM's awq and awq_marlin kernels read only the GEMM layout; this is " + c.reader->scheme().format +
-                               ". Fix: awq convert MODEL -o OUT --to autoawq-gemm");
+      c.warn("vllm-unsupported-layout", "", "vLLM's awq and awq_marlin kernels read only the GEMM layout (they ignore \"version\"); this is " +
+                                                c.reader->scheme().format + ", which transformers loads but vLLM cannot. "
+                                                "Fix: awq convert MODEL -o OUT --to autoawq-gemm (codes and scales kept)");
     return;
   }
   const auto& cfg = c.dir->config();

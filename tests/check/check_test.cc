@@ -352,6 +352,12 @@ TEST(CheckTensorParallel, NotesFromVllmRules) {
   EXPECT_NE(mk.message.find("min_thread_k 128"), std::string::npos) << mk.message;
 }
 
+TEST(CheckTensorParallel, GemvLayoutsWarnThatVllmCannotLoadThem) {
+  const auto r = check_model(test::data_path("golden/awq-gemv-g128/model"));
+  expect_finding(r, "vllm-unsupported-layout", Severity::kWarning);
+  EXPECT_EQ(r.count(Severity::kError), 0u);
+}
+
 TEST(CheckCli, ExitStatusAndJson) {
   auto ok = test::run_awq({"check", test::data_path("tiny-llama-awq"), "--json"});
   EXPECT_EQ(ok.status, 0) << ok.err;
