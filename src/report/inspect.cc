@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "awq/npz.h"
 #include "awq/progress.h"
 
 namespace awq {
@@ -21,17 +22,17 @@ bool has(const std::string& s, const char* part) { return s.find(part) != std::s
 }  // namespace
 
 std::string tensor_kind(const std::string& name, bool quantized_part) {
-  if (quantized_part) {
-    if (ends_with(name, "qweight") || ends_with(name, "weight_packed") || ends_with(name, ".weight")) return "packed_weights";
-    if (has(name, "zero")) return "zero_points";
-    if (has(name, "scale") && !has(name, "pre_quant") && !has(name, "prequant")) return "scales";
-    if (ends_with(name, "g_idx")) return "g_idx";
+  if (quantized_part) {  // '.'-separated HF names and ':'-separated TRT-LLM npz names alike
     if (has(name, "pre_quant") || has(name, "prequant")) return "pre_quant_scales";
+    if (has(name, "zero")) return "zero_points";
+    if (has(name, "scal")) return "scales";
+    if (ends_with(name, "g_idx")) return "g_idx";
+    if (ends_with(name, "qweight") || ends_with(name, "weight_packed") || ends_with(name, "weight")) return "quantized_weights";
     return "quant_metadata";
   }
   if (has(name, "embed") || has(name, "wte") || has(name, "vocab_embedding")) return "embeddings";
   if (has(name, "lm_head")) return "lm_head";
-  if (has(name, "norm") || has(name, "layernorm") || has(name, "ln_")) return "norms";
+  if (has(name, "norm") || has(name, "ln_")) return "norms";
   if (ends_with(name, ".bias") || ends_with(name, ":bias")) return "biases";
   if (has(name, "act.scales") || has(name, "gelu_impl.scales")) return "activation_scales";
   if (ends_with(name, ".weight") || ends_with(name, ":weight")) return "dense_weights";
@@ -95,7 +96,7 @@ ordered_json inspect_model(const ModelDir& dir, const FormatReader& reader) {
   bool emb = false, head = false;
   for (const TensorView* t : dir.tensors()) {
     const std::string n = reader.dense_tensor_name(t->name);
-    if (ends_with(n, "embed_tokens.weight") || n == "transformer.wte.weight") emb = true;
+    if (ends_with(n, "embed_tokens.weight") || n == "transformer.wte.weight" || n == "vocab_embedding.weight") emb = true;
     if (n == "lm_head.weight") head = true;
   }
   r["tie_word_embeddings"] = tie;
@@ -105,6 +106,9 @@ ordered_json inspect_model(const ModelDir& dir, const FormatReader& reader) {
   for (const auto& f : dir.shards())
     shards.push_back({{"file", std::filesystem::path(f->path()).filename().string()}, {"bytes", f->file_size()},
                       {"tensors", f->tensors().size()}});
+  for (const auto& f : dir.npz_files())
+    shards.push_back({{"file", std::filesystem::path(f->path()).filename().string()},
+                      {"bytes", std::filesystem::file_size(f->path())}, {"tensors", f->tensors().size()}});
   r["shards"] = shards;
   r["sharded_index"] = dir.sharded();
   return r;
