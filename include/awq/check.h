@@ -30,7 +30,8 @@ struct CheckReport {
 };
 
 struct CheckOptions {
-  bool numeric = true;  // scan every tensor's values (NaN/Inf, scales, zero points, codes)
+  bool numeric = true;   // scan every tensor's values (NaN/Inf, scales, zero points, codes)
+  bool progress = false; // progress bar with ETA on stderr (a terminal only) during the value scan
 };
 
 // Runs every check on the checkpoint at `path`. Throws awq::Error only when the check itself

@@ -74,6 +74,7 @@ CheckReport check_model(const std::string& path, const CheckOptions& opt) {
   Ctx c;
   c.path = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
   c.out = &r.findings;
+  c.progress = opt.progress;
   check_files(c);  // throws when there is nothing to check at all
 
   std::unique_ptr<ModelDir> dir;

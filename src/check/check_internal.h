@@ -15,6 +15,7 @@ struct Ctx {
   const ModelDir* dir = nullptr;          // null when the directory could not be opened
   const FormatReader* reader = nullptr;   // null when no layout fits the tensors
   bool reader_from_config = false;        // reader opened through open_format (config agrees)
+  bool progress = false;
 
   void add(Severity s, const std::string& code, const std::string& tensor, const std::string& message) const {
     out->push_back({s, code, tensor, message});

@@ -8,6 +8,7 @@
 
 #include "awq/dtype.h"
 #include "awq/model_dir.h"
+#include "awq/progress.h"
 #include "check/check_internal.h"
 
 namespace awq::check_detail {
@@ -202,10 +203,21 @@ void check_values(const Ctx& c) {
       for (const auto& t : c.reader->module_tensors(m)) consumed.insert(t);
   const auto& cfg = c.dir->config();
   const bool fp16_model = cfg.contains("torch_dtype") && cfg["torch_dtype"] == "float16";
+  uint64_t total = 0;
+  for (const TensorView* t : c.dir->tensors()) total += t->nbytes;
+  Progress bar("check", total, c.progress);
   for (const TensorView* t : c.dir->tensors())
-    if (!consumed.count(t->name)) scan_dense(c, *t, fp16_model);
+    if (!consumed.count(t->name)) {
+      scan_dense(c, *t, fp16_model);
+      bar.advance(t->nbytes);
+    }
   if (c.reader)
-    for (const auto& m : c.reader->modules()) check_module(c, m);
+    for (const auto& m : c.reader->modules()) {
+      check_module(c, m);
+      for (const auto& tn : c.reader->module_tensors(m))
+        if (const TensorView* t = c.dir->find(tn)) bar.advance(t->nbytes);
+    }
+  bar.finish();
 }
 
 }  // namespace awq::check_detail

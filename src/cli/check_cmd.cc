@@ -10,17 +10,19 @@ Action add_check(CLI::App& app) {
   auto* sub = app.add_subcommand("check", "Diagnose a quantized checkpoint: errors that break loading, warnings, notes");
   struct Args {
     std::string model;
-    bool json = false, no_values = false;
+    bool json = false, no_values = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "model directory (or a .safetensors file)")->required();
   sub->add_flag("--json", a->json, "print {\"findings\": [{severity, code, tensor, message}, ...]}");
   sub->add_flag("--no-values", a->no_values, "skip the value scans (NaN/Inf, scales, zero points, codes)");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
     CheckReport r;
     try {
       CheckOptions opt;
       opt.numeric = !a->no_values;
+      opt.progress = !a->quiet;
       r = check_model(a->model, opt);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "awq: check could not run: %s\n", e.what());

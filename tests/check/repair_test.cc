@@ -131,6 +131,44 @@ TEST(Repair, ReplacesContradictingVersion) {
   EXPECT_EQ(check_model(r->dir()).count(Severity::kError), 0u);
 }
 
+TEST(Repair, LiftsNestedConfigAndRenamesLegacyKeys) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) {
+    auto q = c["quantization_config"];
+    q["w_bit"] = q["bits"];
+    q["q_group_size"] = q["group_size"];
+    q.erase("bits");
+    q.erase("group_size");
+    c["text_config"] = {{"quantization_config", q}};
+    c.erase("quantization_config");
+  });
+  const auto before = check_model(m.dir());
+  ASSERT_TRUE(before.has("quant-config-nested"));
+  auto r = repair(m.dir());
+  const auto cfg = read_json_file(r->dir() + "/config.json");
+  const auto want = read_json_file(test::data_path("golden/awq-gemm-g32/model/config.json"))["quantization_config"];
+  EXPECT_EQ(cfg["quantization_config"], want) << changes(r->result);
+  EXPECT_FALSE(cfg["text_config"].contains("quantization_config"));
+  const auto c = check_model(r->dir());
+  EXPECT_EQ(c.count(Severity::kError) + c.count(Severity::kWarning), 0u) << all_findings(c);
+}
+
+TEST(Repair, CheckFindingsItFixesAreGone) {
+  // Several defects at once: lone lm_head (tied), no format metadata, legacy config, broken index.
+  test::Checkpoint m("awq-gemm-tied");
+  m.edit_tensors([](std::vector<EditTensor>& ts) { test::tensor(ts, "model.embed_tokens.weight").name = "lm_head.weight"; }, {});
+  nlohmann::json qc;
+  m.edit_config([&](nlohmann::json& c) { qc = c["quantization_config"]; c.erase("quantization_config"); });
+  test::write_bytes(m.file("quantize_config.json"), qc.dump());
+  const auto before = check_model(m.dir());
+  for (const char* code : {"tied-lm-head-only", "safetensors-format-metadata", "quant-config-legacy"}) EXPECT_TRUE(before.has(code)) << code;
+  auto r = repair(m.dir());
+  EXPECT_GE(r->result.changes.size(), 3u) << changes(r->result);
+  const auto after = check_model(r->dir());
+  EXPECT_EQ(after.count(Severity::kError) + after.count(Severity::kWarning), 0u) << all_findings(after);
+  expect_same_tensors(test::data_path("golden/awq-gemm-tied/model"), r->dir());
+}
+
 TEST(Repair, RewritesTheIndex) {
   test::Checkpoint m("awq-gemm-g32");
   m.shard(3);
