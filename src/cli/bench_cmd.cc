@@ -390,7 +390,7 @@ class Bench {
     if (a_.json) return;
     if (!header_) {
       header_ = true;
-      std::printf("| kernel | path | target | shape NxK | m | thr | regime | time ms (median ± IQR/2) | GB/s | %% of read BW (GB/s) | GFLOPS | baselines (their time / ours) |\n");
+      std::printf("| kernel | path | target | shape NxK | m | thr | regime | time ms (median ± IQR/2, min) | GB/s | %% of read BW (GB/s) | GFLOPS | baselines (their time / ours) |\n");
       std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     }
     std::string vs;
