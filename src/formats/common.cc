@@ -119,8 +119,7 @@ int64_t infer_group_size(const std::vector<std::pair<int64_t, int64_t>>& k_group
       if (n == 1 && k != g) return 0;
     return g;
   }
-  if (ks.empty()) return 0;
-  return ks.size() == 1 ? *ks.begin() : -1;
+  return ks.empty() ? 0 : -1;  // one group per row everywhere: per-channel
 }
 
 void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_group_size) {

@@ -38,8 +38,8 @@ std::string cfg_str(const nlohmann::json& cfg, std::initializer_list<const char*
 std::vector<std::string> cfg_str_list(const nlohmann::json& cfg, const char* key);
 
 // Group size implied by modules' (K, number of groups) pairs: the common K / groups over modules
-// with more than one group; -1 (per-channel) when every module has one group and K varies (or
-// K when it does not). 0 when the modules disagree or a K is not divisible.
+// with more than one group; -1 (per-channel) when every module has one group per row. 0 when the
+// modules disagree or a K is not divisible.
 int64_t infer_group_size(const std::vector<std::pair<int64_t, int64_t>>& k_groups);
 
 // Checks a module's group count against the configured group size (-1 = per-channel) and throws
