@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -103,11 +104,20 @@ CheckReport check_model(const std::string& path, const CheckOptions& opt) {
     }
     c.reader = reader.get();
     if (reader) r.format = reader->scheme().format;
-    check_quant_config(c, open_error);
-    check_architecture(c);
-    check_tied_embeddings(c);
-    if (opt.numeric) check_values(c);
-    check_tensor_parallel(c);
+    // A group that trips over something unforeseen (a config value of the wrong JSON type, ...)
+    // becomes a finding; the other groups still run.
+    auto run = [&](const char* group, const std::function<void()>& fn) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        c.error("check-incomplete", "", std::string("the ") + group + " checks stopped: " + e.what());
+      }
+    };
+    run("quantization config", [&] { check_quant_config(c, open_error); });
+    run("architecture", [&] { check_architecture(c); });
+    run("tied embedding", [&] { check_tied_embeddings(c); });
+    if (opt.numeric) run("value", [&] { check_values(c); });
+    run("tensor-parallel", [&] { check_tensor_parallel(c); });
   }
   std::stable_sort(r.findings.begin(), r.findings.end(),
                    [](const Finding& a, const Finding& b) { return int(a.severity) < int(b.severity); });

@@ -271,6 +271,13 @@ TEST(CheckQuantConfig, ConfigMissingAndUnreadable) {
   expect_finding(check_model(b.dir()), "model-unreadable", Severity::kError);
 }
 
+TEST(CheckQuantConfig, WrongJsonTypesDoNotStopTheCheck) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c["model_type"] = 7; c["tie_word_embeddings"] = "yes"; c["hidden_size"] = "64"; });
+  const auto r = check_model(m.dir());  // must not throw
+  EXPECT_TRUE(r.has("tp-awq")) << codes(r);
+}
+
 TEST(CheckQuantConfig, DenseCheckpointIsNoKnownLayout) {
   test::Checkpoint m("awq-gemm-g32");
   m.edit_tensors([](std::vector<EditTensor>& ts) {
