@@ -85,6 +85,11 @@ void check_tensor_parallel(const Ctx& c) {
     return;
   }
   const auto& cfg = c.dir->config();
+  if (cfg.contains("torch_dtype") && cfg["torch_dtype"] == "bfloat16")
+    c.note("dtype-risk", "config.json",
+           "torch_dtype is bfloat16: vLLM's awq kernel runs float16 only (\"torch.bfloat16 is not supported for quantization "
+           "method awq\"); awq_marlin (SM >= 80) accepts bfloat16. Forcing --dtype half can overflow bf16-trained activations "
+           "(outputs of \"!!!!\"); prefer awq_marlin");
   const int64_t heads = config_int(cfg, "num_attention_heads");
   int64_t kv = config_int(cfg, "num_key_value_heads");
   if (kv < 0) kv = heads;

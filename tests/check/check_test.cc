@@ -359,6 +359,14 @@ TEST(CheckTensorParallel, NotesFromVllmRules) {
   EXPECT_NE(mk.message.find("min_thread_k 128"), std::string::npos) << mk.message;
 }
 
+TEST(CheckTensorParallel, Bf16ConfigNotesTheFp16OnlyAwqKernel) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c["torch_dtype"] = "bfloat16"; });
+  const auto r = check_model(m.dir());
+  expect_finding(r, "dtype-risk", Severity::kNote);
+  EXPECT_EQ(r.count(Severity::kError), 0u);
+}
+
 TEST(CheckTensorParallel, GemvLayoutsWarnThatVllmCannotLoadThem) {
   const auto r = check_model(test::data_path("golden/awq-gemv-g128/model"));
   expect_finding(r, "vllm-unsupported-layout", Severity::kWarning);
