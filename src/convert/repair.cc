@@ -210,6 +210,8 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, std::vect
     }
   }
   json candidate = is_awq_config(qc) ? normalise_awq(qc) : qc;
+  // A config.json that merely omits modules_to_not_convert is fine as it is (loaders default it).
+  if (src == "config.json" && candidate.is_object() && !qc.contains("modules_to_not_convert")) candidate.erase("modules_to_not_convert");
   if (is_awq_config(qc) && candidate != qc && src != "")
     changes.push_back("normalised the AWQ quantization_config keys (bits, group_size, zero_point, lower-case version, quant_method)");
   auto try_config = [&](const json& q) -> std::unique_ptr<FormatReader> {
