@@ -199,12 +199,14 @@ void check_unexpected(const Ctx& c, const std::set<std::string>& consumed) {
               "); transformers drops them with a warning, vLLM fails with a KeyError. Fix: remove them, or fix config.json architectures");
 }
 
-void check_quantized_vs_dense(const Ctx& c, const std::map<std::string, Linear>& lin) {
+// `moe`: the config declares experts; only then is a bare "mlp.gate" a router (in TensorRT-LLM
+// naming "mlp.gate" is the up projection).
+void check_quantized_vs_dense(const Ctx& c, const std::map<std::string, Linear>& lin, bool moe) {
   if (!c.reader || c.reader->modules().empty()) return;
   const auto& skip = c.reader->scheme().modules_to_not_convert;
   std::vector<std::string> dense, quant_excluded;
   for (const auto& [m, l] : lin) {
-    if (is_router(m)) {
+    if (is_router(m) && (moe || !ends_with(m, ".mlp.gate"))) {
       if (l.quantized)
         c.error("router-gate-quantized", m,
                 "the MoE router gate is quantized; vLLM builds routers unquantized (ReplicatedLinear with quant_config=None) and "
@@ -243,7 +245,7 @@ void check_architecture(const Ctx& c) {
   check_shapes(c, d, lin);
   check_layers(c, d, lin, known);
   if (known) check_unexpected(c, consumed);
-  check_quantized_vs_dense(c, lin);
+  check_quantized_vs_dense(c, lin, d.moe);
 }
 
 }  // namespace awq::check_detail

@@ -283,11 +283,14 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   auto cache = std::make_shared<PendingTensors>();
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
-    ModuleShape s{m, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
+    // Output tensors use the Hugging Face module name (the TRT-LLM npz reader maps its own names).
+    std::string out_name = reader.dense_name(m);
+    if (out_name.size() > 7 && out_name.compare(out_name.size() - 7, 7, ".weight") == 0) out_name.resize(out_name.size() - 7);
+    ModuleShape s{out_name, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
     s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
     for (const auto& tn : reader.module_tensors(m))
-      if (tn.size() > 15 && tn.compare(tn.size() - 15, 15, "pre_quant_scale") == 0) {
+      if (tn.find("pre_quant_scale") != std::string::npos || tn.find("prequant_scaling_factor") != std::string::npos) {
         s.has_pqs = true;
         s.pqs_dtype = dir.get(tn).dtype;
       }
@@ -301,11 +304,16 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
     const auto specs = module_specs(t, s);
     for (size_t i = 0; i < specs.size(); ++i) {
-      plan.push_back({specs[i], [&reader, t, s, i, cache, tracker, fma_target, fma_source, specs, requant = opt.requantize,
+      plan.push_back({specs[i], [&reader, m, t, s, i, cache, tracker, fma_target, fma_source, specs, requant = opt.requantize,
                                  mode = requant_mode(t, src)](SafetensorsWriter& w) {
                         cache->write(s.name, i, w, [&]() {
                           const bool first = tracker->seen.insert(s.name).second;
-                          const QuantLinear raw = reader.read(s.name);
+                          QuantLinear raw = reader.read(m);
+                          raw.name = s.name;
+                          if (raw.n_groups != s.n_groups || (raw.g_idx.empty() && raw.group_size != s.group_size))
+                            fail("", m, "has " + std::to_string(raw.n_groups) + " groups of " + std::to_string(raw.group_size) +
+                                            " columns, but the checkpoint's group size implies " + std::to_string(s.n_groups) +
+                                            "; checkpoints with mixed group sizes are not converted");
                           QuantLinear q;
                           std::vector<std::string> bufs;
                           try {

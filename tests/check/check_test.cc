@@ -204,6 +204,7 @@ TEST(CheckArchitecture, QuantizedLayerTheConfigExcludes) {
 
 TEST(CheckArchitecture, QuantizedRouterGate) {
   test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c["num_experts"] = 8; });  // a MoE config: mlp.gate is its router
   m.edit_tensors([](std::vector<EditTensor>& ts) {
     for (auto& t : ts)
       if (t.name.rfind("model.layers.0.mlp.gate_proj.", 0) == 0) t.name.replace(0, std::string("model.layers.0.mlp.gate_proj").size(), "model.layers.0.mlp.gate");

@@ -120,6 +120,8 @@ TEST_P(ConvertGolden, EveryTargetRoundTripsOrRefuses) {
     expect_same_values(*src_reader, *yr, c.name + " -> " + t.label());
     if (c.name == "ct-asym-int8zp-g64") continue;  // legacy unpacked int8 zero points: we write the packed form
     if (c.name == "gptq-v1-zero0") continue;       // the peer's defect: v1 cannot hold its zero point 0 (refused back)
+    const auto writable = convert_targets();
+    if (std::find(writable.begin(), writable.end(), c.format) == writable.end()) continue;  // no writer to come back to (trtllm-npz)
     convert(y, x2, back);
     ModelDir xdir(x2);
     expect_same_tensors(src, xdir, c.name + " -> " + t.label() + " -> back");
