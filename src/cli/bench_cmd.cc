@@ -9,8 +9,9 @@
 //    packed weights' size (hot), same threads.
 //  * every row interleaves its jobs (ours, OpenBLAS, dense bf16, read stream; dequant: ours, copy,
 //    read stream) round by round, so all sample the same machine load.
-//  * time: median of the runs, +- half the inter-quartile range; runs continue until >= --min-time
-//    seconds and >= 5 runs (the scalar reference at M >= 64 runs once).
+//  * time: median of the runs, +- half the inter-quartile range, and the best run; rounds continue
+//    until they took >= --min-time seconds and every job ran >= 5 times (dense bf16 and the scalar
+//    reference run once at M >= 64; the scalar reference runs after the rounds).
 //  * bytes: packed weights (codes + scales/zeros [+ bias]) + activations (f32) + outputs (f32).
 //    For dequant: packed weights + the output written.
 #include <cblas.h>
@@ -103,7 +104,7 @@ Stats time_it(F&& f, int warmup, int min_runs, double min_time, int max_runs) {
 
 // Interleaved measurement: every round runs each job once (ours, the baselines, the read stream),
 // so all of them sample the same machine conditions (load from other processes drifts). Stops when
-// job 0 has min_time seconds and every job its min_runs; a job stops at its max_runs.
+// the rounds have taken min_time seconds and every job has its min_runs; a job stops at max_runs.
 struct Job {
   std::function<void(int)> f;
   int warmup = 1, min_runs = 5, max_runs = 1 << 30;
@@ -123,9 +124,9 @@ struct Job {
 void round_robin(std::vector<Job>& jobs, double min_time) {
   for (auto& j : jobs)
     for (int i = 0; i < j.warmup; ++i) j.f(i);
-  double total0 = 0;
+  double total = 0;
   for (int rep = 0;; ++rep) {
-    const bool done0 = int(jobs[0].t.size()) >= jobs[0].min_runs && total0 >= min_time;
+    const bool done0 = int(jobs[0].t.size()) >= jobs[0].min_runs && total >= min_time;
     bool all = done0;
     for (size_t i = 1; i < jobs.size(); ++i) all = all && int(jobs[i].t.size()) >= std::min(jobs[i].min_runs, jobs[i].max_runs);
     if (all) break;
@@ -136,7 +137,7 @@ void round_robin(std::vector<Job>& jobs, double min_time) {
       j.f(j.warmup + rep);
       const double sec = std::chrono::duration<double>(Clock::now() - a).count();
       j.t.push_back(sec);
-      if (i == 0) total0 += sec;
+      total += sec;
     }
   }
 }
@@ -206,7 +207,7 @@ struct Args {
   std::vector<int64_t> ms;
   std::vector<int> threads;
   bool hot = false, json = false, no_scalar = false;
-  double min_time = 1.0;
+  double min_time = 2.0;
 };
 
 struct Row {
@@ -460,7 +461,7 @@ Action add_bench(CLI::App& app) {
   sub->add_option("--path", a->path, "auto | f32 | int8 (auto: int8, the fastest on every machine measured)")
       ->check(CLI::IsMember({"auto", "f32", "int8"}));
   sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(CLI::IsMember({"bf16", "f16", "f32"}));
-  sub->add_option("--min-time", a->min_time, "seconds of runs per measurement (default 1)");
+  sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
   return [a]() {
     std::vector<std::pair<int64_t, int64_t>> shapes;
