@@ -104,8 +104,11 @@ struct GemmOptions {
 // the GEMV). Thread-safe for concurrent calls only with distinct pools.
 void gemm(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
           const GemmOptions& opt = {});
-// Scalar reference for gemm: same arithmetic, same order of f32 operations per output (so SIMD
-// results equal it exactly where the target has FMA, and for small-integer data everywhere).
+// Scalar reference for gemm, in k order per output. The SIMD int8 path performs the same f32
+// operations (integer dot products are exact), so it equals this bit for bit on FMA targets; the
+// SIMD f32 path keeps several partial sums per output, so it equals this exactly when every partial
+// result is representable (small-integer activations, power-of-two scales: what the tests use) and
+// within f32 rounding of the summation order otherwise.
 // With a pool, tiles are split over its threads (for benchmarks); without, single-threaded.
 void gemm_ref(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
               Path path = Path::kF32, ThreadPool* pool = nullptr);

@@ -1,5 +1,6 @@
-// Scalar reference kernels (kept forever). They spell out the exact sequence of f32 operations the
-// SIMD kernels perform per output, so that the two agree bit for bit on targets with FMA.
+// Scalar reference kernels (kept forever). The int8 path and dequantization spell out the exact f32
+// operations the SIMD kernels perform (bit-identical on FMA targets); the f32 path sums in k order,
+// which the SIMD kernels reorder (see include/awq/kernels.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -1,6 +1,6 @@
 // SIMD 4-bit kernels (GEMV/GEMM on the f32 and int8 paths, dequantize), compiled once per Highway
-// target (hwy_config.h) and dispatched once per call. Arithmetic per output is the same sequence
-// of f32 operations as kernels_ref.cc, so FMA targets match the reference bit for bit.
+// target (hwy_config.h) and dispatched once per call. The int8 path and dequant perform the same
+// f32 operations as kernels_ref.cc (bit-identical on FMA targets); the f32 path reorders its sums.
 //
 // Vectors hold L = MaxLanes(f32) rows of a 16-row tile: a 64-byte chunk is kP = 16/L vectors of
 // u32 lanes, lane r = the 8 codes of row r (layout in include/awq/kernels.h).
