@@ -513,6 +513,48 @@ void DequantTile16(const PackedLinear& w, DType out, int64_t t, int64_t r0, int6
 }
 #endif
 
+#if HWY_TARGET == HWY_AVX2
+// AVX2 dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o), rounded
+// once, are split into a low-byte and a high-byte table; pshufb maps 32 codes per instruction pair.
+HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o, DType out, uint16_t* dst) {
+  const DF df;
+  const __m256 s8 = _mm256_set1_ps(s), o8 = _mm256_set1_ps(o);
+  const __m256 va = hn::MulAdd(VF{_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)}, VF{s8}, VF{o8}).raw;
+  const __m256 vb = hn::MulAdd(VF{_mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15)}, VF{s8}, VF{o8}).raw;
+  __m256i t16;  // the 16 results as u16, q order
+  if (out == DType::BF16) {
+    auto rne = [](__m256 v) {
+      const __m256i u = _mm256_castps_si256(v);
+      const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+      return _mm256_srai_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb)), 16);
+    };
+    t16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(rne(va), rne(vb)), 0xD8);
+  } else {
+    t16 = _mm256_set_m128i(_mm256_cvtps_ph(vb, _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(va, _MM_FROUND_TO_NEAREST_INT));
+  }
+  (void)df;
+  // Per lane: [low bytes of 8 values | high bytes of 8 values]; then gather lows, highs.
+  const __m256i split = _mm256_shuffle_epi8(
+      t16, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5,
+                            7, 9, 11, 13, 15));
+  const __m256i x = _mm256_permute4x64_epi64(split, 0xD8);  // [lo q0..15 | hi q0..15]
+  const __m256i tlo = _mm256_permute2x128_si256(x, x, 0x00), thi = _mm256_permute2x128_si256(x, x, 0x11);
+  int64_t j = 0;
+  for (; j + 32 <= cols; j += 32) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + j));
+    const __m256i l = _mm256_shuffle_epi8(tlo, c), h = _mm256_shuffle_epi8(thi, c);
+    const __m256i w0 = _mm256_unpacklo_epi8(l, h), w1 = _mm256_unpackhi_epi8(l, h);  // [0..7|16..23], [8..15|24..31]
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm256_permute2x128_si256(w0, w1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j + 16), _mm256_permute2x128_si256(w0, w1, 0x31));
+  }
+  if (j < cols) {
+    alignas(32) uint16_t table[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(table), t16);
+    for (; j < cols; ++j) dst[j] = table[q8[j]];
+  }
+}
+#endif
+
 void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool) {
   if (r0 >= r1) return;
   const int64_t t_begin = r0 / kPackRows, t_end = (r1 + kPackRows - 1) / kPackRows;
@@ -559,6 +601,12 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
         const VF sv = hn::Set(df, s[r]), ov = hn::Set(df, o[r]);
         const uint8_t* q8 = rm + r * G;
         int64_t j = 0;
+#if HWY_TARGET == HWY_AVX2
+        if (out != DType::F32 && !pqs) {
+          DequantRowAvx2(q8, cols, s[r], o[r], out, static_cast<uint16_t*>(dst) + base);
+          continue;
+        }
+#endif
         for (; j + int64_t(kL) <= cols; j += kL) {
           VF v = hn::MulAdd(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, q8 + j))), sv, ov);
           if (pqs) v = hn::Mul(v, hn::LoadU(df, w.pre_quant_scale.data() + col0 + j));
