@@ -224,8 +224,8 @@ namespace {
 
 TEST(CompressedTensors, GoldenCheckpointsAreDetectedWithoutAnyConfig) {
   for (const auto& [c, g, asym] : std::vector<std::tuple<std::string, int64_t, bool>>{
-           // ct-channel: every K is 128, so one group per row reads as group size 128 (= per-channel)
-           {"ct-asym-k100-g20", 20, true}, {"ct-sym-g128", 128, false}, {"ct-channel", 128, false}}) {
+           // ct-channel: one group per row in every module reads as per-channel (-1), as its meta says
+           {"ct-asym-k100-g20", 20, true}, {"ct-sym-g128", 128, false}, {"ct-channel", -1, false}}) {
     test::TempDir t;
     const std::string dir = t / "m";
     test::copy_dir(test::data_path("golden/" + c + "/model"), dir);
