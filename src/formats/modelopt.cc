@@ -38,7 +38,9 @@ class ModelOptReader final : public FormatReader {
       const std::string& n = t->name;
       if ((t->dtype == DType::U8 || t->dtype == DType::I8) && n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0 &&
           !dir.find(n.substr(0, n.size() - 7) + ".weight_scale"))
-        need(dir, n.substr(0, n.size() - 7) + ".weight_scale", std::string(kLayout) + " (" + n + " is packed int4)");
+        fail(dir.path(), n.substr(0, n.size() - 7) + ".weight_scale",
+             "missing: " + n + " is packed int4 (" + std::string(dtype_name(t->dtype)) +
+                 ") and the modelopt layout stores a weight_scale for every packed weight");
     }
     if (modules_.empty())
       fail(dir.path(), "", "no module with a U8/I8 *.weight and a *.weight_scale sibling (the ModelOpt W4A16_AWQ layout)");
