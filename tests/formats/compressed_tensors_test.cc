@@ -240,3 +240,37 @@ TEST(CompressedTensors, GoldenCheckpointsAreDetectedWithoutAnyConfig) {
 
 }  // namespace
 }  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(CompressedTensors, EightBitPackedAsymmetric) {
+  // 8-bit: four offset-binary bytes per int32 (u = q + 128), zero points packed the same along N.
+  constexpr int64_t n8 = 4, k8 = 8;
+  auto q8 = [](int64_t n, int64_t k) { return int((n * 37 + k * 11) % 256) - 128; };
+  auto z8 = [](int64_t n) { return int(n * 9) - 20; };
+  std::vector<int32_t> wp(size_t(n8 * k8 / 4), 0), zp(1, 0);
+  for (int64_t n = 0; n < n8; ++n) {
+    for (int64_t k = 0; k < k8; ++k) wp[size_t(n * 2 + k / 4)] |= int32_t(uint32_t(q8(n, k) + 128) << (8 * (k % 4)));
+    zp[0] |= int32_t(uint32_t(z8(n) + 128) << (8 * n));
+  }
+  std::vector<float> sc = {0.5f, 0.25f, 1.0f, 2.0f};
+  test::TempDir t;
+  const std::string dir = t / "m";
+  test::write_model(dir,
+                    {test::make_tensor(M + ".weight_packed", DType::I32, {n8, k8 / 4}, wp),
+                     test::float_tensor(M + ".weight_scale", DType::BF16, {n8, 1}, sc),
+                     test::make_tensor(M + ".weight_shape", DType::I64, {2}, std::vector<int64_t>{n8, k8}),
+                     test::make_tensor(M + ".weight_zero_point", DType::I32, {1, 1}, zp)},
+                    ct_config(false, -1, 8, "channel"));
+  ModelDir md(dir);
+  auto r = open_format(md);
+  EXPECT_EQ(r->scheme().bits, 8);
+  EXPECT_EQ(r->scheme().group_size, -1);
+  const auto w = test::dense_f32(*r, M);
+  for (int64_t n = 0; n < n8; ++n)
+    for (int64_t k = 0; k < k8; ++k) ASSERT_EQ(w[size_t(n * k8 + k)], sc[size_t(n)] * float(q8(n, k) - z8(n))) << n << "," << k;
+}
+
+}  // namespace
+}  // namespace awq

@@ -204,3 +204,35 @@ TEST(Gptq, GoldenCheckpointsAreDetectedWithoutAnyConfig) {
 
 }  // namespace
 }  // namespace awq
+
+namespace awq {
+namespace {
+
+TEST(Gptq, EightBitV1) {
+  // 8-bit: qweight [K/4, N], qzeros [ng, N/4], four bytes per word; v1 zero = (stored + 1) & 255.
+  constexpr int64_t n8 = 8, k8 = 8;
+  auto q8 = [](int64_t n, int64_t k) { return int((n * 29 + k * 13) % 256); };
+  auto z8 = [](int64_t n) { return int(n * 30 + 5); };
+  std::vector<int32_t> qw(size_t(k8 / 4 * n8), 0), qz(size_t(n8 / 4), 0);
+  for (int64_t k = 0; k < k8; ++k)
+    for (int64_t n = 0; n < n8; ++n) qw[size_t((k / 4) * n8 + n)] |= int32_t(uint32_t(q8(n, k)) << (8 * (k % 4)));
+  for (int64_t n = 0; n < n8; ++n) qz[size_t(n / 4)] |= int32_t(uint32_t(z8(n) - 1) << (8 * (n % 4)));
+  std::vector<float> sc;
+  for (int64_t n = 0; n < n8; ++n) sc.push_back(0.125f * float(n + 1));
+  test::TempDir t;
+  const std::string dir = t / "m";
+  test::write_model(dir,
+                    {test::make_tensor(M + ".qweight", DType::I32, {k8 / 4, n8}, qw),
+                     test::make_tensor(M + ".qzeros", DType::I32, {1, n8 / 4}, qz),
+                     test::float_tensor(M + ".scales", DType::F16, {1, n8}, sc)},
+                    config(gptq_qc(8, -1)));
+  ModelDir md(dir);
+  auto r = open_format(md);
+  EXPECT_EQ(r->scheme().bits, 8);
+  const auto w = test::dense_f32(*r, M);
+  for (int64_t n = 0; n < n8; ++n)
+    for (int64_t k = 0; k < k8; ++k) ASSERT_EQ(w[size_t(n * k8 + k)], sc[size_t(n)] * float(q8(n, k) - z8(n))) << n << "," << k;
+}
+
+}  // namespace
+}  // namespace awq
