@@ -112,16 +112,18 @@ void pack_activations_f32(const PackedLinear& w, const void* x, DType xt, int64_
   const bool pqs = !w.pre_quant_scale.empty();
   for (int64_t m = m0; m < m1; ++m) {
     float* d = dst + size_t(m - m0) * size_t(w.k_pad);
-    std::memset(d, 0, size_t(w.k_pad) * sizeof(float));
+    if (w.group != w.source_group || w.k_pad != w.k) std::memset(d, 0, size_t(w.k_pad) * sizeof(float));
     for (int64_t g = 0; g < w.n_groups; ++g) {
-      for (int64_t j = 0; j < w.source_group; ++j) {
-        const int64_t col = g * w.source_group + j;
-        if (col >= w.k) break;
-        float v = xt == DType::BF16 ? bf16_to_f32(static_cast<const uint16_t*>(x)[size_t(m * w.k + col)])
-                                    : static_cast<const float*>(x)[size_t(m * w.k + col)];
-        if (pqs) v *= w.pre_quant_scale[size_t(col)];
-        d[g * w.group + j] = v;
+      const int64_t col0 = g * w.source_group, n = std::min(w.source_group, w.k - col0);
+      float* dg = d + g * w.group;
+      if (xt == DType::F32) {
+        std::memcpy(dg, static_cast<const float*>(x) + size_t(m * w.k + col0), size_t(n) * sizeof(float));
+      } else {
+        const uint16_t* xb = static_cast<const uint16_t*>(x) + size_t(m * w.k + col0);
+        for (int64_t j = 0; j < n; ++j) dg[j] = bf16_to_f32(xb[j]);
       }
+      if (pqs)
+        for (int64_t j = 0; j < n; ++j) dg[j] *= w.pre_quant_scale[size_t(col0 + j)];
     }
   }
 }
@@ -138,8 +140,12 @@ void quantize_activations_i8(const PackedLinear& w, const float* xf, int64_t m0,
       const float d = amax > 0.f ? amax / 127.f : 0.f;
       const float inv = amax > 0.f ? 127.f / amax : 0.f;
       int32_t sum = 0;
+      // Round to nearest even by adding and subtracting 1.5·2^23 (exact for |v| < 2^22, as nearbyint
+      // in the default rounding mode, without a libm call; needs no -ffast-math, which we never use).
+      constexpr float kMagic = 12582912.f;
       for (int64_t j = 0; j < w.group; ++j) {
-        float r = std::nearbyint(xg[j] * inv);
+        const float t = xg[j] * inv + kMagic;  // no reassociation without -ffast-math
+        float r = t - kMagic;
         r = std::min(127.f, std::max(-127.f, r));
         am[g * w.group + j] = int8_t(r);
         sum += int32_t(r);
