@@ -310,6 +310,40 @@ HWY_INLINE void StoreOut(VF v, DType t, void* base, size_t i) {
   }
 }
 
+// SIMD twin of quantize_activations_i8 (repack.cc): the same operations lane by lane (max of |x|,
+// one multiply, magic-number rounding, clamp), so the int8 activations and sums are identical.
+// Returns false (caller falls back to the scalar one) when a group is not a multiple of the lanes.
+bool QuantizeRowsI8(const PackedLinear& w, const float* xf, int64_t rows, int8_t* a, float* d_out, float* ds_out) {
+  if (w.group % int64_t(kL) != 0) return false;
+  const DF df;
+  const DI di;
+  const hn::Rebind<int8_t, DI> d8;
+  const VF magic = hn::Set(df, 12582912.f), lo = hn::Set(df, -127.f), hi = hn::Set(df, 127.f);
+  for (int64_t m = 0; m < rows; ++m) {
+    const float* x = xf + size_t(m) * size_t(w.k_pad);
+    int8_t* am = a + size_t(m) * size_t(w.k_pad);
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      const float* xg = x + g * w.group;
+      VF vmax = hn::Zero(df);
+      for (int64_t j = 0; j < w.group; j += kL) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xg + j)));
+      const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      const float d = amax > 0.f ? amax / 127.f : 0.f;
+      const VF inv = hn::Set(df, amax > 0.f ? 127.f / amax : 0.f);
+      VI vsum = hn::Zero(di);
+      for (int64_t j = 0; j < w.group; j += kL) {
+        VF r = hn::Sub(hn::Add(hn::Mul(hn::LoadU(df, xg + j), inv), magic), magic);
+        const VI ri = hn::ConvertTo(di, hn::Min(hn::Max(r, lo), hi));
+        vsum = hn::Add(vsum, ri);
+        hn::StoreU(hn::DemoteTo(d8, ri), d8, am + g * w.group + j);
+      }
+      const int32_t sum = hn::GetLane(hn::SumOfLanes(di, vsum));
+      d_out[size_t(m * w.n_groups + g)] = d;
+      ds_out[size_t(m * w.n_groups + g)] = d * float(sum);
+    }
+  }
+  return true;
+}
+
 template <bool kWide>
 void RunTile(const PackedLinear& w, Path path, int64_t t, int64_t g0, int64_t ng, int64_t m0, int64_t mr,
              const KernelScratch& S, float* yrow0, int64_t np, bool first) {
@@ -357,13 +391,16 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   }
   // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
   const int64_t row_tasks = std::min<int64_t>(m, 4 * threads);
-  pool.run(row_tasks, [&](int64_t task, int) {
+  pool.run(row_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t r0 = m * task / row_tasks, r1 = m * (task + 1) / row_tasks;
     float* xf = S.xf.data() + size_t(r0 * kp);
     pack_activations_f32(w, x, xt, r0, r1, xf);
-    if (path == Path::kInt8)
-      quantize_activations_i8(w, xf, r0, r1, S.a.data() + size_t(r0 * kp), S.d.data() + size_t(r0 * w.n_groups),
-                              S.ds.data() + size_t(r0 * w.n_groups));
+    if (path == Path::kInt8) {
+      int8_t* ar = S.a.data() + size_t(r0 * kp);
+      float* dr = S.d.data() + size_t(r0 * w.n_groups);
+      float* dsr = S.ds.data() + size_t(r0 * w.n_groups);
+      if (!QuantizeRowsI8(w, xf, r1 - r0, ar, dr, dsr)) quantize_activations_i8(w, xf, r0, r1, ar, dr, dsr);
+    }
   });
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
