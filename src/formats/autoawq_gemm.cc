@@ -57,11 +57,7 @@ class AwqGemmReader final : public FormatReader {
       }
       for (int64_t n = 0; n < d.n; ++n) q.scales[size_t(n * q.n_groups + g)] = load_float(sc.data, sc.dtype, size_t(g * d.n + n));
     }
-    if (const TensorView* b = dir_.find(m + ".bias")) {
-      need_shape(*b, {d.n}, "bias");
-      q.bias_dtype = b->dtype;
-      q.bias = load_floats(*b);
-    }
+    read_bias(dir_, m, q);
     return q;
   }
 

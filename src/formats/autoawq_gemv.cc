@@ -49,11 +49,7 @@ class AwqGemvReader final : public FormatReader {
         q.scales[size_t(n * ng + g)] = load_float(sc.data, sc.dtype, size_t(n * 8 * d.wz + g));
       }
     }
-    if (const TensorView* b = dir_.find(m + ".bias")) {
-      need_shape(*b, {d.n}, "bias");
-      q.bias_dtype = b->dtype;
-      q.bias = load_floats(*b);
-    }
+    read_bias(dir_, m, q);
     return q;
   }
 

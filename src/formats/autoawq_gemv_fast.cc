@@ -54,11 +54,7 @@ class AwqGemvFastReader final : public FormatReader {
         q.scales[size_t(n * ng + g)] = load_float(sc.data, sc.dtype, size_t(g * d.n + n));
         q.scaled_zeros[size_t(n * ng + g)] = load_float(sz.data, sz.dtype, size_t(g * d.n + n));
       }
-    if (const TensorView* b = dir_.find(m + ".bias")) {
-      need_shape(*b, {d.n}, "bias");
-      q.bias_dtype = b->dtype;
-      q.bias = load_floats(*b);
-    }
+    read_bias(dir_, m, q);
     return q;
   }
 

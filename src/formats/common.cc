@@ -132,6 +132,14 @@ void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_gr
              "; the tensors imply group size " + implied);
 }
 
+void read_bias(const ModelDir& dir, const std::string& module, QuantLinear& q) {
+  const TensorView* b = dir.find(module + ".bias");
+  if (!b) return;
+  need_shape(*b, {q.n}, "bias");
+  q.bias_dtype = b->dtype;
+  q.bias = load_floats(*b);
+}
+
 QuantLinear make_linear(const std::string& name, const std::string& format, int64_t n, int64_t k, int bits,
                         int64_t group_size, bool per_channel, int64_t n_groups) {
   QuantLinear q;

@@ -46,6 +46,10 @@ int64_t infer_group_size(const std::vector<std::pair<int64_t, int64_t>>& k_group
 // naming `t` with the group size the tensors imply.
 void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_group_size);
 
+// Reads the optional "<module>.bias" [N] into q.bias / q.bias_dtype (the stored tensor itself stays a
+// passthrough tensor, not listed in module_tensors()). Throws naming it when its shape is not [q.n].
+void read_bias(const ModelDir& dir, const std::string& module, QuantLinear& q);
+
 // Fills the shared fields of a QuantLinear.
 QuantLinear make_linear(const std::string& name, const std::string& format, int64_t n, int64_t k, int bits,
                         int64_t group_size, bool per_channel, int64_t n_groups);

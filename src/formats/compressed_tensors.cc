@@ -165,11 +165,7 @@ class CompressedTensorsReader final : public FormatReader {
         q.g_idx[i] = int32_t(v[i]);
       }
     }
-    if (const TensorView* b = dir_.find(m + ".bias")) {
-      need_shape(*b, {d.n}, "bias");
-      q.bias_dtype = b->dtype;
-      q.bias = load_floats(*b);
-    }
+    read_bias(dir_, m, q);
     return q;
   }
 

@@ -77,11 +77,7 @@ class ModelOptReader final : public FormatReader {
       q.pqs_dtype = pqs->dtype;
       q.pre_quant_scale = load_floats(*pqs);
     }
-    if (const TensorView* b = dir_.find(m + ".bias")) {
-      need_shape(*b, {d.n}, "bias");
-      q.bias_dtype = b->dtype;
-      q.bias = load_floats(*b);
-    }
+    read_bias(dir_, m, q);
     return q;
   }
 
