@@ -11,14 +11,9 @@ namespace {
 
 constexpr int kAwqReverse[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // column j lives in nibble kAwqReverse[j]
 
-class AwqGemmReader final : public FormatReader {
+class AwqGemmReader final : public SuffixReader {
  public:
-  AwqGemmReader(const ModelDir& dir, QuantScheme s) : dir_(dir) {
-    scheme_ = std::move(s);
-    modules_ = modules_with_suffix(dir, ".qweight");
-    if (modules_.empty()) fail(dir.path(), "", "no tensor named *.qweight");
-    for (const auto& m : modules_) check(m);
-  }
+  AwqGemmReader(const ModelDir& dir, QuantScheme s) : SuffixReader(dir, std::move(s), ".qweight") { check_all(); }
 
   std::vector<std::string> module_tensors(const std::string& m) const override {
     return {m + ".qweight", m + ".qzeros", m + ".scales"};
@@ -83,7 +78,6 @@ class AwqGemmReader final : public FormatReader {
     need_shape(qz, {k / g, n / 8}, "qzeros");
     return {n, k, g};
   }
-  const ModelDir& dir_;
 };
 
 }  // namespace

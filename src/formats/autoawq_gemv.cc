@@ -9,14 +9,9 @@
 namespace awq::fmt_detail {
 namespace {
 
-class AwqGemvReader final : public FormatReader {
+class AwqGemvReader final : public SuffixReader {
  public:
-  AwqGemvReader(const ModelDir& dir, QuantScheme s) : dir_(dir) {
-    scheme_ = std::move(s);
-    modules_ = modules_with_suffix(dir, ".qweight");
-    if (modules_.empty()) fail(dir.path(), "", "no tensor named *.qweight");
-    for (const auto& m : modules_) check(m);
-  }
+  AwqGemvReader(const ModelDir& dir, QuantScheme s) : SuffixReader(dir, std::move(s), ".qweight") { check_all(); }
 
   std::vector<std::string> module_tensors(const std::string& m) const override {
     return {m + ".qweight", m + ".qzeros", m + ".scales"};
@@ -79,7 +74,6 @@ class AwqGemvReader final : public FormatReader {
     need_shape(qz, {n, wz}, "qzeros");
     return {n, k, g, wz};
   }
-  const ModelDir& dir_;
 };
 
 }  // namespace

@@ -10,14 +10,9 @@
 namespace awq::fmt_detail {
 namespace {
 
-class AwqGemvFastReader final : public FormatReader {
+class AwqGemvFastReader final : public SuffixReader {
  public:
-  AwqGemvFastReader(const ModelDir& dir, QuantScheme s) : dir_(dir) {
-    scheme_ = std::move(s);
-    modules_ = modules_with_suffix(dir, ".qweight");
-    if (modules_.empty()) fail(dir.path(), "", "no tensor named *.qweight");
-    for (const auto& m : modules_) check(m);
-  }
+  AwqGemvFastReader(const ModelDir& dir, QuantScheme s) : SuffixReader(dir, std::move(s), ".qweight") { check_all(); }
 
   std::vector<std::string> module_tensors(const std::string& m) const override {
     return {m + ".qweight", zeros_name(m), m + ".scales"};
@@ -86,7 +81,6 @@ class AwqGemvFastReader final : public FormatReader {
     need_shape(sz, sc.shape, "scaled zeros");
     return {n, k, g};
   }
-  const ModelDir& dir_;
 };
 
 }  // namespace

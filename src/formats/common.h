@@ -50,6 +50,22 @@ void check_groups(const TensorView& t, int64_t k, int64_t groups, int64_t cfg_gr
 // passthrough tensor, not listed in module_tensors()). Throws naming it when its shape is not [q.n].
 void read_bias(const ModelDir& dir, const std::string& module, QuantLinear& q);
 
+// Skeleton of a reader whose quantized modules are the prefixes of one tensor suffix
+// (".qweight", ".weight_packed", ...). Derived constructors end with check_all(): check() is
+// virtual and does not dispatch from this base constructor.
+class SuffixReader : public FormatReader {
+ protected:
+  SuffixReader(const ModelDir& dir, QuantScheme s, const std::string& suffix) : dir_(dir) {
+    scheme_ = std::move(s);
+    modules_ = modules_with_suffix(dir, suffix);
+    if (modules_.empty()) fail(dir.path(), "", "no tensor named *" + suffix);
+  }
+  void check_all() const {
+    for (const auto& m : modules_) check(m);
+  }
+  const ModelDir& dir_;
+};
+
 // Fills the shared fields of a QuantLinear.
 QuantLinear make_linear(const std::string& name, const std::string& format, int64_t n, int64_t k, int bits,
                         int64_t group_size, bool per_channel, int64_t n_groups);

@@ -94,14 +94,11 @@ bool target_matches(const std::string& target, const std::string& module) {
   return target.find('.') == std::string::npos && !target.empty() && std::isupper(static_cast<unsigned char>(target[0]));
 }
 
-class CompressedTensorsReader final : public FormatReader {
+class CompressedTensorsReader final : public SuffixReader {
  public:
   CompressedTensorsReader(const ModelDir& dir, QuantScheme s, std::vector<WeightArgs> groups)
-      : dir_(dir), groups_(std::move(groups)) {
-    scheme_ = std::move(s);
-    modules_ = modules_with_suffix(dir, ".weight_packed");
-    if (modules_.empty()) fail(dir.path(), "", "no tensor named *.weight_packed (the compressed-tensors pack-quantized layout)");
-    for (const auto& m : modules_) check(m);
+      : SuffixReader(dir, std::move(s), ".weight_packed"), groups_(std::move(groups)) {
+    check_all();
   }
 
   std::vector<std::string> module_tensors(const std::string& m) const override {
@@ -246,7 +243,6 @@ class CompressedTensorsReader final : public FormatReader {
     return {n, k, g, ng, zp_packed, &a};
   }
 
-  const ModelDir& dir_;
   std::vector<WeightArgs> groups_;
 };
 

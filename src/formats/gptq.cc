@@ -21,14 +21,9 @@ namespace {
 
 const char* kLayout = "gptq";
 
-class GptqReader final : public FormatReader {
+class GptqReader final : public SuffixReader {
  public:
-  GptqReader(const ModelDir& dir, QuantScheme s) : dir_(dir) {
-    scheme_ = std::move(s);
-    modules_ = modules_with_suffix(dir, ".qweight");
-    if (modules_.empty()) fail(dir.path(), "", "no tensor named *.qweight");
-    for (const auto& m : modules_) check(m);
-  }
+  GptqReader(const ModelDir& dir, QuantScheme s) : SuffixReader(dir, std::move(s), ".qweight") { check_all(); }
 
   std::vector<std::string> module_tensors(const std::string& m) const override {
     std::vector<std::string> t = {m + ".qweight", m + ".qzeros", m + ".scales"};
@@ -117,7 +112,6 @@ class GptqReader final : public FormatReader {
     }
     return {n, k, g, ng};
   }
-  const ModelDir& dir_;
 };
 
 std::string lower(std::string s) {
