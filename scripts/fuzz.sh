@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang and runs each for FUZZ_SECONDS (default 60) from its seed corpus.
+# Builds the libFuzzer targets with clang and runs each for FUZZ_SECONDS (default 60) from its seed
+# corpus, with a fixed FUZZ_SEED (default 1) so that a CI run is reproducible; a crash fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -13,6 +14,6 @@ for f in build/fuzz/tests/fuzz/fuzz_*; do
   seeds=tests/fuzz/corpus/${name#fuzz_}
   [ -d "$seeds" ] && cp -r "$seeds"/. "$corpus"/
   echo "-- $name for ${secs}s"
-  "$f" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 "$corpus" 2>&1 | tail -n 4
+  "$f" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 "$corpus" 2>&1 | tail -n 4
   rm -rf "$corpus"
 done
