@@ -21,8 +21,8 @@ HWY_BEFORE_NAMESPACE();
 namespace awq::kernels {
 namespace HWY_NAMESPACE {
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// AVX-512 dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o),
+#if HWY_TARGET == HWY_AVX3
+// AVX-512 (without VBMI) dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o),
 // rounded once, form a 16-word table; codes are gathered from the chunks (one dword per chunk),
 // split into nibbles in column order and mapped through the table with vpermw (16 per op).
 // Writes the group's first `cols` columns at out.
@@ -109,6 +109,156 @@ void DequantTile16(const PackedLinear& w, DType out, int64_t t, int64_t r0, int6
 }
 #endif
 
+#if HWY_TARGET == HWY_AVX3_DL
+// ---- AVX-512 + VBMI dequant: transpose 16 chunks in registers, then byte-permute into columns ----
+// A tile's codes are one contiguous run of k_pad/8 chunks (groups follow each other). 16 chunks
+// (1 KiB) are loaded with plain vector loads and transposed as a 16×16 matrix of dwords, so that
+// vector r holds row r's 128 codes: dword c = chunk c's 8 codes (byte b: column 8c+b in the low
+// nibble, 8c+b+4 in the high one). One vpermt2b over (v, v>>4) moves the code of each output column
+// into the low byte of its output element; the element then indexes a table of the 16 values
+// fma(q, s, o), rounded once, with vpermw (16-bit outputs, bits 4:0, so the table is stored twice)
+// or vpermps (f32 outputs, bits 3:0). Each code is read once and each output line written once,
+// with streaming stores where the row is 64-byte aligned.
+
+// In: a[i] lane j. Out: a[j] lane i.
+HWY_INLINE void Transpose16x16(__m512i a[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    a[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    a[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    a[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    a[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(a[i], a[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(a[i], a[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(a[i + 8], a[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(a[i + 8], a[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    a[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    a[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    a[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    a[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+// vpermt2b indices for E-byte outputs: vector q of a 128-column block holds columns
+// [q·V, (q+1)·V) (V = 64/E); every byte of element i selects column j = q·V + i, i.e. byte
+// 4·(j/8) + (j%8 & 3) of v (low nibble, j%8 < 4) or of v>>4 (index + 64).
+template <size_t E>
+struct ColumnIndex {
+  static constexpr size_t kV = 64 / E, kSub = 128 / kV;
+  alignas(64) uint8_t idx[kSub][64];
+  ColumnIndex() {
+    for (size_t q = 0; q < kSub; ++q)
+      for (size_t i = 0; i < kV; ++i) {
+        const size_t j = q * kV + i, b = j % 8;
+        for (size_t e = 0; e < E; ++e) idx[q][E * i + e] = uint8_t(4 * (j / 8) + (b & 3) + (b < 4 ? 0 : 64));
+      }
+  }
+};
+
+// The 16 dequantized values of one (row, group) as a lookup table for vpermw (16-bit outputs,
+// the 16 words twice) or vpermps (f32).
+template <size_t E>
+HWY_INLINE __m512i ValueTable(float s, float o, DType out) {
+  const __m512 v = _mm512_fmadd_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                   _mm512_set1_ps(s), _mm512_set1_ps(o));
+  if constexpr (E == 4) {
+    (void)out;
+    return _mm512_castps_si512(v);
+  } else {
+    __m256i h;
+    if (out == DType::BF16) {  // round to nearest even, as f32_to_bf16 does for finite values
+      const __m512i u = _mm512_castps_si512(v);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+      h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16));
+    } else {
+      h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    return _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+  }
+}
+
+// Stores the first `cols` (≤ V) elements of vector w at p; streaming when whole and aligned.
+template <size_t E>
+HWY_INLINE void StoreElems(uint8_t* p, __m512i w, int64_t cols, bool aligned) {
+  constexpr int64_t kV = 64 / E;
+  if (cols >= kV) {
+    if (aligned)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), w);
+    else
+      _mm512_storeu_si512(p, w);
+  } else if constexpr (E == 2) {
+    _mm512_mask_storeu_epi16(p, __mmask32((uint64_t(1) << cols) - 1), w);
+  } else {
+    _mm512_mask_storeu_epi32(p, __mmask16((1u << cols) - 1), w);
+  }
+}
+
+// True when the fast path applies: no pre_quant_scale, and every run of 32 columns (one output
+// vector) inside one group, in natural column order.
+bool TransposeDequantFits(const PackedLinear& w) {
+  if (!w.pre_quant_scale.empty()) return false;
+  return w.n_groups == 1 || (w.group % 32 == 0 && w.source_group == w.group);
+}
+
+// Rows [r0, r1) ∩ tile t to E-byte elements at dst (row r0 first, row stride k).
+template <bool kWide, size_t E>
+void DequantTileTransposed(const PackedLinear& w, DType out, int64_t t, int64_t r0, int64_t r1, uint8_t* dst) {
+  using CI = ColumnIndex<E>;
+  static const CI ci;
+  constexpr int64_t kV = int64_t(CI::kV);
+  const int64_t ra = std::max(r0, t * kPackRows) - t * kPackRows, rb = std::min(r1, (t + 1) * kPackRows) - t * kPackRows;
+  const int64_t total = w.k_pad / kChunkCols;
+  const uint8_t* ct = w.codes.data() + size_t(t) * w.tile_code_bytes();
+  const int64_t gcols = w.n_groups == 1 ? w.k_pad : w.group;
+  __m512i idx[CI::kSub];
+  for (size_t q = 0; q < CI::kSub; ++q) idx[q] = _mm512_load_si512(ci.idx[q]);
+  for (int64_t cb = 0; cb < total; cb += 16) {
+    const int64_t nc = std::min<int64_t>(16, total - cb), col_block = cb * kChunkCols;
+    __m512i a[16];
+    for (int64_t c = 0; c < 16; ++c)
+      a[c] = c < nc ? _mm512_load_si512(ct + size_t(cb + c) * kChunkBytes) : _mm512_setzero_si512();
+    Transpose16x16(a);
+    // Scale/offset of the (at most 4) groups this block touches.
+    const int64_t g_first = col_block / gcols;
+    float so[4][2 * kPackRows];
+    for (int64_t g = g_first; g < w.n_groups && g * gcols < col_block + 128 && g - g_first < 4; ++g) {
+      VF sv, ov;
+      LoadParams<kWide>(w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes(), &sv, &ov);
+      _mm512_storeu_ps(so[g - g_first], sv.raw);
+      _mm512_storeu_ps(so[g - g_first] + kPackRows, ov.raw);
+    }
+    for (int64_t r = ra; r < rb; ++r) {
+      const __m512i v = a[r], vs = _mm512_srli_epi16(v, 4);
+      uint8_t* drow = dst + (size_t((t * kPackRows + r - r0) * w.k) + size_t(col_block)) * E;
+      const bool aligned = (reinterpret_cast<uintptr_t>(drow) & 63) == 0;
+      int64_t g_cur = -1;
+      __m512i table = _mm512_setzero_si512();
+      for (size_t q = 0; q < CI::kSub; ++q) {
+        const int64_t col = col_block + int64_t(q) * kV;
+        if (col >= w.k) break;
+        const int64_t gi = col / gcols - g_first;
+        if (gi != g_cur) {
+          table = ValueTable<E>(so[gi][r], so[gi][kPackRows + r], out);
+          g_cur = gi;
+        }
+        const __m512i codes = _mm512_permutex2var_epi8(v, idx[q], vs);
+        const __m512i vals = E == 2 ? _mm512_permutexvar_epi16(codes, table)
+                                    : _mm512_castps_si512(_mm512_permutexvar_ps(codes, _mm512_castsi512_ps(table)));
+        StoreElems<E>(drow + size_t(q) * 64, vals, w.k - col, aligned);
+      }
+    }
+  }
+}
+#endif
+
 #if HWY_TARGET == HWY_AVX2
 // AVX2 dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o), rounded
 // once, are split into a low-byte and a high-byte table; pshufb maps 32 codes per instruction pair.
@@ -156,7 +306,21 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
   const int64_t t_begin = r0 / kPackRows, t_end = (r1 + kPackRows - 1) / kPackRows;
   const int64_t G = w.group, sg = w.source_group, chunks = G / kChunkCols;
   const bool pqs = !w.pre_quant_scale.empty();
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL
+  if (TransposeDequantFits(w)) {
+    pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
+      uint8_t* d = static_cast<uint8_t*>(dst);
+      const int64_t t = t_begin + task;
+      if (out == DType::F32)
+        w.wide ? DequantTileTransposed<true, 4>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 4>(w, out, t, r0, r1, d);
+      else
+        w.wide ? DequantTileTransposed<true, 2>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 2>(w, out, t, r0, r1, d);
+      _mm_sfence();  // order this thread's streaming stores before the pool reports completion
+    });
+    return;
+  }
+#endif
+#if HWY_TARGET == HWY_AVX3
   if ((out == DType::BF16 || out == DType::F16) && !pqs) {
     pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
       uint16_t* d = static_cast<uint16_t*>(dst);

@@ -104,6 +104,10 @@ std::vector<Spec> specs() {
   v.push_back({35, 384, 128, ZeroMode::kInteger, false, false, false});
   v.push_back({35, 384, 128, ZeroMode::kInteger, false, true, false, true});  // f32 scales -> wide
   v.push_back({35, 200, 64, ZeroMode::kScaledFma, false, true, true});
+  v.push_back({19, 96 * 5, 96});     // 128-column blocks straddle groups
+  v.push_back({17, 768, 256});       // a group spans several blocks
+  v.push_back({18, 1000, 1000});     // per-channel over several blocks, K % 32 != 0
+  v.push_back({16, 1024, 1024, ZeroMode::kInteger, false, false, false, true});  // wide per-channel
   return v;
 }
 
@@ -170,9 +174,12 @@ TEST(Kernels, DequantEveryTargetMatchesReference) {
       const PackedLinear p = repack(make(s, 5));
       for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
         const int64_t r0 = s.n > 20 ? 3 : 0, r1 = s.n;
-        std::vector<uint8_t> a(size_t((r1 - r0) * s.k) * dtype_size(dt)), b(a.size());
+        // 64-byte aligned output, so the streaming-store paths run too.
+        std::vector<uint8_t> a(size_t((r1 - r0) * s.k) * dtype_size(dt));
+        AlignedBytes out(a.size());
         dequantize_ref(p, dt, r0, r1, a.data());
-        dequantize(p, dt, r0, r1, b.data());
+        dequantize(p, dt, r0, r1, out.data());
+        const std::vector<uint8_t> b(out.data(), out.data() + out.size());
         if (s.exact || has_fma(t.name)) {
           ASSERT_EQ(a, b) << t.name << " " << describe(s) << " dtype " << dtype_name(dt);
         } else {
