@@ -202,7 +202,7 @@ Weights make_weights(int64_t n, int64_t k, bool hot, size_t llc) {
 }
 
 struct Args {
-  std::string kernel = "gemv", path = "auto", dtype = "bf16";
+  std::string kernel = "gemv", path = "auto", dtype = "bf16", target;
   std::vector<std::string> shapes;
   std::vector<int64_t> ms;
   std::vector<int> threads;
@@ -446,6 +446,20 @@ std::pair<int64_t, int64_t> parse_shape(const std::string& s) {
   }
 }
 
+// Makes our kernels use the named SIMD target (for measuring a lesser target on a better CPU).
+void force_target_by_name(const std::string& name) {
+  std::string known;
+  for (const auto& t : kernels::compiled_targets()) {
+    if (t.name == name) {
+      if (!t.runnable) throw Error("--target " + name + " cannot run here: " + t.why_not);
+      kernels::force_target(t.bits);
+      return;
+    }
+    known += (known.empty() ? "" : ", ") + t.name + (t.runnable ? "" : " (not runnable here)");
+  }
+  throw Error("--target " + name + " is not a compiled target; compiled: " + known);
+}
+
 }  // namespace
 
 Action add_bench(CLI::App& app) {
@@ -463,7 +477,10 @@ Action add_bench(CLI::App& app) {
   sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(CLI::IsMember({"bf16", "f16", "f32"}));
   sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
+  sub->add_option("--target", a->target,
+                  "SIMD target for our kernels (AVX3_DL, AVX3, AVX2, SSE4, SCALAR; default: the best this CPU runs)");
   return [a]() {
+    if (!a->target.empty()) force_target_by_name(a->target);
     std::vector<std::pair<int64_t, int64_t>> shapes;
     if (a->shapes.empty()) {
       shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {12288, 4096}};

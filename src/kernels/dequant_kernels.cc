@@ -260,31 +260,36 @@ void DequantTileTransposed(const PackedLinear& w, DType out, int64_t t, int64_t 
 #endif
 
 #if HWY_TARGET == HWY_AVX2
-// AVX2 dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o), rounded
-// once, are split into a low-byte and a high-byte table; pshufb maps 32 codes per instruction pair.
-HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o, DType out, uint16_t* dst) {
-  const DF df;
+// The 16 values fma(q, s, o) of one (row, group), rounded once to BF16/F16 (t16, q order), and
+// split into a low-byte and a high-byte pshufb table (tlo, thi: the 16 bytes in both lanes).
+HWY_INLINE void Avx2Tables(float s, float o, DType out, __m256i* tlo, __m256i* thi, __m256i* t16) {
   const __m256 s8 = _mm256_set1_ps(s), o8 = _mm256_set1_ps(o);
-  const __m256 va = hn::MulAdd(VF{_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)}, VF{s8}, VF{o8}).raw;
-  const __m256 vb = hn::MulAdd(VF{_mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15)}, VF{s8}, VF{o8}).raw;
-  __m256i t16;  // the 16 results as u16, q order
+  const __m256 va = _mm256_fmadd_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), s8, o8);
+  const __m256 vb = _mm256_fmadd_ps(_mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15), s8, o8);
   if (out == DType::BF16) {
     auto rne = [](__m256 v) {
       const __m256i u = _mm256_castps_si256(v);
       const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
       return _mm256_srai_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb)), 16);
     };
-    t16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(rne(va), rne(vb)), 0xD8);
+    *t16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(rne(va), rne(vb)), 0xD8);
   } else {
-    t16 = _mm256_set_m128i(_mm256_cvtps_ph(vb, _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(va, _MM_FROUND_TO_NEAREST_INT));
+    *t16 = _mm256_set_m128i(_mm256_cvtps_ph(vb, _MM_FROUND_TO_NEAREST_INT), _mm256_cvtps_ph(va, _MM_FROUND_TO_NEAREST_INT));
   }
-  (void)df;
   // Per lane: [low bytes of 8 values | high bytes of 8 values]; then gather lows, highs.
   const __m256i split = _mm256_shuffle_epi8(
-      t16, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5,
-                            7, 9, 11, 13, 15));
+      *t16, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5,
+                             7, 9, 11, 13, 15));
   const __m256i x = _mm256_permute4x64_epi64(split, 0xD8);  // [lo q0..15 | hi q0..15]
-  const __m256i tlo = _mm256_permute2x128_si256(x, x, 0x00), thi = _mm256_permute2x128_si256(x, x, 0x11);
+  *tlo = _mm256_permute2x128_si256(x, x, 0x00);
+  *thi = _mm256_permute2x128_si256(x, x, 0x11);
+}
+
+// AVX2 dequant of one (row, group) of row-major codes to 16-bit floats through the pshufb tables
+// (32 codes per instruction pair). Used where the transposed path below does not apply.
+HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o, DType out, uint16_t* dst) {
+  __m256i tlo, thi, t16;
+  Avx2Tables(s, o, out, &tlo, &thi, &t16);
   int64_t j = 0;
   for (; j + 32 <= cols; j += 32) {
     const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + j));
@@ -297,6 +302,140 @@ HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o
     alignas(32) uint16_t table[16];
     _mm256_store_si256(reinterpret_cast<__m256i*>(table), t16);
     for (; j < cols; ++j) dst[j] = table[q8[j]];
+  }
+}
+#endif
+
+#if HWY_TARGET == HWY_AVX2
+// ---- AVX2 transposed dequant (the AVX3_DL scheme on 8-lane vectors) ----
+// 8 chunks (512 B) of a tile are loaded as 8 vectors per half-tile (rows 0-7: bytes 0-31 of each
+// chunk, rows 8-15: bytes 32-63) and transposed as 8×8 dwords, so vector r holds row r's 64 codes.
+// Nibbles are split and interleaved into column order; 16-bit outputs map codes through the pshufb
+// tables, f32 outputs compute fma(q, s, o) directly. Each 64-column block must lie in one group.
+
+// In: a[i] lane j. Out: a[j] lane i.
+HWY_INLINE void Transpose8x8(__m256i a[8]) {
+  __m256i t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    a[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    a[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    a[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    a[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_permute2x128_si256(a[i], a[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2x128_si256(a[i], a[i + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) a[i] = t[i];
+}
+
+bool Avx2TransposeFits(const PackedLinear& w) {
+  if (!w.pre_quant_scale.empty()) return false;
+  return w.n_groups == 1 || (w.group % 64 == 0 && w.source_group == w.group);
+}
+
+// Stores 16 elements of E bytes (two vectors for f32) at p, the first `cols` of them.
+template <size_t E>
+HWY_INLINE void Store16(uint8_t* p, const __m256i* v, int64_t cols, bool aligned) {
+  constexpr int kVecs = E == 2 ? 1 : 2;
+  if (cols >= 16) {
+    for (int i = 0; i < kVecs; ++i) {
+      if (aligned)
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p) + i, v[i]);
+      else
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p) + i, v[i]);
+    }
+  } else if (cols > 0) {
+    alignas(32) uint8_t tmp[64];
+    for (int i = 0; i < kVecs; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(tmp) + i, v[i]);
+    std::memcpy(p, tmp, size_t(cols) * E);
+  }
+}
+
+// One row's 64 codes (v: dword c = chunk c) to 64 columns at drow (the first `cols` of them).
+// tlo/thi: the row's pshufb tables (E == 2); s/o: its scale and offset (E == 4).
+template <size_t E>
+HWY_INLINE void DequantRow64Avx2(__m256i v, __m256i tlo, __m256i thi, float s, float o, int64_t cols, bool aligned,
+                                 uint8_t* drow) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  // x0 = [chunks 0,1 | chunks 4,5], x1 = [chunks 2,3 | chunks 6,7], each 16-byte lane in column order.
+  const __m256i x0 = _mm256_unpacklo_epi32(lo, hi), x1 = _mm256_unpackhi_epi32(lo, hi);
+  __m256i out16[8];  // column blocks of 16: [0] 0-15, [1] 16-31, [2] 32-47, [3] 48-63 (E == 2)
+  if constexpr (E == 2) {
+    (void)s, (void)o;
+    const __m256i xs[2] = {x0, x1};
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l = _mm256_shuffle_epi8(tlo, xs[h]), hb = _mm256_shuffle_epi8(thi, xs[h]);
+      const __m256i w0 = _mm256_unpacklo_epi8(l, hb), w1 = _mm256_unpackhi_epi8(l, hb);  // [0-7|32-39], [8-15|40-47] (+16h)
+      out16[h] = _mm256_permute2x128_si256(w0, w1, 0x20);
+      out16[h + 2] = _mm256_permute2x128_si256(w0, w1, 0x31);
+    }
+    for (int b = 0; b < 4; ++b) Store16<2>(drow + 32 * b, &out16[b], cols - 16 * b, aligned);
+  } else {
+    (void)tlo, (void)thi;
+    const __m256 s8 = _mm256_set1_ps(s), o8 = _mm256_set1_ps(o);
+    // Column blocks of 8 in order: x0 lane 0 (0-15), x1 lane 0 (16-31), x0 lane 1 (32-47), x1 lane 1.
+    const __m128i parts[4] = {_mm256_castsi256_si128(x0), _mm256_castsi256_si128(x1), _mm256_extracti128_si256(x0, 1),
+                              _mm256_extracti128_si256(x1, 1)};
+    for (int b = 0; b < 4; ++b) {
+      __m256i f[2];
+      for (int i = 0; i < 2; ++i) {
+        const __m128i bytes = i == 0 ? parts[b] : _mm_unpackhi_epi64(parts[b], parts[b]);
+        f[i] = _mm256_castps_si256(_mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), s8, o8));
+      }
+      Store16<4>(drow + 64 * b, f, cols - 16 * b, aligned);
+    }
+  }
+}
+
+// Rows [r0, r1) ∩ tile t to E-byte elements at dst (row r0 first, row stride k).
+template <bool kWide, size_t E>
+void DequantTileAvx2(const PackedLinear& w, DType out, int64_t t, int64_t r0, int64_t r1, uint8_t* dst) {
+  const int64_t ra = std::max(r0, t * kPackRows) - t * kPackRows, rb = std::min(r1, (t + 1) * kPackRows) - t * kPackRows;
+  const int64_t total = w.k_pad / kChunkCols;
+  const uint8_t* ct = w.codes.data() + size_t(t) * w.tile_code_bytes();
+  const int64_t gcols = w.n_groups == 1 ? w.k_pad : w.group;
+  float s[kPackRows], o[kPackRows];
+  __m256i tlo[kPackRows], thi[kPackRows];
+  int64_t g_loaded = -1;
+  for (int64_t cb = 0; cb < total; cb += 8) {
+    const int64_t nc = std::min<int64_t>(8, total - cb), col_block = cb * kChunkCols;
+    const int64_t g = col_block / gcols;
+    if (g != g_loaded) {
+      VF sv[kP], ov[kP];
+      LoadParams<kWide>(w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes(), sv, ov);
+      for (size_t p = 0; p < kP; ++p) {
+        _mm256_storeu_ps(s + p * kL, sv[p].raw);
+        _mm256_storeu_ps(o + p * kL, ov[p].raw);
+      }
+      if constexpr (E == 2) {
+        for (int64_t r = ra; r < rb; ++r) {
+          __m256i t16;
+          Avx2Tables(s[r], o[r], out, &tlo[r], &thi[r], &t16);
+        }
+      }
+      g_loaded = g;
+    }
+    for (int half = 0; half < 2; ++half) {
+      if (half * 8 >= rb || half * 8 + 8 <= ra) continue;
+      __m256i a[8];
+      for (int64_t c = 0; c < 8; ++c)
+        a[c] = c < nc ? _mm256_load_si256(reinterpret_cast<const __m256i*>(ct + size_t(cb + c) * kChunkBytes) + half)
+                      : _mm256_setzero_si256();
+      Transpose8x8(a);
+      for (int64_t i = 0; i < 8; ++i) {
+        const int64_t r = half * 8 + i;
+        if (r < ra || r >= rb) continue;
+        uint8_t* drow = dst + (size_t((t * kPackRows + r - r0) * w.k) + size_t(col_block)) * E;
+        const bool aligned = (reinterpret_cast<uintptr_t>(drow) & 31) == 0;
+        DequantRow64Avx2<E>(a[i], tlo[r], thi[r], s[r], o[r], w.k - col_block, aligned, drow);
+      }
+    }
   }
 }
 #endif
@@ -315,6 +454,20 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
         w.wide ? DequantTileTransposed<true, 4>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 4>(w, out, t, r0, r1, d);
       else
         w.wide ? DequantTileTransposed<true, 2>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 2>(w, out, t, r0, r1, d);
+      _mm_sfence();  // order this thread's streaming stores before the pool reports completion
+    });
+    return;
+  }
+#endif
+#if HWY_TARGET == HWY_AVX2
+  if (Avx2TransposeFits(w)) {
+    pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
+      uint8_t* d = static_cast<uint8_t*>(dst);
+      const int64_t t = t_begin + task;
+      if (out == DType::F32)
+        w.wide ? DequantTileAvx2<true, 4>(w, out, t, r0, r1, d) : DequantTileAvx2<false, 4>(w, out, t, r0, r1, d);
+      else
+        w.wide ? DequantTileAvx2<true, 2>(w, out, t, r0, r1, d) : DequantTileAvx2<false, 2>(w, out, t, r0, r1, d);
       _mm_sfence();  // order this thread's streaming stores before the pool reports completion
     });
     return;

@@ -455,6 +455,7 @@ std::string missing_features(int64_t bits) {
   }
   if (bits & HWY_AVX3_DL) {
     need(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
+    need(__builtin_cpu_supports("avx512vbmi"), "avx512vbmi");
     need(__builtin_cpu_supports("avx512vbmi2"), "avx512vbmi2");
     need(__builtin_cpu_supports("avx512bitalg"), "avx512bitalg");
     need(__builtin_cpu_supports("avx512vpopcntdq"), "avx512vpopcntdq");
