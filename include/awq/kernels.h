@@ -9,6 +9,15 @@
 // ---- Layout (kPackRows = 16 output rows per tile, 8 input columns per chunk) ----
 // N is padded to Np = ceil(N/16)·16 and every group to G = ceil(group_size/8)·8 input columns
 // (padding codes are 0 and padded activations are 0, so they contribute nothing).
+// Column order: natural order (g_idx empty or the trivial k / group_size) puts source column
+// g·group_size + j at packed column g·G + j, and source_col is empty. GPTQ act-order (any other
+// g_idx) orders the columns by group instead (a stable sort by g_idx): packed group g holds exactly
+// the columns whose g_idx is the g-th non-empty QuantLinear group, in increasing column order, then
+// padding; G = ceil(largest group's column count / 8)·8 and groups with no column are dropped.
+// source_col[g·G + j] then names the source column of each packed column (−1 = padding): the
+// activation pass gathers through it and dequantize scatters through it, so the GEMM/GEMV kernels,
+// which read only packed activations, are the same for both orders. It costs 4 bytes per packed
+// column, 4·k_pad bytes per layer (≈ 32/N bits per weight), read once per activation row.
 //   codes:  [tile t][group g][chunk c < G/8][64 bytes]. Inside a 64-byte chunk, bytes 4r..4r+3
 //           belong to row 16t+r; byte 4r+b holds column 8c+b of the group in its low nibble and
 //           column 8c+b+4 in its high nibble. So one little-endian u32 lane per row holds 8 codes,
@@ -22,7 +31,6 @@
 //           forms reproduce dequantize_ref bit for bit for f16 scales.
 //   Bytes per weight: 0.5 + 3/G (compact; 4.1875 bits at G = 128) or 0.5 + 8/G (wide).
 // pre_quant_scale (ModelOpt) is fused into the activation pass: x'[k] = x[k]·pqs[k] (f32).
-// g_idx (GPTQ act-order) other than the trivial k / group_size is not supported (throws).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -65,24 +73,34 @@ struct PackedLinear {
   int64_t n = 0, k = 0;        // logical out/in features
   int64_t n_tiles = 0;         // ceil(n / 16)
   int64_t group = 0;           // G: packed columns per group, a multiple of 8
-  int64_t n_groups = 0;        // groups per row; k_pad = n_groups · G
+  int64_t n_groups = 0;        // packed groups per row; k_pad = n_groups · G
   int64_t k_pad = 0;
-  int64_t source_group = 0;    // the QuantLinear's group size (== k when per-channel)
+  // Natural order: the QuantLinear's group size (== k when per-channel); packed group g holds source
+  // columns [g·source_group, min(k, (g+1)·source_group)). 0 when source_col is used.
+  int64_t source_group = 0;
   bool wide = false;           // params form (see the layout above)
   AlignedBytes codes;          // n_tiles · n_groups · (G/8) · 64 bytes
   AlignedBytes params;         // n_tiles · n_groups · param_bytes()
+  // Act-order: [k_pad] source column of each packed column, −1 = padding; empty in natural order.
+  std::vector<int32_t> source_col;
   std::vector<float> pre_quant_scale;  // [k] or empty
   std::vector<float> bias;             // [n] or empty
 
   size_t param_bytes() const { return wide ? 128 : 48; }  // per (tile, group)
   size_t tile_code_bytes() const { return size_t(n_groups) * size_t(group / kChunkCols) * kChunkBytes; }
-  // Bytes a kernel reads for the weights per call: codes + params (+ bias and pqs).
+  // Bytes a kernel reads for the weights per call: codes + params (+ bias, pqs and source_col).
   size_t weight_bytes() const;
+  // Source column of packed column j of packed group g, or −1 for padding (either order).
+  int64_t source_column(int64_t g, int64_t j) const {
+    if (!source_col.empty()) return source_col[size_t(g * group + j)];
+    const int64_t col = g * source_group + j;
+    return j < source_group && col < k ? col : -1;
+  }
   double bits_per_weight() const { return 8.0 * double(weight_bytes()) / double(n * k); }
 };
 
-// Repacks a validated 4-bit QuantLinear. Throws awq::Error (naming the module) for bits != 4 or
-// non-trivial g_idx.
+// Repacks a validated 4-bit QuantLinear, in natural or act-order column order (layout above).
+// Throws awq::Error (naming the module) for bits != 4 or inconsistent sizes / g_idx.
 PackedLinear repack(const QuantLinear& q);
 
 // Which arithmetic a GEMV/GEMM uses.

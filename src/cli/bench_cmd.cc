@@ -151,6 +151,7 @@ PackedLinear clone(const PackedLinear& p) {
   std::memcpy(c.codes.data(), p.codes.data(), p.codes.size());
   c.params = kernels::AlignedBytes(p.params.size());
   std::memcpy(c.params.data(), p.params.data(), p.params.size());
+  c.source_col = p.source_col;
   c.bias = p.bias;
   c.pre_quant_scale = p.pre_quant_scale;
   return c;

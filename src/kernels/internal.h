@@ -10,7 +10,8 @@
 namespace awq::kernels {
 
 // Rows [m0, m1) of x ([m][k], F32 or BF16) -> dst [m1-m0][k_pad] f32 in the packed column order
-// (group g's column j at g·G + j), times pre_quant_scale, zero in padded columns.
+// (dst[g·G + j] = x[w.source_column(g, j)]: a gather through source_col for act-order layers),
+// times pre_quant_scale, zero in padded columns.
 void pack_activations_f32(const PackedLinear& w, const void* x, DType xt, int64_t m0, int64_t m1, float* dst);
 
 // Symmetric per-(row, group) int8 quantization of packed f32 rows xf [m1-m0][k_pad]:

@@ -96,20 +96,40 @@ void dequantize_ref(const PackedLinear& w, DType out, int64_t r0, int64_t r1, vo
     throw Error(w.name + ": dequantize output must be F32, BF16 or F16");
   if (r0 < 0 || r1 > w.n || r0 > r1) throw Error(w.name + ": dequantize row range out of bounds");
   float s[kPackRows], o[kPackRows];
-  for (int64_t n = r0; n < r1; ++n) {
-    const int64_t t = n / kPackRows, r = n % kPackRows;
+  for (int64_t t = r0 / kPackRows; t * kPackRows < r1; ++t) {
+    const int64_t n0 = std::max(r0, t * kPackRows), n1 = std::min(r1, (t + 1) * kPackRows);
     for (int64_t g = 0; g < w.n_groups; ++g) {
       group_params(w, t, g, s, o);
-      for (int64_t j = 0; j < w.source_group; ++j) {
-        const int64_t col = g * w.source_group + j;
-        if (col >= w.k) break;
-        float v = std::fma(float(code_at(w, t, r, g * w.group + j)), s[r], o[r]);
-        if (!w.pre_quant_scale.empty()) v *= w.pre_quant_scale[size_t(col)];
-        store_float(static_cast<uint8_t*>(dst), out, size_t((n - r0) * w.k + col), v);
+      for (int64_t j = 0; j < w.group; ++j) {
+        const int64_t col = w.source_column(g, j);  // natural or act-order (scatter)
+        if (col < 0) continue;
+        const float* pqs = w.pre_quant_scale.empty() ? nullptr : &w.pre_quant_scale[size_t(col)];
+        for (int64_t n = n0; n < n1; ++n) {
+          const int64_t r = n - t * kPackRows;
+          float v = std::fma(float(code_at(w, t, r, g * w.group + j)), s[r], o[r]);
+          if (pqs) v *= *pqs;
+          store_float(static_cast<uint8_t*>(dst), out, size_t((n - r0) * w.k + col), v);
+        }
       }
     }
   }
 }
+
+namespace {
+
+// Act-order dequantize: the reference, one tile's rows per task. (The SIMD dequantizer writes each
+// packed group to a contiguous column range, i.e. natural order only.)
+void dequantize_scatter(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool) {
+  const int64_t t0 = r0 / kPackRows, t1 = (r1 + kPackRows - 1) / kPackRows;
+  const size_t row_bytes = size_t(w.k) * dtype_size(out);
+  pool.run(r0 < r1 ? t1 - t0 : 0, [&](int64_t task, int) {
+    const int64_t t = t0 + task;
+    const int64_t n0 = std::max(r0, t * kPackRows), n1 = std::min(r1, (t + 1) * kPackRows);
+    dequantize_ref(w, out, n0, n1, static_cast<uint8_t*>(dst) + size_t(n0 - r0) * row_bytes);
+  });
+}
+
+}  // namespace
 
 void gemm(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, const GemmOptions& opt) {
   check_io(w, xt, m, yt);
@@ -120,7 +140,9 @@ void dequantize(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* 
   if (out != DType::F32 && out != DType::BF16 && out != DType::F16)
     throw Error(w.name + ": dequantize output must be F32, BF16 or F16");
   if (r0 < 0 || r1 > w.n || r0 > r1) throw Error(w.name + ": dequantize row range out of bounds");
-  dequantize_simd(w, out, r0, r1, dst, pool ? *pool : default_pool());
+  ThreadPool& p = pool ? *pool : default_pool();
+  if (!w.source_col.empty()) return dequantize_scatter(w, out, r0, r1, dst, p);
+  dequantize_simd(w, out, r0, r1, dst, p);
 }
 
 }  // namespace awq::kernels
