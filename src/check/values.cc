@@ -90,7 +90,6 @@ void check_zero_points(const Ctx& c, const QuantLinear& q, const std::string& zt
   if (!bad) return;
   const int64_t row = int64_t(first) / q.n_groups, g = int64_t(first) % q.n_groups;
   std::string val;
-  const QuantScheme& s = c.reader->scheme();
   if (q.zero_mode == ZeroMode::kInteger) {
     val = "zero point " + std::to_string(q.zeros[first]);
     if (v1 && q.zeros[first] == 0)
