@@ -17,97 +17,13 @@
 // clang-format on
 #include "kernels/simd_common-inl.h"
 
+// The AVX2 code below also serves the AVX-512 targets (it measured faster there than 512-bit
+// variants, see BENCHMARKS.md).
+#define AWQ_X86_AVX2_PLUS (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+
 HWY_BEFORE_NAMESPACE();
 namespace awq::kernels {
 namespace HWY_NAMESPACE {
-
-#if HWY_TARGET == HWY_AVX3
-// AVX-512 (without VBMI) dequant of one (row, group) to 16-bit floats: the 16 possible values fma(q, s, o),
-// rounded once, form a 16-word table; codes are gathered from the chunks (one dword per chunk),
-// split into nibbles in column order and mapped through the table with vpermw (16 per op).
-// Writes the group's first `cols` columns at out.
-// 32 codes (bytes) -> 32 table words, stored at out[pos..) (only the columns below cols).
-HWY_INLINE void Store32(__m256i codes, __m512i table, int64_t pos, int64_t cols, uint16_t* out) {
-  if (pos >= cols) return;
-  const __m512i w = _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(codes), table);
-  uint16_t* dst = out + pos;
-  if (pos + 32 <= cols) {
-    // Streaming stores where aligned: the output is written once and is usually larger than the
-    // cache, so skipping the read-for-ownership saves traffic.
-    if ((reinterpret_cast<uintptr_t>(dst) & 63) == 0)
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), w);
-    else
-      _mm512_storeu_si512(dst, w);
-  } else {
-    _mm512_mask_storeu_epi16(dst, __mmask32((uint64_t(1) << (cols - pos)) - 1), w);
-  }
-}
-
-HWY_INLINE void DequantRowGroup16(const uint8_t* cg, int64_t r, int64_t chunks, int64_t cols, __m256i table256,
-                                  uint16_t* out) {
-  const __m512i table = _mm512_zextsi256_si512(table256);
-  const __m512i offs = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 6);
-  const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F);
-  const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-  for (int64_t c0 = 0; c0 < chunks && c0 * kChunkCols < cols; c0 += 16) {
-    const int64_t n = std::min<int64_t>(16, chunks - c0);
-    const __mmask16 mk = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-    // One dword per chunk: the 8 codes of row r (byte b: column b low nibble, b+4 high nibble).
-    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, offs, cg + c0 * kChunkBytes + 4 * r, 1);
-    const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-    // Block b of a = chunks 4b, 4b+1 in column order; of bv = chunks 4b+2, 4b+3. Reorder the
-    // blocks so x0 = chunks 0..7 and x1 = chunks 8..15, i.e. codes in column order.
-    const __m512i a = _mm512_unpacklo_epi32(lo, hi), bv = _mm512_unpackhi_epi32(lo, hi);
-    const __m512i x0 = _mm512_permutex2var_epi64(a, i0, bv), x1 = _mm512_permutex2var_epi64(a, i1, bv);
-    const int64_t p = c0 * kChunkCols;
-    Store32(_mm512_castsi512_si256(x0), table, p, cols, out);
-    Store32(_mm512_extracti64x4_epi64(x0, 1), table, p + 32, cols, out);
-    Store32(_mm512_castsi512_si256(x1), table, p + 64, cols, out);
-    Store32(_mm512_extracti64x4_epi64(x1, 1), table, p + 96, cols, out);
-  }
-}
-
-// Dequantizes tile t, rows [r0, r1) to BF16/F16 (no pre_quant_scale). Row by row, so each output
-// row is written sequentially; the tile's codes (16·K/2 bytes) stay in L1/L2 meanwhile.
-template <bool kWide>
-void DequantTile16(const PackedLinear& w, DType out, int64_t t, int64_t r0, int64_t r1, uint16_t* dst) {
-  const DF df;
-  const hn::Rebind<int16_t, DF> d16;
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  const VF iota = hn::Iota(df, 0.f);
-  const int64_t chunks = w.group / kChunkCols;
-  KernelScratch& S = kernel_scratch();
-  if (S.xf.size() < size_t(2 * kPackRows * w.n_groups)) S.xf.resize(size_t(2 * kPackRows * w.n_groups));
-  float* so = S.xf.data();  // [g][s 16 | o 16]
-  for (int64_t g = 0; g < w.n_groups; ++g) {
-    VF sv, ov;
-    LoadParams<kWide>(w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes(), &sv, &ov);
-    hn::StoreU(sv, df, so + 32 * g);
-    hn::StoreU(ov, df, so + 32 * g + 16);
-  }
-  const uint8_t* ct = w.codes.data() + size_t(t) * w.tile_code_bytes();
-  for (int64_t r = 0; r < kPackRows; ++r) {
-    const int64_t row = t * kPackRows + r;
-    if (row < r0 || row >= r1) continue;
-    for (int64_t g = 0; g < w.n_groups; ++g) {
-      const int64_t col0 = g * w.source_group, cols = std::min(w.source_group, w.k - col0);
-      const VF vals = hn::MulAdd(iota, hn::Set(df, so[32 * g + r]), hn::Set(df, so[32 * g + 16 + r]));
-      __m256i table;
-      if (out == DType::BF16) {
-        const DU du;
-        const DI di;
-        const VU u = hn::BitCast(du, vals);
-        const VU rr = hn::Add(u, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u))));
-        table = hn::DemoteTo(d16, hn::ShiftRight<16>(hn::BitCast(di, rr))).raw;
-      } else {
-        table = hn::DemoteTo(dh, vals).raw;
-      }
-      DequantRowGroup16(ct + size_t(g * chunks) * kChunkBytes, r, chunks, cols, table,
-                        dst + size_t((row - r0) * w.k + col0));
-    }
-  }
-}
-#endif
 
 #if HWY_TARGET == HWY_AVX3_DL
 // ---- AVX-512 + VBMI dequant: transpose 16 chunks in registers, then byte-permute into columns ----
@@ -259,7 +175,7 @@ void DequantTileTransposed(const PackedLinear& w, DType out, int64_t t, int64_t 
 }
 #endif
 
-#if HWY_TARGET == HWY_AVX2
+#if AWQ_X86_AVX2_PLUS
 // The 16 values fma(q, s, o) of one (row, group), rounded once to BF16/F16 (t16, q order), and
 // split into a low-byte and a high-byte pshufb table (tlo, thi: the 16 bytes in both lanes).
 HWY_INLINE void Avx2Tables(float s, float o, DType out, __m256i* tlo, __m256i* thi, __m256i* t16) {
@@ -306,7 +222,7 @@ HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o
 }
 #endif
 
-#if HWY_TARGET == HWY_AVX2
+#if AWQ_X86_AVX2_PLUS
 // ---- AVX2 transposed dequant (the AVX3_DL scheme on 8-lane vectors) ----
 // 8 chunks (512 B) of a tile are loaded as 8 vectors per half-tile (rows 0-7: bytes 0-31 of each
 // chunk, rows 8-15: bytes 32-63) and transposed as 8×8 dwords, so vector r holds row r's 64 codes.
@@ -356,36 +272,38 @@ HWY_INLINE void Store16(uint8_t* p, const __m256i* v, int64_t cols, bool aligned
   }
 }
 
-// One row's 64 codes (v: dword c = chunk c) to 64 columns at drow (the first `cols` of them).
-// tlo/thi: the row's pshufb tables (E == 2); s/o: its scale and offset (E == 4).
+// One row's 64 codes to 64 columns at drow (the first `cols` of them). v holds at dword 4L + b the
+// codes of chunk 2b + L (the load order of DequantTileAvx2), so that after splitting nibbles and
+// interleaving them by dwords, lane L of x0 holds chunks (L, 2+L) and of x1 chunks (4+L, 6+L) in
+// column order, and the pshufb/unpack results need no cross-lane fix-up: result b = chunks
+// (2b, 2b+1) = columns [16b, 16b+16). tlo/thi: the row's pshufb tables (E == 2); s/o: its scale and
+// offset (E == 4).
 template <size_t E>
 HWY_INLINE void DequantRow64Avx2(__m256i v, __m256i tlo, __m256i thi, float s, float o, int64_t cols, bool aligned,
                                  uint8_t* drow) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-  // x0 = [chunks 0,1 | chunks 4,5], x1 = [chunks 2,3 | chunks 6,7], each 16-byte lane in column order.
-  const __m256i x0 = _mm256_unpacklo_epi32(lo, hi), x1 = _mm256_unpackhi_epi32(lo, hi);
-  __m256i out16[8];  // column blocks of 16: [0] 0-15, [1] 16-31, [2] 32-47, [3] 48-63 (E == 2)
+  const __m256i x[2] = {_mm256_unpacklo_epi32(lo, hi), _mm256_unpackhi_epi32(lo, hi)};
   if constexpr (E == 2) {
     (void)s, (void)o;
-    const __m256i xs[2] = {x0, x1};
+    __m256i res[4];
     for (int h = 0; h < 2; ++h) {
-      const __m256i l = _mm256_shuffle_epi8(tlo, xs[h]), hb = _mm256_shuffle_epi8(thi, xs[h]);
-      const __m256i w0 = _mm256_unpacklo_epi8(l, hb), w1 = _mm256_unpackhi_epi8(l, hb);  // [0-7|32-39], [8-15|40-47] (+16h)
-      out16[h] = _mm256_permute2x128_si256(w0, w1, 0x20);
-      out16[h + 2] = _mm256_permute2x128_si256(w0, w1, 0x31);
+      const __m256i l = _mm256_shuffle_epi8(tlo, x[h]), hb = _mm256_shuffle_epi8(thi, x[h]);
+      res[2 * h] = _mm256_unpacklo_epi8(l, hb);
+      res[2 * h + 1] = _mm256_unpackhi_epi8(l, hb);
     }
-    for (int b = 0; b < 4; ++b) Store16<2>(drow + 32 * b, &out16[b], cols - 16 * b, aligned);
+    for (int b = 0; b < 4 && 16 * b < cols; ++b) Store16<2>(drow + 32 * b, &res[b], cols - 16 * b, aligned);
   } else {
     (void)tlo, (void)thi;
     const __m256 s8 = _mm256_set1_ps(s), o8 = _mm256_set1_ps(o);
-    // Column blocks of 8 in order: x0 lane 0 (0-15), x1 lane 0 (16-31), x0 lane 1 (32-47), x1 lane 1.
-    const __m128i parts[4] = {_mm256_castsi256_si128(x0), _mm256_castsi256_si128(x1), _mm256_extracti128_si256(x0, 1),
-                              _mm256_extracti128_si256(x1, 1)};
-    for (int b = 0; b < 4; ++b) {
+    alignas(32) uint8_t codes[64];  // chunk c's 8 codes at 32·(c/4) + 16·(c%2) + 8·((c/2)%2)
+    _mm256_store_si256(reinterpret_cast<__m256i*>(codes), x[0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(codes) + 1, x[1]);
+    for (int b = 0; b < 4 && 16 * b < cols; ++b) {
       __m256i f[2];
       for (int i = 0; i < 2; ++i) {
-        const __m128i bytes = i == 0 ? parts[b] : _mm_unpackhi_epi64(parts[b], parts[b]);
+        const int c = 2 * b + i;
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + 32 * (c / 4) + 16 * (c % 2) + 8 * ((c / 2) % 2)));
         f[i] = _mm256_castps_si256(_mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), s8, o8));
       }
       Store16<4>(drow + 64 * b, f, cols - 16 * b, aligned);
@@ -410,8 +328,8 @@ void DequantTileAvx2(const PackedLinear& w, DType out, int64_t t, int64_t r0, in
       VF sv[kP], ov[kP];
       LoadParams<kWide>(w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes(), sv, ov);
       for (size_t p = 0; p < kP; ++p) {
-        _mm256_storeu_ps(s + p * kL, sv[p].raw);
-        _mm256_storeu_ps(o + p * kL, ov[p].raw);
+        hn::StoreU(sv[p], DF(), s + p * kL);
+        hn::StoreU(ov[p], DF(), o + p * kL);
       }
       if constexpr (E == 2) {
         for (int64_t r = ra; r < rb; ++r) {
@@ -424,9 +342,12 @@ void DequantTileAvx2(const PackedLinear& w, DType out, int64_t t, int64_t r0, in
     for (int half = 0; half < 2; ++half) {
       if (half * 8 >= rb || half * 8 + 8 <= ra) continue;
       __m256i a[8];
-      for (int64_t c = 0; c < 8; ++c)
-        a[c] = c < nc ? _mm256_load_si256(reinterpret_cast<const __m256i*>(ct + size_t(cb + c) * kChunkBytes) + half)
-                      : _mm256_setzero_si256();
+      for (int64_t L = 0; L < 2; ++L)
+        for (int64_t b = 0; b < 4; ++b) {
+          const int64_t c = 2 * b + L;  // see DequantRow64Avx2 for this order
+          a[4 * L + b] = c < nc ? _mm256_load_si256(reinterpret_cast<const __m256i*>(ct + size_t(cb + c) * kChunkBytes) + half)
+                                : _mm256_setzero_si256();
+        }
       Transpose8x8(a);
       for (int64_t i = 0; i < 8; ++i) {
         const int64_t r = half * 8 + i;
@@ -445,21 +366,7 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
   const int64_t t_begin = r0 / kPackRows, t_end = (r1 + kPackRows - 1) / kPackRows;
   const int64_t G = w.group, sg = w.source_group, chunks = G / kChunkCols;
   const bool pqs = !w.pre_quant_scale.empty();
-#if HWY_TARGET == HWY_AVX3_DL
-  if (TransposeDequantFits(w)) {
-    pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
-      uint8_t* d = static_cast<uint8_t*>(dst);
-      const int64_t t = t_begin + task;
-      if (out == DType::F32)
-        w.wide ? DequantTileTransposed<true, 4>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 4>(w, out, t, r0, r1, d);
-      else
-        w.wide ? DequantTileTransposed<true, 2>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 2>(w, out, t, r0, r1, d);
-      _mm_sfence();  // order this thread's streaming stores before the pool reports completion
-    });
-    return;
-  }
-#endif
-#if HWY_TARGET == HWY_AVX2
+#if AWQ_X86_AVX2_PLUS
   if (Avx2TransposeFits(w)) {
     pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
       uint8_t* d = static_cast<uint8_t*>(dst);
@@ -473,14 +380,15 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
     return;
   }
 #endif
-#if HWY_TARGET == HWY_AVX3
-  if ((out == DType::BF16 || out == DType::F16) && !pqs) {
+#if HWY_TARGET == HWY_AVX3_DL
+  if (TransposeDequantFits(w)) {  // groups of 32 or 96 columns, which the AVX2 scheme cannot take
     pool.run(t_end - t_begin, [&](int64_t task, int) HWY_ATTR {
-      uint16_t* d = static_cast<uint16_t*>(dst);
-      if (w.wide)
-        DequantTile16<true>(w, out, t_begin + task, r0, r1, d);
+      uint8_t* d = static_cast<uint8_t*>(dst);
+      const int64_t t = t_begin + task;
+      if (out == DType::F32)
+        w.wide ? DequantTileTransposed<true, 4>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 4>(w, out, t, r0, r1, d);
       else
-        DequantTile16<false>(w, out, t_begin + task, r0, r1, d);
+        w.wide ? DequantTileTransposed<true, 2>(w, out, t, r0, r1, d) : DequantTileTransposed<false, 2>(w, out, t, r0, r1, d);
       _mm_sfence();  // order this thread's streaming stores before the pool reports completion
     });
     return;
@@ -514,7 +422,7 @@ void DequantT(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* ds
         const VF sv = hn::Set(df, s[r]), ov = hn::Set(df, o[r]);
         const uint8_t* q8 = rm + r * G;
         int64_t j = 0;
-#if HWY_TARGET == HWY_AVX2
+#if AWQ_X86_AVX2_PLUS
         if (out != DType::F32 && !pqs) {
           DequantRowAvx2(q8, cols, s[r], o[r], out, static_cast<uint16_t*>(dst) + base);
           continue;
