@@ -458,7 +458,7 @@ Action add_bench(CLI::App& app) {
   sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)")->delimiter(',');
   sub->add_flag("--hot", a->hot, "one copy of the weights reused every run (cache-hot, like ggml test-backend-ops)");
   sub->add_flag("--json", a->json, "print a JSON list (one object per measured kernel and shape) instead of the table");
-  sub->add_option("--path", a->path, "auto | f32 | int8 | bf16 (auto: int8, the fastest on every machine measured; bf16 needs AVX512_BF16)")
+  sub->add_option("--path", a->path, "auto | f32 | int8 | bf16 (auto: int8, the fastest on every machine measured, bf16 included; bf16 needs AVX512_BF16)")
       ->check(CLI::IsMember({"auto", "f32", "int8", "bf16"}));
   sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(CLI::IsMember({"bf16", "f16", "f32"}));
   sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
