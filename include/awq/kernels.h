@@ -3,7 +3,8 @@
 // A QuantLinear (any source format) is repacked once, at load, into a PackedLinear in the layout
 // below; every kernel reads only that layout. Each kernel has a scalar reference (*_ref) that is
 // kept forever; the SIMD versions are compiled for several x86 targets with Highway and chosen at
-// run time once per call (coarse dispatch). A future CUDA backend gets its own PackedLinear-like
+// run time once per call (coarse dispatch); the bf16 path (Path::kBF16) is AVX-512 BF16 intrinsics
+// behind our own CPU check (path_available). A future CUDA backend gets its own PackedLinear-like
 // type and the same entry-point shapes (x[m][k] in, y[m][n] out, row-major, f32/bf16).
 //
 // ---- Layout (kPackRows = 16 output rows per tile, 8 input columns per chunk) ----
@@ -109,8 +110,29 @@ PackedLinear repack(const QuantLinear& q);
 //   kInt8: activations quantized per (row, group) to symmetric int8 (d = max|x|/127, round to
 //          nearest even), integer dot products (VNNI vpdpbusd or maddubs), zero point and
 //          activation sums factored out: y += s·d·Σq·a + o·d·Σa. Faster; error in BENCHMARKS.md.
-enum class Path : uint8_t { kF32, kInt8 };
-const char* path_name(Path p);  // "f32", "int8"
+//   kBF16: AVX-512 BF16 (VDPBF16PS) only, chosen by our own CPU check (path_available), not by
+//          Highway. Activations (after pre_quant_scale, in f32) are rounded once to bf16; weights
+//          are dequantized in registers to w = fma(q, s, o) in f32 and rounded once to bf16; both
+//          roundings are VCVTNE(2)PS2BF16's: nearest even, NaN quieted, f32 denormals flushed to a
+//          signed zero. Products are accumulated in f32 by VDPBF16PS over pairs of adjacent
+//          columns (2j, 2j+1), in column order, one accumulator per output:
+//            acc = FTZ(fma(x[2j+1], w[2j+1], acc)); acc = FTZ(fma(x[2j], w[2j], acc))
+//          (nearest even, denormal inputs read as zero, denormal results flushed; the bf16 products
+//          are exact in f32). gemm_ref(..., kBF16) does exactly this, so the two agree bit for bit
+//          on all data (denormals included). Accuracy against the f32 path: relative RMS error
+//          0.27 % (K = 4096, g128, f16 scales, N(0,1) activations; Bf16Path.AccuracyAgainstF32 prints
+//          it), from the two bf16 roundings (8-bit significands); the int8 path's is 0.67 %.
+//          gemm() with kBF16 on a CPU without AVX512_BF16 throws awq::Error (never SIGILL).
+enum class Path : uint8_t { kF32, kInt8, kBF16 };
+const char* path_name(Path p);  // "f32", "int8", "bf16"
+
+// Whether this CPU (and OS) can run path p; when not, *why_not names what is missing, e.g.
+// "CPU lacks avx512_bf16". kF32 and kInt8 always can (Highway falls back to portable code); kBF16
+// needs AVX512F/BW/VL/DQ + AVX512_BF16 (CPUID) and ZMM state enabled by the OS (XGETBV).
+bool path_available(Path p, std::string* why_not = nullptr);
+// For tests: makes path_available(p) report the CPU lacks it (unavailable = true) or restores the
+// real answer. Not safe while kernels run on other threads.
+void force_path_unavailable(Path p, bool unavailable);
 
 struct GemmOptions {
   Path path = Path::kF32;
@@ -122,7 +144,8 @@ struct GemmOptions {
 // the GEMV). Thread-safe for concurrent calls only with distinct pools.
 void gemm(const PackedLinear& w, const void* x, DType x_dtype, int64_t m, void* y, DType y_dtype,
           const GemmOptions& opt = {});
-// Scalar reference for gemm, in k order per output. The SIMD int8 path performs the same f32
+// Scalar reference for gemm, in k order per output (any CPU, every path). The SIMD bf16 path
+// equals this bit for bit (see kBF16). The SIMD int8 path performs the same f32
 // operations (integer dot products are exact), so it equals this bit for bit on FMA targets; the
 // SIMD f32 path keeps several partial sums per output, so it equals this exactly when every partial
 // result is representable (small-integer activations, power-of-two scales: what the tests use) and

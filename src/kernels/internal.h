@@ -1,7 +1,9 @@
 // Helpers shared by the scalar reference kernels and the SIMD drivers. Sharing them makes the
 // activation passes identical by construction, so SIMD and reference differ only in the kernels.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "awq/dtype.h"
@@ -24,7 +26,34 @@ void quantize_activations_i8(const PackedLinear& w, const float* xf, int64_t m0,
 // them: compact o = −(s·z), exact in f32.
 void group_params(const PackedLinear& w, int64_t t, int64_t g, float* s, float* o);
 
-// The SIMD entry points (quant_kernels.cc, dense_kernels.cc).
+// f32 -> bf16 bits exactly as VCVTNE(2)PS2BF16 rounds: nearest even, NaN quieted (as f32_to_bf16),
+// and, unlike f32_to_bf16, f32 denormals flushed to a zero of the same sign.
+inline uint16_t f32_to_bf16_ftz(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
+  return f32_to_bf16(f);
+}
+
+// One 32-bit lane of VDPBF16PS (Intel SDM; verified bit for bit on Zen 5 including denormals):
+// the odd (high) pair element first, each step a fused multiply-add rounded to nearest even with
+// denormal inputs read as zero (DAZ) and a denormal result flushed to zero (FTZ); MXCSR is ignored.
+// The operands here are bf16 values widened to f32 (so their products are exact).
+inline float ftz_f32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float dpbf16_lane(float acc, float x_lo, float x_hi, float w_lo, float w_hi) {
+  acc = ftz_f32(std::fma(ftz_f32(x_hi), ftz_f32(w_hi), ftz_f32(acc)));
+  return ftz_f32(std::fma(ftz_f32(x_lo), ftz_f32(w_lo), acc));
+}
+
+// The SIMD entry points (quant_kernels.cc, dense_kernels.cc; bf16_kernels.cc for Path::kBF16,
+// which the caller must have checked with path_available).
+void gemm_bf16(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, ThreadPool& pool);
 void gemm_simd(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path,
                ThreadPool& pool);
 void dequantize_simd(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool);

@@ -1,9 +1,11 @@
-// Scalar reference kernels (kept forever). The int8 path and dequantization spell out the exact f32
-// operations the SIMD kernels perform (bit-identical on FMA targets); the f32 path sums in k order,
-// which the SIMD kernels reorder (see include/awq/kernels.h).
+// Scalar reference kernels (kept forever). The int8 and bf16 paths and dequantization spell out the
+// exact f32 operations the SIMD kernels perform (bit-identical on FMA targets; the bf16 path emulates
+// VDPBF16PS lane by lane); the f32 path sums in k order, which the SIMD kernels reorder (see
+// include/awq/kernels.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "awq/error.h"
@@ -43,10 +45,13 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
     ds.resize(d.size());
     quantize_activations_i8(w, xf.data(), 0, m, a.data(), d.data(), ds.data());
   }
+  if (path == Path::kBF16)  // activations rounded once to bf16, as VCVTNEPS2BF16 does
+    for (float& v : xf) v = bf16_to_f32(f32_to_bf16_ftz(v));
   // Tiles are independent; a pool (benchmarks) splits them over threads, tests pass none.
   auto tiles = [&](int64_t t0, int64_t t1) {
     std::vector<float> acc(size_t(m * kPackRows));
     std::vector<uint8_t> q(size_t(kPackRows * w.group));
+    std::vector<float> wb(path == Path::kBF16 ? q.size() : 0);  // bf16-rounded weights (bf16 path)
     float s[kPackRows], o[kPackRows];
     for (int64_t t = t0; t < t1; ++t) {
       std::fill(acc.begin(), acc.end(), 0.f);
@@ -54,6 +59,10 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
         group_params(w, t, g, s, o);
         for (int64_t r = 0; r < kPackRows; ++r)
           for (int64_t j = 0; j < w.group; ++j) q[size_t(r * w.group + j)] = uint8_t(code_at(w, t, r, g * w.group + j));
+        for (size_t i = 0; i < wb.size(); ++i) {
+          const size_t r = i / size_t(w.group);
+          wb[i] = bf16_to_f32(f32_to_bf16_ftz(std::fma(float(q[i]), s[r], o[r])));
+        }
         for (int64_t r = 0; r < kPackRows; ++r) {
           const uint8_t* qr = &q[size_t(r * w.group)];
           for (int64_t mi = 0; mi < m; ++mi) {
@@ -61,6 +70,11 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
             if (path == Path::kF32) {
               const float* xr = &xf[size_t(mi * w.k_pad + g * w.group)];
               for (int64_t j = 0; j < w.group; ++j) a_ = std::fma(xr[j], std::fma(float(qr[j]), s[r], o[r]), a_);
+            } else if (path == Path::kBF16) {
+              // One VDPBF16PS lane per column pair (G is a multiple of 8, so pairs stay in a group).
+              const float* xr = &xf[size_t(mi * w.k_pad + g * w.group)];
+              const float* wr = &wb[size_t(r * w.group)];
+              for (int64_t j = 0; j < w.group; j += 2) a_ = dpbf16_lane(a_, xr[j], xr[j + 1], wr[j], wr[j + 1]);
             } else {
               const int8_t* ar = &a[size_t(mi * w.k_pad + g * w.group)];
               int32_t dot = 0;
@@ -133,6 +147,13 @@ void dequantize_scatter(const PackedLinear& w, DType out, int64_t r0, int64_t r1
 
 void gemm(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, const GemmOptions& opt) {
   check_io(w, xt, m, yt);
+  if (opt.path == Path::kBF16) {
+    std::string why;
+    if (!path_available(Path::kBF16, &why))
+      throw Error(w.name + ": the bf16 path (AVX-512 BF16) cannot run here: " + why + "; use the f32 or int8 path");
+    gemm_bf16(w, x, xt, m, y, yt, opt.pool ? *opt.pool : default_pool());
+    return;
+  }
   gemm_simd(w, x, xt, m, y, yt, opt.path, opt.pool ? *opt.pool : default_pool());
 }
 

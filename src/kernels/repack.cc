@@ -37,7 +37,14 @@ size_t PackedLinear::weight_bytes() const {
          source_col.size() * sizeof(int32_t);
 }
 
-const char* path_name(Path p) { return p == Path::kInt8 ? "int8" : "f32"; }
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::kInt8: return "int8";
+    case Path::kBF16: return "bf16";
+    case Path::kF32: break;
+  }
+  return "f32";
+}
 
 namespace {
 
