@@ -52,7 +52,8 @@ inline constexpr int64_t kPackRows = 16;   // output rows per tile
 inline constexpr int64_t kChunkCols = 8;   // input columns per 64-byte chunk
 inline constexpr int64_t kChunkBytes = 64;
 
-// 64-byte aligned, zero-initialized byte buffer.
+// Zero-initialized byte buffer, 64-byte aligned; from 2 MiB up 2 MiB aligned and advised as huge
+// pages (madvise MADV_HUGEPAGE), so that streaming kernels cross no 4 KiB page boundaries.
 class AlignedBytes {
  public:
   AlignedBytes() = default;
