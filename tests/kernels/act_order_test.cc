@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
@@ -21,25 +20,14 @@
 #include "awq/model_dir.h"
 #include "awq/quant_linear.h"
 #include "awq/thread_pool.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 namespace awq::kernels {
 namespace {
 
-struct Spec {
-  int64_t n, k, group;  // group: the QuantLinear's nominal group size
-  ZeroMode zm = ZeroMode::kInteger;
-  bool exact = true;  // small integers, power-of-two scales
-  bool pqs = false, bias = false;
-  bool f32_scales = false;
-};
-
-std::string describe(const Spec& s) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "n=%lld k=%lld g=%lld zm=%d exact=%d pqs=%d bias=%d f32s=%d", (long long)s.n,
-                (long long)s.k, (long long)s.group, int(s.zm), s.exact, s.pqs, s.bias, s.f32_scales);
-  return buf;
-}
+using namespace awq::test;  // kernel_test_util.h, test_util.h
+using Spec = LayerSpec;
 
 // GPTQ act-order: columns visited in a random order perm; g_idx[perm[i]] = i / group.
 std::vector<int32_t> gptq_g_idx(int64_t k, int64_t group, uint32_t seed) {
@@ -65,94 +53,17 @@ std::vector<int32_t> irregular_g_idx(int64_t k, int64_t n_groups, int64_t empty_
 
 int64_t groups_for(const std::vector<int32_t>& g_idx) { return *std::max_element(g_idx.begin(), g_idx.end()) + 1; }
 
+// This file's layers: GPTQ act-order over n_groups groups, zeros up to 16 (GPTQ v1's stored + 1), a
+// realistic scale drawn before every scale (discarded when exact).
 QuantLinear make(const Spec& s, std::vector<int32_t> g_idx, int64_t n_groups, uint32_t seed) {
-  std::mt19937 rng(seed);
-  QuantLinear q;
-  q.name = "act_order." + describe(s);
-  q.format = "gptq";
-  q.n = s.n;
-  q.k = s.k;
-  q.group_size = s.group;
-  q.n_groups = n_groups;
-  q.g_idx = std::move(g_idx);
-  q.zero_mode = s.zm;
-  q.scale_dtype = s.f32_scales ? DType::F32 : DType::F16;
-  q.codes.resize(size_t(s.n * s.k));
-  for (auto& c : q.codes) c = uint8_t(rng() % 16);
-  const size_t ng = size_t(s.n * n_groups);
-  q.scales.resize(ng);
-  for (auto& v : q.scales) {
-    const float u = std::uniform_real_distribution<float>(1e-3f, 3e-2f)(rng);
-    v = s.exact ? std::ldexp(1.f, -int(rng() % 5)) : s.f32_scales ? u : f16_to_f32(f32_to_f16(u));
-  }
-  if (s.zm == ZeroMode::kInteger) {
-    q.zeros.resize(ng);
-    for (auto& z : q.zeros) z = int32_t(rng() % 17);  // up to 16: GPTQ v1's stored + 1
-  } else if (s.zm == ZeroMode::kScaledFma) {
-    q.scaled_zeros.resize(ng);
-    for (size_t i = 0; i < ng; ++i) q.scaled_zeros[i] = f16_to_f32(f32_to_f16(-q.scales[i] * float(rng() % 16)));
-  }
-  if (s.pqs) {
-    q.pre_quant_scale.resize(size_t(s.k));
-    for (auto& v : q.pre_quant_scale)
-      v = s.exact ? std::ldexp(1.f, int(rng() % 3) - 1) : std::uniform_real_distribution<float>(0.5f, 2.f)(rng);
-  }
-  if (s.bias) {
-    q.bias.resize(size_t(s.n));
-    for (auto& v : q.bias) v = s.exact ? float(int(rng() % 9) - 4) : std::uniform_real_distribution<float>(-1, 1)(rng);
-  }
-  q.validate();
-  return q;
+  return make_layer(s, seed,
+                     {.name_prefix = "act_order.", .zero_levels = 17, .scale_draw_always = true,
+                      .g_idx = std::move(g_idx), .n_groups = n_groups});
 }
 
 QuantLinear make_gptq(const Spec& s, uint32_t seed) {
   return make(s, gptq_g_idx(s.k, s.group, seed), (s.k + s.group - 1) / s.group, seed + 1);
 }
-
-// Activations x[m][k]. Exact: integers in [-8, 8] with one ±127 in every g_idx group of every row,
-// so the int8 path quantizes each packed group with d = 1 (no error) and every sum is exact in f32.
-std::vector<float> make_x(const QuantLinear& q, int64_t m, bool exact, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<float> x(size_t(m * q.k));
-  for (auto& v : x) v = exact ? float(int(rng() % 17) - 8) : std::normal_distribution<float>(0.f, 1.f)(rng);
-  if (!exact) return x;
-  std::vector<std::vector<int64_t>> cols(size_t(q.n_groups));
-  for (int64_t c = 0; c < q.k; ++c) cols[size_t(q.group_of(c))].push_back(c);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t g = 0; g < q.n_groups; ++g) {
-      const auto& cg = cols[size_t(g)];
-      if (!cg.empty()) x[size_t(i * q.k + cg[size_t(i * 7 + g) % cg.size()])] = (i + g) % 2 ? 127.f : -127.f;
-    }
-  return x;
-}
-
-// Naive double-precision y = x·Wᵀ + b with W from QuantLinear's own dequantization (includes pqs).
-std::vector<double> naive(const QuantLinear& q, const std::vector<float>& x, int64_t m) {
-  std::vector<float> w(size_t(q.n * q.k));
-  awq::dequantize_ref(q, DType::F32, reinterpret_cast<uint8_t*>(w.data()));
-  std::vector<double> y(size_t(m * q.n));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t n = 0; n < q.n; ++n) {
-      double acc = q.bias.empty() ? 0.0 : q.bias[size_t(n)];
-      for (int64_t c = 0; c < q.k; ++c) acc += double(x[size_t(i * q.k + c)]) * w[size_t(n * q.k + c)];
-      y[size_t(i * q.n + n)] = acc;
-    }
-  return y;
-}
-
-std::vector<TargetInfo> runnable_targets() {
-  std::vector<TargetInfo> out;
-  for (const auto& t : compiled_targets())
-    if (t.runnable) out.push_back(t);
-  return out;
-}
-
-bool has_fma(const std::string& target) { return target != "SSE4" && target != "SSSE3" && target != "SCALAR" && target != "EMU128"; }
-
-struct TargetGuard {
-  explicit TargetGuard(int64_t bits) { force_target(bits); }
-  ~TargetGuard() { force_target(0); }
-};
 
 int64_t round_up8(int64_t v) { return (v + 7) / 8 * 8; }
 
@@ -164,7 +75,7 @@ void check_gemm(const QuantLinear& q, bool exact, const std::string& what) {
   const PackedLinear p = repack(q);
   ASSERT_FALSE(p.source_col.empty()) << what;
   for (int64_t m : {1, 2, 5, 9, 17}) {
-    const auto x = make_x(q, m, exact, uint32_t(40 + m));
+    const auto x = make_x(q, m, exact, uint32_t(40 + m), Peaks::kOverwrite);
     const auto want = naive(q, x, m);
     for (Path path : {Path::kF32, Path::kInt8}) {
       std::vector<float> ref(size_t(m * q.n)), got(ref.size());
@@ -223,7 +134,7 @@ std::vector<Spec> gptq_specs() {
   for (int64_t g : {32, 64, 128}) v.push_back({37, 3 * g + g / 2 + 3, g});  // odd N, K % 8 != 0, short last group
   v.push_back({16, 256, 64});                                              // whole groups only
   v.push_back({21, 77, 40});                                               // two groups, K % 8 != 0
-  v.push_back({33, 200, 64, ZeroMode::kSymmetric, true, false, true});
+  v.push_back({.n = 33, .k = 200, .group = 64, .zm = ZeroMode::kSymmetric, .bias = true});
   v.push_back({24, 160, 32, ZeroMode::kScaledFma});                        // wide params
   v.push_back({40, 256, 64, ZeroMode::kInteger, true, true, true});        // pqs + bias
   v.push_back({35, 300, 128, ZeroMode::kInteger, false, true, true});      // realistic data
@@ -246,7 +157,7 @@ TEST(KernelsActOrder, IrregularGroupsGemmAndDequant) {
   struct Case { int64_t n, k, n_groups, empty_a, empty_b; };
   for (const Case& c : {Case{19, 203, 6, 2, 5}, Case{32, 64, 4, 1, 3}, Case{7, 333, 9, 0, 4}}) {
     for (bool exact : {true, false}) {
-      const Spec s{c.n, c.k, 64, ZeroMode::kInteger, exact, !exact, true};
+      const Spec s{.n = c.n, .k = c.k, .group = 64, .exact = exact, .bias = true, .pqs = !exact};
       QuantLinear q = make(s, irregular_g_idx(c.k, c.n_groups, c.empty_a, c.empty_b, 3), c.n_groups, 5);
       if (c.empty_a != 0 && c.empty_b != 0) q.g_idx[0] = 0;
       std::vector<int64_t> count(size_t(c.n_groups), 0);
@@ -266,17 +177,18 @@ TEST(KernelsActOrder, IrregularGroupsGemmAndDequant) {
 
 TEST(KernelsActOrder, DequantizeEveryTargetMatchesQuantLinear) {
   std::vector<Spec> specs = gptq_specs();
-  specs.push_back({35, 300, 128, ZeroMode::kScaledFma, false, true, false, true});  // f32 scales, wide
-  specs.push_back({18, 150, 32, ZeroMode::kSymmetric, false, true});
+  specs.push_back({.n = 35, .k = 300, .group = 128, .zm = ZeroMode::kScaledFma, .exact = false, .pqs = true,
+                   .f32_scales = true});  // f32 scales, wide
+  specs.push_back({.n = 18, .k = 150, .group = 32, .zm = ZeroMode::kSymmetric, .exact = false, .pqs = true});
   for (const Spec& s : specs) check_dequant(make_gptq(s, 9), describe(s));
 }
 
 TEST(KernelsActOrder, Bf16ActivationsAndOutputs) {
-  const Spec s{45, 320, 64, ZeroMode::kInteger, true, false, true};
+  const Spec s{.n = 45, .k = 320, .group = 64, .bias = true};
   const QuantLinear q = make_gptq(s, 4);
   const PackedLinear p = repack(q);
   for (int64_t m : {1, 6}) {
-    const auto xf = make_x(q, m, true, 8);  // small integers: exact in bf16
+    const auto xf = make_x(q, m, true, 8, Peaks::kOverwrite);  // small integers: exact in bf16
     std::vector<uint16_t> xb;
     for (float v : xf) xb.push_back(f32_to_bf16(v));
     for (Path path : {Path::kF32, Path::kInt8}) {
@@ -323,7 +235,7 @@ TEST(KernelsActOrder, GptqPacksLikeTheGroupSortedNaturalLayer) {
       }
     EXPECT_EQ(pa.weight_bytes(), pn.weight_bytes() + size_t(pa.k_pad) * sizeof(int32_t));
     const int64_t m = 5;
-    const auto x = make_x(q, m, false, 2);
+    const auto x = make_x(q, m, false, 2, Peaks::kOverwrite);
     std::vector<float> xn(x.size()), ya(size_t(m * s.n)), yn(ya.size());
     for (int64_t i = 0; i < m; ++i)
       for (int64_t c = 0; c < s.k; ++c) xn[size_t(i * s.k + c)] = x[size_t(i * s.k + order[size_t(c)])];
@@ -412,7 +324,7 @@ TEST(KernelsActOrder, GoldenGptqActOrderCheckpoint) {
     }
     // And the GEMM on the real layer: f32 path within f32 rounding of the dense product.
     const int64_t rows = 3;
-    const auto x = make_x(q, rows, false, 6);
+    const auto x = make_x(q, rows, false, 6, Peaks::kOverwrite);
     const auto want = naive(q, x, rows);
     std::vector<float> y(size_t(rows * q.n));
     gemm(p, x.data(), DType::F32, rows, y.data(), DType::F32);

@@ -18,70 +18,18 @@
 #include "awq/kernels.h"
 #include "awq/quant_linear.h"
 #include "awq/thread_pool.h"
+#include "kernel_test_util.h"
 #include "kernels/internal.h"
 
 namespace awq::kernels {
 namespace {
 
+using namespace awq::test;  // kernel_test_util.h
+
 // One layer shape and parameter style. exact: small-integer codes, power-of-two scales and
 // small-integer activations, so every bf16 rounding and f32 sum is exact.
-struct Case {
-  int64_t n, k, group;  // group == k: per-channel
-  ZeroMode zm = ZeroMode::kInteger;
-  bool exact = true, bias = false, pqs = false, f32_scales = false;
-};
-
-std::string describe(const Case& c) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "n=%lld k=%lld g=%lld zm=%d exact=%d bias=%d pqs=%d f32s=%d", (long long)c.n,
-                (long long)c.k, (long long)c.group, int(c.zm), c.exact, c.bias, c.pqs, c.f32_scales);
-  return buf;
-}
-
-QuantLinear make_layer(const Case& c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  auto uni = [&](float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); };
-  QuantLinear q;
-  q.name = "bf16test." + describe(c);
-  q.n = c.n, q.k = c.k, q.group_size = c.group;
-  q.per_channel = c.group == c.k;
-  q.n_groups = (c.k + c.group - 1) / c.group;
-  q.zero_mode = c.zm;
-  q.scale_dtype = c.f32_scales ? DType::F32 : DType::F16;
-  q.codes.resize(size_t(c.n * c.k));
-  for (auto& v : q.codes) v = uint8_t(rng() % 16);
-  const size_t ng = size_t(c.n * q.n_groups);
-  q.scales.resize(ng);
-  for (auto& s : q.scales) {
-    if (c.exact) s = std::ldexp(1.f, -int(rng() % 5));
-    else s = c.f32_scales ? uni(1e-3f, 3e-2f) : f16_to_f32(f32_to_f16(uni(1e-3f, 3e-2f)));
-  }
-  if (c.zm == ZeroMode::kInteger) {
-    q.zeros.resize(ng);
-    for (auto& z : q.zeros) z = int32_t(rng() % 16);
-  } else if (c.zm == ZeroMode::kScaledFma) {
-    q.scaled_zeros.resize(ng);
-    for (size_t i = 0; i < ng; ++i) q.scaled_zeros[i] = f16_to_f32(f32_to_f16(-q.scales[i] * float(rng() % 16)));
-  }
-  if (c.pqs) {
-    q.pre_quant_scale.resize(size_t(c.k));
-    for (auto& v : q.pre_quant_scale) v = c.exact ? std::ldexp(1.f, int(rng() % 3) - 1) : uni(0.5f, 2.f);
-  }
-  if (c.bias) {
-    q.bias.resize(size_t(c.n));
-    for (auto& v : q.bias) v = c.exact ? float(int(rng() % 9) - 4) : uni(-1.f, 1.f);
-  }
-  q.validate();
-  return q;
-}
-
-// Exact: integers in [-8, 8] (exact in bf16); otherwise N(0, 1).
-std::vector<float> make_acts(const Case& c, int64_t m, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<float> x(size_t(m * c.k));
-  for (auto& v : x) v = c.exact ? float(int(rng() % 17) - 8) : std::normal_distribution<float>(0.f, 1.f)(rng);
-  return x;
-}
+using Case = LayerSpec;
+const LayerDraws kDraws{.name_prefix = "bf16test."};  // the name shows in the unavailable-path message
 
 std::vector<Case> cases() {
   std::vector<Case> v;
@@ -105,19 +53,11 @@ bool bf16_runnable(std::string* why = nullptr) { return path_available(Path::kBF
 // gemm (bf16 path) vs gemm_ref (bf16 path), bit for bit, for every M.
 void expect_matches_reference(const Case& c, DType xt, DType yt, ThreadPool* pool = nullptr,
                               const std::vector<int64_t>& ms = kMs) {
-  const PackedLinear p = repack(make_layer(c, 21));
+  const QuantLinear q = make_layer(c, 21, kDraws);
+  const PackedLinear p = repack(q);
   for (int64_t m : ms) {
-    const auto xf = make_acts(c, m, uint32_t(100 + m));
-    std::vector<uint16_t> xb;
-    const void* x = xf.data();
-    if (xt == DType::BF16) {
-      for (float v : xf) xb.push_back(f32_to_bf16(v));
-      x = xb.data();
-    }
-    const size_t bytes = size_t(m * c.n) * dtype_size(yt);
-    std::vector<uint8_t> want(bytes), got(bytes, 0xAB);
-    gemm_ref(p, x, xt, m, want.data(), yt, Path::kBF16);
-    gemm(p, x, xt, m, got.data(), yt, {Path::kBF16, pool});
+    const auto xf = make_x(q, m, c.exact, uint32_t(100 + m), Peaks::kNone);
+    const auto [want, got] = gemm_and_reference(p, xf, xt, m, yt, Path::kBF16, pool);
     for (size_t i = 0; i < size_t(m * c.n); ++i)
       ASSERT_EQ(load_float(want.data(), yt, i), load_float(got.data(), yt, i))
           << "m=" << m << " i=" << i << " x " << dtype_name(xt) << " y " << dtype_name(yt) << " " << describe(c);
@@ -142,7 +82,7 @@ TEST(Bf16Path, AvailabilityLogged) {
 // gemm() with kBF16 where the path cannot run throws awq::Error naming the layer and the missing
 // feature. Simulated here so that it is exercised on every machine.
 TEST(Bf16Path, UnavailableThrowsNamingLayerAndFeature) {
-  const PackedLinear p = repack(make_layer({16, 64, 32}, 1));
+  const PackedLinear p = repack(make_layer({16, 64, 32}, 1, kDraws));
   std::vector<float> x(64, 1.f), y(16);
   struct Off {
     Off() { force_path_unavailable(Path::kBF16, true); }
@@ -175,9 +115,10 @@ TEST(Bf16Path, RealCpuCheckAgreesWithCompilerBuiltin) {
 TEST(Bf16Path, ReferenceEqualsF32ReferenceOnExactData) {
   for (const Case& c : cases()) {
     if (!c.exact) continue;
-    const PackedLinear p = repack(make_layer(c, 3));
+    const QuantLinear q = make_layer(c, 3, kDraws);
+    const PackedLinear p = repack(q);
     for (int64_t m : {1, 5}) {
-      const auto x = make_acts(c, m, 9);
+      const auto x = make_x(q, m, c.exact, 9, Peaks::kNone);
       std::vector<float> a(size_t(m * c.n)), b(a.size());
       gemm_ref(p, x.data(), DType::F32, m, a.data(), DType::F32, Path::kF32);
       gemm_ref(p, x.data(), DType::F32, m, b.data(), DType::F32, Path::kBF16);
@@ -274,7 +215,7 @@ TEST(Bf16Path, DenormalsFlushedLikeTheReference) {
   std::string why;
   if (!bf16_runnable(&why)) GTEST_SKIP() << "path bf16 not runnable here (" << why << ")";
   const Case c{40, 256, 64, ZeroMode::kInteger, false, false, false, true};
-  QuantLinear q = make_layer(c, 2);
+  QuantLinear q = make_layer(c, 2, kDraws);
   for (auto& s : q.scales) s = std::ldexp(s, -60);
   const PackedLinear p = repack(q);
   ASSERT_TRUE(p.wide);
@@ -299,23 +240,18 @@ TEST(Bf16Path, AccuracyAgainstF32) {
   // (same data as Kernels.Int8PathAccuracyAgainstF32). Uses the scalar reference where the CPU
   // lacks the path (identical results).
   const Case c{256, 4096, 128, ZeroMode::kInteger, false};
-  const PackedLinear p = repack(make_layer(c, 17));
+  const QuantLinear q = make_layer(c, 17, kDraws);
+  const PackedLinear p = repack(q);
   const int64_t m = 4;
-  const auto x = make_acts(c, m, 23);
+  const auto x = make_x(q, m, c.exact, 23, Peaks::kNone);
   std::vector<float> yf(size_t(m * c.n)), yb(yf.size());
   gemm(p, x.data(), DType::F32, m, yf.data(), DType::F32, {Path::kF32, nullptr});
   if (bf16_runnable()) gemm(p, x.data(), DType::F32, m, yb.data(), DType::F32, {Path::kBF16, nullptr});
   else gemm_ref(p, x.data(), DType::F32, m, yb.data(), DType::F32, Path::kBF16);
-  double num = 0, den = 0, worst = 0;
-  for (size_t i = 0; i < yf.size(); ++i) {
-    num += double(yb[i] - yf[i]) * (yb[i] - yf[i]);
-    den += double(yf[i]) * yf[i];
-    worst = std::max(worst, double(std::fabs(yb[i] - yf[i])));
-  }
-  const double rel_rms = std::sqrt(num / den);
+  const ErrorStats e = error_stats(yb, yf);
   std::printf("[kernels] bf16 vs f32 path, K=4096 g128, N(0,1) activations: relative RMS error %.3g, max abs %.3g (rms y %.3g)\n",
-              rel_rms, worst, std::sqrt(den / double(yf.size())));
-  EXPECT_LT(rel_rms, 0.0035);  // measured 0.27 %
+              e.rel_rms, e.max_abs, e.rms_ref);
+  EXPECT_LT(e.rel_rms, 0.0035);  // measured 0.27 %
 }
 
 }  // namespace

@@ -15,82 +15,13 @@
 #include "awq/kernels.h"
 #include "awq/quant_linear.h"
 #include "awq/thread_pool.h"
+#include "kernel_test_util.h"
 
 namespace awq::kernels {
 namespace {
 
-struct Spec {
-  int64_t n, k, group;  // group == k: per-channel
-  ZeroMode zm = ZeroMode::kInteger;
-  bool exact = true;  // small integers, power-of-two scales
-  bool bias = false, pqs = false;
-  bool f32_scales = false;
-};
-
-std::string describe(const Spec& s) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "n=%lld k=%lld g=%lld zm=%d exact=%d bias=%d pqs=%d f32s=%d", (long long)s.n,
-                (long long)s.k, (long long)s.group, int(s.zm), s.exact, s.bias, s.pqs, s.f32_scales);
-  return buf;
-}
-
-QuantLinear make(const Spec& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  QuantLinear q;
-  q.name = "test." + describe(s);
-  q.n = s.n;
-  q.k = s.k;
-  q.group_size = s.group;
-  q.per_channel = s.group == s.k;
-  q.n_groups = (s.k + s.group - 1) / s.group;
-  q.zero_mode = s.zm;
-  q.scale_dtype = s.f32_scales ? DType::F32 : DType::F16;
-  q.codes.resize(size_t(s.n * s.k));
-  for (auto& c : q.codes) c = uint8_t(rng() % 16);
-  const size_t ng = size_t(s.n * q.n_groups);
-  q.scales.resize(ng);
-  for (auto& v : q.scales) {
-    if (s.exact) v = std::ldexp(1.f, -int(rng() % 5));
-    else if (s.f32_scales) v = std::uniform_real_distribution<float>(1e-3f, 3e-2f)(rng);
-    else v = f16_to_f32(f32_to_f16(std::uniform_real_distribution<float>(1e-3f, 3e-2f)(rng)));
-  }
-  if (s.zm == ZeroMode::kInteger) {
-    q.zeros.resize(ng);
-    for (auto& z : q.zeros) z = int32_t(rng() % 16);
-  } else if (s.zm == ZeroMode::kScaledFma) {
-    q.scaled_zeros.resize(ng);
-    for (size_t i = 0; i < ng; ++i) q.scaled_zeros[i] = f16_to_f32(f32_to_f16(-q.scales[i] * float(rng() % 16)));
-  }
-  if (s.pqs) {
-    q.pre_quant_scale.resize(size_t(s.k));
-    for (auto& v : q.pre_quant_scale)
-      v = s.exact ? std::ldexp(1.f, int(rng() % 3) - 1) : std::uniform_real_distribution<float>(0.5f, 2.f)(rng);
-  }
-  if (s.bias) {
-    q.bias.resize(size_t(s.n));
-    for (auto& v : q.bias) v = s.exact ? float(int(rng() % 9) - 4) : std::uniform_real_distribution<float>(-1, 1)(rng);
-  }
-  q.validate();
-  return q;
-}
-
-// Activations: exact data are integers in [-8, 8] with one ±127 per group, so the int8 path
-// quantizes them without error (d = 1) and every result is exactly representable.
-std::vector<float> make_x(const Spec& s, int64_t m, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<float> x(size_t(m * s.k));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t c = 0; c < s.k; ++c) {
-      float& v = x[size_t(i * s.k + c)];
-      if (!s.exact) {
-        v = std::normal_distribution<float>(0.f, 1.f)(rng);
-        continue;
-      }
-      const int64_t gg = c / s.group, len = std::min(s.group, s.k - gg * s.group);
-      v = (c - gg * s.group == (i * 7 + gg) % len) ? ((i + c) % 2 ? 127.f : -127.f) : float(int(rng() % 17) - 8);
-    }
-  return x;
-}
+using namespace awq::test;  // kernel_test_util.h
+using Spec = LayerSpec;
 
 std::vector<Spec> specs() {
   std::vector<Spec> v;
@@ -113,21 +44,6 @@ std::vector<Spec> specs() {
 
 const std::vector<int64_t> kMs = {1, 2, 3, 5, 8, 9, 17};
 
-std::vector<TargetInfo> runnable_targets() {
-  std::vector<TargetInfo> out;
-  for (const auto& t : compiled_targets()) {
-    if (t.runnable) out.push_back(t);
-  }
-  return out;
-}
-
-bool has_fma(const std::string& target) { return target != "SSE4" && target != "SSSE3" && target != "SCALAR" && target != "EMU128"; }
-
-struct TargetGuard {
-  explicit TargetGuard(int64_t bits) { force_target(bits); }
-  ~TargetGuard() { force_target(0); }
-};
-
 TEST(Kernels, TargetsListedAndUnrunnableOnesLogged) {
   const auto all = compiled_targets();
   ASSERT_FALSE(all.empty());
@@ -149,7 +65,7 @@ TEST(Kernels, TargetsListedAndUnrunnableOnesLogged) {
 
 TEST(Kernels, RepackedReferenceMatchesQuantLinearDequant) {
   for (const Spec& s : specs()) {
-    const QuantLinear q = make(s, 11);
+    const QuantLinear q = make_layer(s, 11);
     const PackedLinear p = repack(q);
     EXPECT_EQ(p.wide, s.f32_scales || s.zm == ZeroMode::kScaledFma) << describe(s);
     for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
@@ -171,7 +87,7 @@ TEST(Kernels, DequantEveryTargetMatchesReference) {
   for (const auto& t : runnable_targets()) {
     TargetGuard guard(t.bits);
     for (const Spec& s : specs()) {
-      const PackedLinear p = repack(make(s, 5));
+      const PackedLinear p = repack(make_layer(s, 5));
       for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
         const int64_t r0 = s.n > 20 ? 3 : 0, r1 = s.n;
         // 64-byte aligned output, so the streaming-store paths run too.
@@ -193,26 +109,12 @@ TEST(Kernels, DequantEveryTargetMatchesReference) {
   }
 }
 
-// Naive double-precision y = x·pqs·Wᵀ + b from QuantLinear's own dequantization.
-std::vector<double> naive(const QuantLinear& q, const std::vector<float>& x, int64_t m) {
-  std::vector<float> w(size_t(q.n * q.k));
-  awq::dequantize_ref(q, DType::F32, reinterpret_cast<uint8_t*>(w.data()));  // includes pqs
-  std::vector<double> y(size_t(m * q.n));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t n = 0; n < q.n; ++n) {
-      double acc = q.bias.empty() ? 0.0 : q.bias[size_t(n)];
-      for (int64_t c = 0; c < q.k; ++c) acc += double(x[size_t(i * q.k + c)]) * w[size_t(n * q.k + c)];
-      y[size_t(i * q.n + n)] = acc;
-    }
-  return y;
-}
-
 TEST(Kernels, ReferenceGemmAgreesWithNaiveDequantDot) {
   for (const Spec& s : specs()) {
-    const QuantLinear q = make(s, 3);
+    const QuantLinear q = make_layer(s, 3);
     const PackedLinear p = repack(q);
     for (int64_t m : {1, 4}) {
-      const auto x = make_x(s, m, 9);
+      const auto x = make_x(q, m, s.exact, 9, Peaks::kInPlace);
       const auto want = naive(q, x, m);
       std::vector<float> y(size_t(m * s.n));
       gemm_ref(p, x.data(), DType::F32, m, y.data(), DType::F32, Path::kF32);
@@ -225,20 +127,11 @@ TEST(Kernels, ReferenceGemmAgreesWithNaiveDequantDot) {
 }
 
 void check_gemm_target(const TargetInfo& t, const Spec& s, Path path, DType xt, DType yt) {
-  const QuantLinear q = make(s, 21);
+  const QuantLinear q = make_layer(s, 21);
   const PackedLinear p = repack(q);
   for (int64_t m : kMs) {
-    const auto xf = make_x(s, m, uint32_t(100 + m));
-    std::vector<uint16_t> xb;
-    const void* x = xf.data();
-    if (xt == DType::BF16) {
-      for (float v : xf) xb.push_back(f32_to_bf16(v));
-      x = xb.data();
-    }
-    const size_t ysz = size_t(m * s.n) * dtype_size(yt);
-    std::vector<uint8_t> want(ysz), got(ysz, 0xAB);
-    gemm_ref(p, x, xt, m, want.data(), yt, path);
-    gemm(p, x, xt, m, got.data(), yt, {path, nullptr});
+    const auto xf = make_x(q, m, s.exact, uint32_t(100 + m), Peaks::kInPlace);
+    const auto [want, got] = gemm_and_reference(p, xf, xt, m, yt, path);
     // int8: integer dot products, then the same f32 operations as the reference -> exact on FMA
     // targets. f32: several partial sums per output -> exact only for representable data.
     const bool exact = s.exact || (path == Path::kInt8 && has_fma(t.name));
@@ -275,11 +168,11 @@ TEST(Kernels, GemmBf16ActivationsAndOutputs) {
 TEST(Kernels, LargerShapeThreadedMatchesReference) {
   // Enough tiles and rows for several tasks, the K blocking (m > 8) and every micro-kernel width.
   const Spec s{300, 2048 + 128, 128, ZeroMode::kInteger, false, true, false};
-  const QuantLinear q = make(s, 8);
+  const QuantLinear q = make_layer(s, 8);
   const PackedLinear p = repack(q);
   // One thread: tasks of several tiles (the two-tile int8 micro-kernel); three: one tile each.
   for (int64_t m : {1, 8, 13, 21}) {
-    const auto x = make_x(s, m, 4);
+    const auto x = make_x(q, m, s.exact, 4, Peaks::kInPlace);
     for (Path path : {Path::kF32, Path::kInt8}) {
       std::vector<float> want(size_t(m * s.n)), got(want.size());
       gemm_ref(p, x.data(), DType::F32, m, want.data(), DType::F32, path);
@@ -303,23 +196,17 @@ TEST(Kernels, LargerShapeThreadedMatchesReference) {
 TEST(Kernels, Int8PathAccuracyAgainstF32) {
   // Gaussian activations, realistic f16 scales: the int8 path's error relative to the f32 path.
   const Spec s{256, 4096, 128, ZeroMode::kInteger, false};
-  const QuantLinear q = make(s, 17);
+  const QuantLinear q = make_layer(s, 17);
   const PackedLinear p = repack(q);
   const int64_t m = 4;
-  const auto x = make_x(s, m, 23);
+  const auto x = make_x(q, m, s.exact, 23, Peaks::kInPlace);
   std::vector<float> yf(size_t(m * s.n)), yi(yf.size());
   gemm(p, x.data(), DType::F32, m, yf.data(), DType::F32, {Path::kF32, nullptr});
   gemm(p, x.data(), DType::F32, m, yi.data(), DType::F32, {Path::kInt8, nullptr});
-  double num = 0, den = 0, worst = 0;
-  for (size_t i = 0; i < yf.size(); ++i) {
-    num += double(yi[i] - yf[i]) * (yi[i] - yf[i]);
-    den += double(yf[i]) * yf[i];
-    worst = std::max(worst, double(std::fabs(yi[i] - yf[i])));
-  }
-  const double rel_rms = std::sqrt(num / den);
+  const ErrorStats e = error_stats(yi, yf);
   std::printf("[kernels] int8 vs f32 path, K=4096 g128, N(0,1) activations: relative RMS error %.3g, max abs %.3g (rms y %.3g)\n",
-              rel_rms, worst, std::sqrt(den / double(yf.size())));
-  EXPECT_LT(rel_rms, 0.02);
+              e.rel_rms, e.max_abs, e.rms_ref);
+  EXPECT_LT(e.rel_rms, 0.02);
 }
 
 TEST(Kernels, DenseBf16MatchesNaive) {
@@ -345,14 +232,14 @@ TEST(Kernels, DenseBf16MatchesNaive) {
 
 TEST(Kernels, RejectsUnsupportedInput) {
   Spec s{16, 64, 32};
-  QuantLinear q = make(s, 1);
+  QuantLinear q = make_layer(s, 1);
   q.bits = 3;
   EXPECT_THROW(repack(q), Error);
-  q = make(s, 1);
+  q = make_layer(s, 1);
   q.g_idx.assign(64, 0);
   q.g_idx[5] = 2;  // outside [0, n_groups = 2); act-order itself is tested in act_order_test.cc
   EXPECT_THROW(repack(q), Error);
-  const PackedLinear p = repack(make(s, 1));
+  const PackedLinear p = repack(make_layer(s, 1));
   float x[64] = {}, y[16];
   EXPECT_THROW(gemm(p, x, DType::F16, 1, y, DType::F32), Error);
   EXPECT_THROW(dequantize(p, DType::F32, 0, 17, y), Error);
