@@ -223,11 +223,13 @@ HWY_INLINE void DequantRowAvx2(const uint8_t* q8, int64_t cols, float s, float o
 #endif
 
 #if AWQ_X86_AVX2_PLUS
-// ---- AVX2 transposed dequant (the AVX3_DL scheme on 8-lane vectors) ----
-// 8 chunks (512 B) of a tile are loaded as 8 vectors per half-tile (rows 0-7: bytes 0-31 of each
-// chunk, rows 8-15: bytes 32-63) and transposed as 8×8 dwords, so vector r holds row r's 64 codes.
-// Nibbles are split and interleaved into column order; 16-bit outputs map codes through the pshufb
-// tables, f32 outputs compute fma(q, s, o) directly. Each 64-column block must lie in one group.
+// ---- Transposed dequant on 256-bit vectors: the main path of AVX2, AVX3 and AVX3_DL ----
+// 8 chunks (512 B) of a tile are loaded, in address order, as 8 vectors per half-tile (rows 0-7:
+// bytes 0-31 of each chunk, rows 8-15: bytes 32-63) and transposed as 8×8 dwords, so vector r holds
+// row r's 64 codes. Nibbles are split and interleaved into column order; 16-bit outputs map codes
+// through the pshufb tables (built once per group), f32 outputs compute fma(q, s, o) directly;
+// whole 64-byte lines are written with streaming stores. Each 64-column block must lie in one
+// group. Cold, this runs at the write bandwidth; 512-bit variants measured no faster there.
 
 // In: a[i] lane j. Out: a[j] lane i.
 HWY_INLINE void Transpose8x8(__m256i a[8]) {
