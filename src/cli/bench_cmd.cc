@@ -309,21 +309,8 @@ class Bench {
           0, m >= 64 ? 1 : 3, m >= 64 ? 0.0 : std::min(a_.min_time, 0.5), m >= 64 ? 1 : 1000);
     }
     nlohmann::json j;
-    j["kernel"] = "awq";
-    j["path"] = kernels::path_name(path);
-    j["target"] = kernels::active_target();
-    j["shape"] = std::to_string(n) + "x" + std::to_string(k);
-    j["m"] = m;
-    j["threads"] = threads;
-    j["regime"] = a_.hot ? "hot" : "cold";
-    j["median_s"] = ours.median;
-    j["spread_s"] = ours.spread;
-    j["runs"] = ours.runs;
-    j["bytes"] = bytes;
-    j["gbps"] = double(bytes) / ours.median / 1e9;
+    common_fields(j, "awq", kernels::path_name(path), n, k, m, threads, ours, bytes, rbw);
     j["gflops"] = 2.0 * double(m) * double(n) * double(k) / ours.median / 1e9;
-    j["read_gbps"] = rbw;
-    j["bw_fraction"] = double(bytes) / ours.median / 1e9 / rbw;
     // Best-of-runs figures: on a shared machine the minimum is the least disturbed sample of each job.
     const double rbw_best = double(rbytes) / jobs[3].stats().min / 1e9;
     j["min_s"] = ours.min;
@@ -374,20 +361,8 @@ class Bench {
     const size_t bytes = p0.weight_bytes() + out_bytes;
     const double rbw = double(rbytes) / jobs[2].stats().median / 1e9;
     nlohmann::json j;
-    j["kernel"] = "awq_dequant";
-    j["path"] = out == DType::BF16 ? "bf16" : out == DType::F16 ? "f16" : "f32";
-    j["target"] = kernels::active_target();
-    j["shape"] = std::to_string(n) + "x" + std::to_string(k);
-    j["m"] = 0;
-    j["threads"] = threads;
-    j["regime"] = a_.hot ? "hot" : "cold";
-    j["median_s"] = ours.median;
-    j["spread_s"] = ours.spread;
-    j["runs"] = ours.runs;
-    j["bytes"] = bytes;
-    j["gbps"] = double(bytes) / ours.median / 1e9;
-    j["read_gbps"] = rbw;
-    j["bw_fraction"] = double(bytes) / ours.median / 1e9 / rbw;
+    common_fields(j, "awq_dequant", out == DType::BF16 ? "bf16" : out == DType::F16 ? "f16" : "f32", n, k, 0, threads,
+                  ours, bytes, rbw);
     j["copy_gbps"] = 2.0 * double(out_bytes) / copy.median / 1e9;
     // The dequant goal's measure: our GB/s (packed weights read + output written) over the copy's
     // GB/s (output bytes read + written), both at their medians.
@@ -400,6 +375,25 @@ class Bench {
     j["vs"] = {{"copy", copy.median / ours.median}};
     j["baselines"] = {{"copy", {{"median_s", copy.median}, {"runs", copy.runs}, {"bytes", 2 * out_bytes}}}};
     emit(j);
+  }
+
+  // The keys every row has (the JSON contract), from our kernel's stats and bytes per run.
+  void common_fields(nlohmann::json& j, const char* kernel, const char* path, int64_t n, int64_t k, int64_t m,
+                     int threads, const Stats& ours, size_t bytes, double read_gbps) const {
+    j["kernel"] = kernel;
+    j["path"] = path;
+    j["target"] = kernels::active_target();
+    j["shape"] = std::to_string(n) + "x" + std::to_string(k);
+    j["m"] = m;
+    j["threads"] = threads;
+    j["regime"] = a_.hot ? "hot" : "cold";
+    j["median_s"] = ours.median;
+    j["spread_s"] = ours.spread;
+    j["runs"] = ours.runs;
+    j["bytes"] = bytes;
+    j["gbps"] = double(bytes) / ours.median / 1e9;
+    j["read_gbps"] = read_gbps;
+    j["bw_fraction"] = double(bytes) / ours.median / 1e9 / read_gbps;
   }
 
   void emit(const nlohmann::json& j) {
