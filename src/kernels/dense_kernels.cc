@@ -14,15 +14,11 @@
 #include <hwy/foreach_target.h>
 #include <hwy/highway.h>
 // clang-format on
+#include "kernels/simd_common-inl.h"  // DF, VF, kL
 
 HWY_BEFORE_NAMESPACE();
 namespace awq::kernels {
 namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
-
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-constexpr size_t kL = hn::MaxLanes(DF());
 
 // 4 weight rows × MR activation rows over columns [k0, k1) (k1 - k0 a multiple of kL), adding the
 // dot products into y (row stride ys).

@@ -50,7 +50,7 @@ const std::vector<Target>& targets() {
   return k;
 }
 
-ConvertResult convert(const std::string& in, const std::string& out, const Target& t) {
+ConvertResult convert(const std::string& in, const std::string& out, const Target& t, bool requantize = false) {
   ModelDir dir(in);
   auto r = open_format(dir);
   ConvertOptions opt;
@@ -58,6 +58,7 @@ ConvertResult convert(const std::string& in, const std::string& out, const Targe
   opt.to = t.to;
   if (!t.gptq_format.empty()) opt.gptq_format = t.gptq_format;
   opt.progress = false;
+  opt.requantize = requantize;
   return convert_model(dir, *r, opt);
 }
 
@@ -202,15 +203,7 @@ TEST(Convert, ThreeHopsReproduceAutoAwqFilesExactly) {
 }
 
 ConvertResult convert_requant(const std::string& in, const std::string& out, const Target& t) {
-  ModelDir dir(in);
-  auto r = open_format(dir);
-  ConvertOptions opt;
-  opt.out_dir = out;
-  opt.to = t.to;
-  if (!t.gptq_format.empty()) opt.gptq_format = t.gptq_format;
-  opt.progress = false;
-  opt.requantize = true;
-  return convert_model(dir, *r, opt);
+  return convert(in, out, t, /*requantize=*/true);
 }
 
 TEST(ConvertRequantize, ActOrderIntoGemmReportsErrorPerLayer) {
