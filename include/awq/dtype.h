@@ -17,7 +17,8 @@ enum class DType : uint8_t {
 size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);  // "F16", "I32", ...
 std::optional<DType> parse_dtype(std::string_view s);
-// Short lower-case CLI names: "f16", "bf16", "f32".
+// CLI names, any case: "f16"/"fp16"/"float16", "bf16"/"bfloat16", "f32"/"fp32"/"float32"
+// (so "F16", the spelling dtype_name prints, is accepted too).
 std::optional<DType> parse_float_dtype_cli(std::string_view s);
 bool is_float(DType t);
 

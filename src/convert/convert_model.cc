@@ -14,6 +14,7 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/model_dir.h"
+#include "awq/resources.h"
 #include "convert/pack.h"
 #include "convert/shard_writer.h"
 
@@ -281,8 +282,20 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     for (const auto& n : reader.module_tensors(m)) consumed.insert(n);
   std::vector<OutTensor> plan;
   auto cache = std::make_shared<PendingTensors>();
+  ResourceNeeds needs;
+  needs.out_dir = opt.out_dir;
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
+    // Working set: the module read, its integer-zero copy and the packed output (and, re-quantizing,
+    // its dense f32 weight and one more canonical copy).
+    const int64_t groups = src.group_size <= 0 ? 1 : (info.k + src.group_size - 1) / src.group_size;
+    const uint64_t ql = quant_linear_bytes(info.n, info.k, groups);
+    const uint64_t ws = 2 * ql + ql / 2 + (opt.requantize ? ql + uint64_t(info.n) * uint64_t(info.k) * 4 : 0);
+    if (ws > needs.tensor_bytes) {
+      needs.tensor_bytes = ws;
+      needs.tensor = m;
+      check_resources({opt.out_dir, 0, m, ws});  // now: planning below may read this module
+    }
     // Output tensors use the Hugging Face module name (the TRT-LLM npz reader maps its own names).
     std::string out_name = reader.dense_name(m);
     if (out_name.size() > 7 && out_name.compare(out_name.size() - 7, 7, ".weight") == 0) out_name.resize(out_name.size() - 7);
@@ -358,7 +371,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
 
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {dir.path()});
+  needs.output_bytes = total;
+  check_resources(needs);
   Progress bar("convert", total, opt.progress);
   const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
   bar.finish();

@@ -278,7 +278,7 @@ RepairResult repair_model(const std::string& model, const RepairOptions& opt) {
     }
   }
   const Plan plan = tied_plan(cfg, all, res.changes);
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {model});
   Progress bar("repair", bytes, opt.progress);
   write_tensors(dir, files, plan, had_index, old_index, out, bar, res.changes);
   bar.finish();

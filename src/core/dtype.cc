@@ -1,6 +1,7 @@
 #include "awq/dtype.h"
 
 #include <array>
+#include <cctype>
 #include <cmath>
 
 namespace awq {
@@ -33,7 +34,9 @@ std::optional<DType> parse_dtype(std::string_view s) {
   return std::nullopt;
 }
 
-std::optional<DType> parse_float_dtype_cli(std::string_view s) {
+std::optional<DType> parse_float_dtype_cli(std::string_view name) {
+  std::string s(name);
+  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (s == "f16" || s == "fp16" || s == "float16") return DType::F16;
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
   if (s == "f32" || s == "fp32" || s == "float32") return DType::F32;
