@@ -46,7 +46,7 @@ void interrupt_mid_write(int sig, const std::vector<std::string>& command) {
   test::write_bytes(t / "out/previous.txt", "old output");
   std::vector<std::string> args = command;
   args.insert(args.begin() + 1, t / "in");
-  for (const std::string a : {"-o", t / "out", "--force", "-q"}) args.push_back(a);
+  for (const std::string& a : std::vector<std::string>{"-o", t / "out", "--force", "-q"}) args.push_back(a);
   const int pid = test::spawn_awq(args, t / "log");
   const fs::path tmp = t.path() / (".out.awq-tmp-" + std::to_string(pid));
   bool writing = false;

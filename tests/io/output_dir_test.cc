@@ -118,7 +118,7 @@ TEST(OutputDir, StaleTemporariesGoTheReservedProgressDirStays) {
     ::_exit(127);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let it exec
-  for (const std::string n : {".out.awq-tmp-999999999", ".other.awq-tmp-" + std::to_string(sleeper), ".out.awq-old-999999998"}) {
+  for (const std::string& n : std::vector<std::string>{".out.awq-tmp-999999999", ".other.awq-tmp-" + std::to_string(sleeper), ".out.awq-old-999999998"}) {
     fs::create_directory(t / n);
     test::write_bytes(t / (n + "/partial"), "x");
   }
