@@ -22,6 +22,15 @@ namespace {
 constexpr const char* kTmpTag = ".awq-tmp-";
 constexpr const char* kOldTag = ".awq-old-";  // the fallback replace path's old tree
 
+// "<parent>/.<name><tag><pid>" (appended piecewise: GCC 12 warns falsely on "." + string).
+fs::path hidden_sibling(const fs::path& out, const char* tag) {
+  std::string n = ".";
+  n += out.filename().string();
+  n += tag;
+  n += std::to_string(::getpid());
+  return out.parent_path() / n;
+}
+
 fs::path resolved(const fs::path& p) {
   std::error_code ec;
   fs::path r = fs::weakly_canonical(fs::absolute(p, ec), ec);
@@ -85,8 +94,10 @@ bool owner_gone(pid_t pid) {
   if (pid == ::getpid()) return true;  // a leftover of an earlier process with our pid
   if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
   std::error_code ec, ec2;
-  const fs::path theirs = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-  const fs::path ours = fs::read_symlink("/proc/self/exe", ec2);
+  std::string theirs = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+  std::string ours = fs::read_symlink("/proc/self/exe", ec2).string();
+  for (std::string* s : {&theirs, &ours})  // a binary rebuilt while it runs reads "PATH (deleted)"
+    if (s->size() > 10 && s->compare(s->size() - 10, 10, " (deleted)") == 0) s->resize(s->size() - 10);
   return !ec && !ec2 && theirs != ours;
 }
 
@@ -145,7 +156,7 @@ OutputDir::OutputDir(const std::string& out_dir, bool force, const std::vector<s
     fail(out_.string(), "", "parent directory does not exist");
   }
   remove_stale_temporaries(out_.parent_path());
-  tmp_ = out_.parent_path() / ("." + out_.filename().string() + kTmpTag + std::to_string(::getpid()));
+  tmp_ = hidden_sibling(out_, kTmpTag);
   slot_ = temp_registry::add(tmp_.string());  // before it exists, so a signal never misses it
   fs::remove_all(tmp_, ec);
   if (!fs::create_directory(tmp_, ec)) {
@@ -202,7 +213,7 @@ void OutputDir::replace_existing() {
       if (std::rename(tmp_.c_str(), out_.c_str()) == 0) return;
       fail(out_.string(), "", std::string("cannot rename the new directory into place: ") + std::strerror(errno));
     }
-    const fs::path old = out_.parent_path() / ("." + out_.filename().string() + kOldTag + std::to_string(::getpid()));
+    const fs::path old = hidden_sibling(out_, kOldTag);
     fs::remove_all(old, ec);
     fs::rename(out_, old, ec);
     if (ec) fail(out_.string(), "", "cannot move the existing directory aside: " + ec.message());
