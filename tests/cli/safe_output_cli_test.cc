@@ -63,6 +63,14 @@ TEST(SafeOutput, RefusesOutputThatIsContainsOrIsInsideTheInputEvenWithForce) {
     expect_refused(w, t / "models/link", t / "models/link/sub", "lies inside the input", m, t / "models");
   }
   EXPECT_EQ(test::read_bytes(t / "models/beside.txt"), "the user's other file");
+  // compare's --html report (a single file) never overwrites or lands inside a model it reads.
+  const auto before = test::snapshot_tree(m);
+  for (const std::string html : {m + "/model.safetensors", m + "/report.html", t / "models/link/config.json"}) {
+    const auto r = test::run_awq({"compare", m, m, "--html", html});
+    EXPECT_EQ(r.status, 1) << html << ": " << r.err;
+    EXPECT_NE(r.err.find("input"), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(test::snapshot_tree(m) == before);
 }
 
 // A Hugging Face cache snapshot: the model directory holds symlinks into blobs/. Replacing blobs/

@@ -32,6 +32,8 @@ TEST(UsageCli, UsageErrorsExitTwoInEverySubcommand) {
       {"convert", kTiny, "-o", t / "o", "--max-shard-size", "-5GB"},
       {"repair", kTiny},                                        // missing -o
       {"repair", kTiny, "-o", t / "o", "--bogus"},
+      {"compare", kTiny},                                       // missing QUANT
+      {"compare", kTiny, kTiny, "--cosine-bar", "5"},
       {"bench", "gemv", "--shape", "4096"},
       {"bench", "gemm", "--m", "0"},
       {"bench", "gemv", "--threads", "0"},
