@@ -120,7 +120,7 @@ TEST(UsageCli, ModuleLargerThanMemoryIsRefusedBeforeWriting) {
 
 TEST(UsageCli, OutputLargerThanFreeDiskIsRefusedBeforeWriting) {
   test::TempDir t;
-  for (const std::vector<std::string> c : {std::vector<std::string>{"dequantize"}, {"convert", "--to", "gptq"}}) {
+  for (const std::vector<std::string> c : {std::vector<std::string>{"dequantize"}, {"convert", "--to", "gptq"}, {"repair"}}) {
     std::vector<std::string> args{c[0], kTiny, "-o", t / "o", "-q"};
     args.insert(args.end(), c.begin() + 1, c.end());
     fs::create_directory(t / "o");
