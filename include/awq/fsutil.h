@@ -38,6 +38,9 @@ std::filesystem::path progress_dir_for(const std::string& out_dir);
 //   (see remove_stale_temporaries in output_dir.cc). Nothing else stays beside OUT_DIR.
 // The constructor refuses an OUT_DIR overlapping any of `inputs` (refuse_output_overlapping_inputs),
 // a non-directory, a missing parent, and a non-empty OUT_DIR without `force`.
+// Test hooks (environment, read only in output_dir.cc): AWQ_TEST_NO_RENAMEAT2 takes the fallback
+// for filesystems without renameat2 flags; AWQ_TEST_COMMIT_GATE=PATH holds commit() until PATH
+// exists (after creating PATH.<pid>.ready), to race two processes deterministically.
 class OutputDir {
  public:
   OutputDir(const std::string& out_dir, bool force, const std::vector<std::string>& inputs);
