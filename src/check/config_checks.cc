@@ -42,6 +42,20 @@ void check_awq_keys(const Ctx& c, const nlohmann::json& qc, const std::string& s
   }
 }
 
+// Bits the quantization config declares: bits / w_bit / wbits, else the first weight group's
+// num_bits (compressed-tensors); -1 when it names none.
+int64_t configured_bits(const nlohmann::json& qc) {
+  if (!qc.is_object()) return -1;
+  for (const char* k : {"bits", "w_bit", "wbits"})
+    if (qc.contains(k) && qc[k].is_number_integer()) return qc[k].get<int64_t>();
+  if (qc.contains("config_groups") && qc["config_groups"].is_object())
+    for (const auto& [_, g] : qc["config_groups"].items())
+      if (g.is_object() && g.contains("weights") && g["weights"].is_object() && g["weights"].contains("num_bits") &&
+          g["weights"]["num_bits"].is_number_integer())
+        return g["weights"]["num_bits"].get<int64_t>();
+  return -1;
+}
+
 }  // namespace
 
 void check_quant_config(const Ctx& c, const std::string& open_error) {
@@ -66,10 +80,18 @@ void check_quant_config(const Ctx& c, const std::string& open_error) {
                "; transformers reads config.json's quantization_config only and loads the model as dense. Fix: awq repair "
                "MODEL -o OUT moves it into config.json");
   if (!open_error.empty()) {
-    if (c.reader)
-      c.error("quant-config-mismatch", d.quant_config_source().empty() ? "config.json" : d.quant_config_source(),
+    const std::string src = d.quant_config_source().empty() ? "config.json" : d.quant_config_source();
+    const int64_t cfg_bits = configured_bits(d.quant_config());
+    if (c.reader && cfg_bits > 0 && cfg_bits != c.reader->scheme().bits)
+      c.error("quant-config-mismatch", src,
+              "the tensors hold " + std::to_string(c.reader->scheme().bits) + "-bit codes but the quantization config says bits " +
+                  std::to_string(cfg_bits) + ": loaders unpack them at the wrong width and fail on the shapes (" + open_error +
+                  "). The tensors alone fit " + scheme_summary(c.reader->scheme()) + ". Fix the config, not the weights: set bits " +
+                  std::to_string(c.reader->scheme().bits) + " (awq repair MODEL -o OUT rewrites the config from the tensors); keep every tensor");
+    else if (c.reader)
+      c.error("quant-config-mismatch", src,
               open_error + ". The tensors alone fit " + scheme_summary(c.reader->scheme()) +
-                  ". Fix: awq repair MODEL -o OUT rewrites the config from the tensors");
+                  ". Fix the config, not the weights: awq repair MODEL -o OUT rewrites it from the tensors");
     else
       c.error("format-unreadable", "", open_error);
   }

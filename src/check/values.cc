@@ -172,7 +172,7 @@ void check_codes(const Ctx& c, const QuantLinear& q, const std::string& qt) {
     c.warn("codes-narrow-range", qt,
            "the layer uses " + std::to_string(distinct) + " of " + std::to_string(levels) + " code values and its groups span " +
                fmt_num(mean_span) + " of " + std::to_string(levels - 1) + " on average; a quantizer whose scales are far too large "
-               "(or a wrong zero point) leaves most of the 4-bit range unused. Fix: requantize the layer");
+               "(or a wrong zero point) leaves most of the " + std::to_string(q.bits) + "-bit range unused. Fix: requantize the layer");
 }
 
 void check_module(const Ctx& c, const std::string& m) {
