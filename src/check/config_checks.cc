@@ -121,10 +121,15 @@ void check_tied_embeddings(const Ctx& c) {
               "fails with \"token_embd.weight not found\". Fix: awq repair MODEL -o OUT restores model.embed_tokens.weight");
     } else if (emb && head) {
       const bool same = emb->dtype == head->dtype && emb->shape == head->shape && std::equal(emb->data, emb->data + emb->nbytes, head->data);
-      c.note("tied-duplicate", "lm_head.weight",
-             std::string("tie_word_embeddings is true and lm_head.weight is stored beside model.embed_tokens.weight; the two are ") +
-                 (same ? "equal" : "different (engines use the embedding for both)") + ". Harmless; awq repair MODEL -o OUT drops lm_head.weight and saves " +
-                 std::to_string(head->nbytes) + " bytes");
+      if (same)
+        c.note("tied-duplicate", "lm_head.weight",
+               "tie_word_embeddings is true and lm_head.weight is stored beside model.embed_tokens.weight; the two are equal. "
+               "Harmless; awq repair MODEL -o OUT drops the copy and saves " + std::to_string(head->nbytes) + " bytes");
+      else
+        c.warn("tied-head-differs", "lm_head.weight",
+               "tie_word_embeddings is true but the stored lm_head.weight differs from model.embed_tokens.weight: loaders use the "
+               "embedding as the head and ignore it. If the head was trained separately, the tie flag is wrong: set "
+               "tie_word_embeddings false. Keep the tensor either way (awq repair keeps it too)");
     } else if (!emb && !head) {
       c.error("tensor-missing", "model.embed_tokens.weight", "neither model.embed_tokens.weight nor lm_head.weight is stored; every loader fails");
     }

@@ -270,12 +270,24 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, Log& log,
     try_config(candidate);
     return;
   }
-  // A contradicting config of the same method keeps its other keys (damp_percent, desc_act, ...);
-  // only what the tensors decide is overwritten.
+  // A contradicting config of the same method is edited as little as opens: first only the keys
+  // the tensor shapes decide (bits, then group_size), then every implied key. Keys the tensors
+  // only suggest (checkpoint_format v1/v2, sym) stay as they were while that works, since a wrong
+  // one would shift every zero point.
   if (candidate.is_object() && candidate.value("quant_method", json()) == implied["quant_method"]) {
-    json merged = candidate;
-    merged.update(implied);
-    if (try_config(merged)) implied = merged;
+    std::vector<json> edits;
+    for (const auto& keys : {std::vector<const char*>{"bits"}, std::vector<const char*>{"bits", "group_size"}}) {
+      json e = candidate;
+      for (const char* k : keys) e[k] = implied[k];
+      edits.push_back(e);
+    }
+    edits.push_back(candidate);
+    edits.back().update(implied);
+    for (const auto& e : edits)
+      if (e != candidate && try_config(e)) {
+        implied = e;
+        break;
+      }
   }
   if (!try_config(implied)) {
     try_config(candidate);
