@@ -116,7 +116,8 @@ void check_index(const Ctx& c, const std::string& index_path, const std::map<std
 
 // *.safetensors files beside the loaded ones are not checked; what vLLM's default loader does with
 // them (vllm/model_executor/model_loader/default_loader.py, DefaultModelLoader._prepare_weights,
-// and weight_utils.py filter_duplicate_safetensors_files; read in vLLM 0.20.0 and 0.34.0): with
+// and weight_utils.py filter_duplicate_safetensors_files; read in vLLM 0.20.0 and 0.34.0, the
+// consolidated switch also present in 0.23.0, 0.24.0, 0.25.0, 0.27.0, 0.31.0): with
 // --load-format auto, any consolidated*.safetensors switches it to Mistral's format, which loads
 // only those files; otherwise it globs every *.safetensors and drops those an index does not name
 // (without an index it loads them all). So a stray file is a warning where vLLM would load it, a
@@ -129,7 +130,7 @@ void report_ignored(const Ctx& c, const std::vector<std::string>& present, const
   if (!mistral.empty())
     c.warn("tensor-file-vllm-loads", mistral[0],
            std::to_string(mistral.size()) + " consolidated*.safetensors file(s) (" + join(mistral) + ") beside " + what +
-               ": transformers and awq ignore them (not checked here), but vLLM (0.20.0 and 0.34.0 read; --load-format auto) "
+               ": transformers and awq ignore them (not checked here), but vLLM 0.20 to 0.34 (--load-format auto) "
                "then takes the directory for Mistral's own format and loads only these files instead of " + what +
                ". Fix: move them out of the model directory, or run vLLM with --load-format safetensors");
   if (!other.empty() && !has_index)

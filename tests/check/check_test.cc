@@ -507,6 +507,62 @@ TEST(CheckTensorParallel, NotesFromVllmRules) {
   EXPECT_NE(mk.message.find("min_thread_k 128"), std::string::npos) << mk.message;
 }
 
+// Keeps the first `n` output columns of an AutoAWQ GEMM module (qweight/qzeros [.., N/8], scales [.., N]).
+void narrow_awq_module(std::vector<EditTensor>& ts, const std::string& m, int64_t n) {
+  for (const char* part : {"qweight", "qzeros", "scales"}) {
+    EditTensor& t = test::tensor(ts, m + "." + part);
+    const int64_t cols = std::string(part) == "scales" ? n : n / 8, esz = std::string(part) == "scales" ? 2 : 4;
+    std::string out;
+    for (int64_t r = 0; r < t.shape[0]; ++r) out += t.bytes.substr(size_t(r * t.shape[1] * esz), size_t(cols * esz));
+    t.bytes = out;
+    t.shape[1] = cols;
+  }
+}
+
+TEST(CheckTensorParallel, FusedWidthIsCheckedAsASumAndAFailingPartIsASilentMisSplit) {
+  // k_proj and v_proj cut to 24 outputs: 12 per shard at TP 2 (not a multiple of the pack factor
+  // 8), while the fused qkv_proj shard (128 + 12 + 12 = 152) is; vLLM loads it and mis-splits.
+  test::Checkpoint m("tiny-llama-awq");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    for (const char* p : {"k_proj", "v_proj"})
+      for (int l = 0; l < 2; ++l) narrow_awq_module(ts, "model.layers." + std::to_string(l) + ".self_attn." + p, 24);
+  });
+  const auto r = check_model(m.dir());
+  const auto& a = expect_finding(r, "tp-awq", Severity::kNote);
+  EXPECT_NE(a.message.find("accepts TP 1;"), std::string::npos) << a.message;
+  EXPECT_NE(a.message.find("TP 2 loads but model.layers.0.self_attn.k_proj gets 12 output columns per shard, not a multiple of 8: "
+                           "vLLM checks only the fused model.layers.0.self_attn.qkv_proj (152)"),
+            std::string::npos) << a.message;
+}
+
+TEST(CheckTensorParallel, PerChannelLoadsAtTp1AndTheFirstLayerBuiltIsNamed) {
+  const auto r = check_model(test::data_path("golden/awq-gemm-perchannel/model"));
+  const auto& a = expect_finding(r, "tp-awq", Severity::kNote);
+  EXPECT_NE(a.message.find("accepts TP 1;"), std::string::npos) << a.message;
+  // o_proj and down_proj both fail at TP 2; vLLM builds self_attn.o_proj before mlp.down_proj.
+  EXPECT_NE(a.message.find("TP 2 fails: model.layers.0.self_attn.o_proj input 64/2 = 32 is not a multiple of the per-channel group"),
+            std::string::npos) << a.message;
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("accepts TP 1 in vLLM 0.20-0.23 and TP 1 in 0.24-0.34"), std::string::npos) << mk.message;
+}
+
+TEST(CheckTensorParallel, MarlinFallbackIsPerLayerAndDependsOnTheVllmVersion) {
+  const auto r = check_model(test::data_path("golden/awq-gemm-g32/model"));
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("TP 1 in 0.20-0.23: 4 of 4 layers fall back to the awq kernel (first built: "
+                            "model.layers.0.self_attn.qkv_proj: input_size_per_partition 64 is not divisible by min_thread_k 128), "
+                            "in 0.24-0.34: Marlin takes every layer"),
+            std::string::npos) << mk.message;
+}
+
+TEST(CheckTensorParallel, NoZeroPointNeverSelectsMarlin) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c["quantization_config"]["zero_point"] = false; });
+  const auto r = check_model(m.dir(), {.numeric = false});
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("never picks Marlin for this checkpoint (zero_point false"), std::string::npos) << mk.message;
+}
+
 TEST(CheckTensorParallel, Bf16ConfigNotesTheFp16OnlyAwqKernel) {
   test::Checkpoint m("awq-gemm-g32");
   m.edit_config([](nlohmann::json& c) { c["torch_dtype"] = "bfloat16"; });
