@@ -266,8 +266,23 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, Log& log,
   }
   const json skip = candidate.is_object() && candidate.contains("modules_to_not_convert") ? candidate["modules_to_not_convert"] : json();
   json implied = config_from_scheme(tensors->scheme(), skip);
+  if (implied.is_null() && tensors->scheme().format == "compressed-tensors" && candidate.is_object() &&
+      candidate.contains("config_groups") && candidate["config_groups"].is_object()) {
+    // compressed-tensors: only the bit width can be taken from the tensors (num_bits per group).
+    json e = candidate;
+    for (auto& [_, g] : e["config_groups"].items())
+      if (g.is_object() && g.contains("weights") && g["weights"].is_object()) g["weights"]["num_bits"] = tensors->scheme().bits;
+    if (e != candidate && try_config(e)) {
+      log.change("config.json", "set num_bits " + std::to_string(tensors->scheme().bits) +
+                                    " in the compressed-tensors config_groups: the tensors hold " + std::to_string(tensors->scheme().bits) +
+                                    "-bit codes");
+      return;
+    }
+  }
   if (implied.is_null()) {
     try_config(candidate);
+    log.remarks.push_back(std::string("left quantization_config as it was: ") + (qc.is_null() ? "there is none, and" : "it contradicts the tensors, and") +
+                          " repair writes configs only for AWQ and GPTQ (and a compressed-tensors bit width)");
     return;
   }
   // A contradicting config of the same method is edited as little as opens: first only the keys
@@ -372,6 +387,13 @@ RepairResult repair_model(const std::string& model, const RepairOptions& opt) {
         log.remarks.push_back(std::string("kept ") + legacy + " as it was (older tools read it); config.json's quantization_config is the one loaders use");
     }
   copy_auxiliary(dir.string(), aux, out);
+  for (const auto& e : fs::directory_iterator(dir, ec)) {  // tensor files that are not the model's
+    const std::string n = e.path().filename().string();
+    const bool tensor_file = ends_with(n, ".safetensors") || ends_with(n, ".bin") || ends_with(n, ".pt") || ends_with(n, ".npz");
+    if (e.is_regular_file() && !n.empty() && n[0] != '.' && tensor_file && std::find(names.begin(), names.end(), n) == names.end())
+      log.remarks.push_back("did not copy " + n + ", which is not among the files transformers and awq load (" +
+                            (had_index ? std::string("the indexed shards") : names[0]) + "); it stays in " + model);
+  }
   keep_real_changes(dir, out, log, res);
   out.commit();
   return res;

@@ -122,6 +122,32 @@ inline void gptq_repack_8bit(std::vector<EditTensor>& ts) {
   }
 }
 
+// Repacks a symmetric 4-bit compressed-tensors checkpoint into 8 bits: weight_packed [N, K/8]
+// (offset binary q + 8) becomes [N, K/4] (q + 128), the same signed codes 8 bits wide.
+inline void ct_repack_8bit(std::vector<EditTensor>& ts) {
+  for (auto& t : ts) {
+    if (!t.name.ends_with(".weight_packed")) continue;
+    const int64_t n = t.shape[0], words = t.shape[1];
+    std::string out(size_t(n * words * 2) * 4, '\0');
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < words; ++c) {
+        uint32_t w;
+        std::memcpy(&w, t.bytes.data() + 4 * size_t(r * words + c), 4);
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t u8 = uint32_t(int32_t((w >> (4 * i)) & 15u) - 8 + 128);
+          const int64_t k = 8 * c + i;
+          const size_t at = 4 * size_t(r * words * 2 + k / 4);
+          uint32_t o;
+          std::memcpy(&o, out.data() + at, 4);
+          o |= u8 << (8 * (k % 4));
+          std::memcpy(out.data() + at, &o, 4);
+        }
+      }
+    t.bytes = out;
+    t.shape[1] = words * 2;
+  }
+}
+
 // Converts an F16 tensor to F32 in place.
 inline void to_f32(EditTensor& t) {
   std::string out(t.bytes.size() * 2, '\0');

@@ -268,6 +268,30 @@ TEST(Repair, EightBitTensorsUnderBits4GetTheirBitWidth) {
   }
 }
 
+TEST(Repair, EightBitCompressedTensorsUnderNumBits4GetTheirBitWidth) {
+  test::Checkpoint m("ct-sym-g128");
+  m.edit_tensors(test::ct_repack_8bit);
+  const auto before = check_model(m.dir());
+  const Finding* f = nullptr;
+  for (const auto& x : before.findings)
+    if (x.code == "quant-config-mismatch") f = &x;
+  ASSERT_NE(f, nullptr) << all_findings(before);
+  EXPECT_NE(f->message.find("the tensors hold 8-bit codes but the quantization config says bits 4"), std::string::npos) << f->message;
+  auto r = repair(m.dir());
+  ASSERT_EQ(r->result.changes.size(), 1u) << changes(r->result);
+  EXPECT_NE(r->result.changes[0].find("set num_bits 8"), std::string::npos) << changes(r->result);
+  EXPECT_EQ(check_model(r->dir()).count(Severity::kError), 0u) << all_findings(check_model(r->dir()));
+  ModelDir md(r->dir()), gold(test::data_path("golden/ct-sym-g128/model"));
+  auto got = open_format(md), want = open_format(gold);
+  EXPECT_EQ(got->scheme().bits, 8);
+  for (const auto& mod : want->modules()) {
+    const QuantLinear a = got->read(mod), b = want->read(mod);
+    ASSERT_EQ(a.codes.size(), b.codes.size()) << mod;
+    for (size_t i = 0; i < a.codes.size(); ++i) ASSERT_EQ(int(a.codes[i]) - 128, int(b.codes[i]) - 8) << mod << " " << i;
+    EXPECT_EQ(a.scales, b.scales) << mod;
+  }
+}
+
 TEST(Repair, KeepsATiedHeadThatDiffers) {
   test::Checkpoint m("awq-gemm-tied");
   m.edit_tensors([](std::vector<EditTensor>& ts) {
