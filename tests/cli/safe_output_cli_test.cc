@@ -22,7 +22,8 @@ const std::string kTiny = test::data_path("tiny-llama-awq");
 const std::vector<std::vector<std::string>> kWriters = {{"dequantize"}, {"convert", "--to", "gptq"}, {"repair"}};
 
 std::vector<std::string> cmd(const std::vector<std::string>& writer, const std::string& in, const std::string& out) {
-  std::vector<std::string> a{writer[0], in, "-o", out, "--force", "-q"};
+  std::vector<std::string> a{writer[0], in, "-o", out, "--force"};
+  if (writer[0] != "encrypt" && writer[0] != "decrypt") a.push_back("-q");
   a.insert(a.end(), writer.begin() + 1, writer.end());
   return a;
 }
@@ -30,14 +31,14 @@ std::vector<std::string> cmd(const std::vector<std::string>& writer, const std::
 // Runs `writer` with --force on `in` -> `out`; expects a refusal naming both paths, containing
 // `why`, with the input tree byte-identical and the parent's entries unchanged.
 void expect_refused(const std::vector<std::string>& writer, const std::string& in, const std::string& out, const std::string& why,
-                    const std::string& model_dir, const std::string& parent) {
+                    const std::string& model_dir, const std::string& parent, const std::string& named_input = "") {
   const auto before = test::snapshot_tree(model_dir);
   const auto entries = test::entry_names(parent);
   const auto r = test::run_awq(cmd(writer, in, out));
   EXPECT_EQ(r.status, 1) << writer[0] << " -o " << out << "\n" << r.err;
   EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(out), std::string::npos) << "names OUT_DIR: " << r.err;
-  EXPECT_NE(r.err.find(in), std::string::npos) << "names the input: " << r.err;
+  EXPECT_NE(r.err.find(named_input.empty() ? in : named_input), std::string::npos) << "names the input: " << r.err;
   EXPECT_TRUE(test::snapshot_tree(model_dir) == before) << writer[0] << ": the input changed";
   EXPECT_EQ(test::entry_names(parent), entries) << writer[0] << ": something was left beside";
 }
@@ -71,6 +72,26 @@ TEST(SafeOutput, RefusesOutputThatIsContainsOrIsInsideTheInputEvenWithForce) {
     EXPECT_NE(r.err.find("input"), std::string::npos) << r.err;
   }
   EXPECT_TRUE(test::snapshot_tree(m) == before);
+}
+
+// encrypt / decrypt: the model and the key file are both inputs; replacing a directory holding the
+// key would make the encrypted output unreadable forever.
+TEST(SafeOutput, EncryptAndDecryptRefuseTheModelAndTheKey) {
+  test::TempDir t;
+  const std::string m = t / "work/m", key = t / "work/keys/k";
+  fs::create_directories(t / "work/keys");
+  test::copy_dir(kTiny, m);
+  ASSERT_EQ(test::run_awq({"keygen", "-o", key}).status, 0);
+  const std::string key_bytes = test::read_bytes(key);
+  expect_refused({"encrypt", "--key-file", key}, m, m, "is the input", m, t / "work");
+  expect_refused({"encrypt", "--key-file", key}, m, m + "/enc", "lies inside the input", m, t / "work");
+  expect_refused({"encrypt", "--key-file", key}, m, t / "work/keys", "contains the input", m, t / "work", key);
+  EXPECT_EQ(test::read_bytes(key), key_bytes);
+  ASSERT_EQ(test::run_awq({"encrypt", m, "-o", t / "work/enc", "--key-file", key}).status, 0);
+  const std::string enc = t / "work/enc";
+  expect_refused({"decrypt", "--key-file", key}, enc, enc, "is the input", enc, t / "work");
+  expect_refused({"decrypt", "--key-file", key}, enc, t / "work/keys", "contains the input", enc, t / "work", key);
+  EXPECT_EQ(test::read_bytes(key), key_bytes);
 }
 
 // A Hugging Face cache snapshot: the model directory holds symlinks into blobs/. Replacing blobs/
