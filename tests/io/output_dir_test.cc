@@ -47,6 +47,7 @@ TEST(OutputDir, RefusesOverlapWithTheInputBeforeTouchingAnything) {
 TEST(OutputDir, ForcedReplaceNeverLeavesOutDirMissing) {
   test::TempDir t;
   fs::create_directory(t / "out");
+  test::write_bytes(t / "out/f", "0");  // before the reader starts polling
   std::atomic<bool> stop{false};
   std::atomic<long> missing{0}, polls{0};
   std::thread reader([&] {
@@ -56,7 +57,6 @@ TEST(OutputDir, ForcedReplaceNeverLeavesOutDirMissing) {
       ++polls;
     }
   });
-  test::write_bytes(t / "out/f", "0");
   for (int i = 0; i < 200; ++i) {
     OutputDir o(t / "out", true, {});
     test::write_bytes(o.file("f"), std::to_string(i));
