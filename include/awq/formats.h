@@ -63,6 +63,11 @@ std::unique_ptr<FormatReader> open_format(const ModelDir& dir);
 // tensors alone fit (group size inferred from shapes), or nullptr when none does.
 std::unique_ptr<FormatReader> open_format_from_tensors(const ModelDir& dir);
 
+// Layout fact shared by the AutoAWQ GEMV / GEMV_fast readers and writers: the padded width Wz of
+// qzeros, AutoAWQ's calculate_zeros_width(K, G) = ceil(ceil((K/G)/8) / m) * m with m = 1 for
+// G >= 128, 2 for G = 64, 4 for G = 32. Returns 0 for a group size AutoAWQ rejects.
+int64_t awq_zeros_width(int64_t k, int64_t g);
+
 // Names of every readable format, in the order detection tries them.
 std::vector<std::string> format_names();
 

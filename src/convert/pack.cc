@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "awq/error.h"
-#include "formats/awq_common.h"
+#include "awq/formats.h"
 
 namespace awq::convert_detail {
 namespace {
@@ -19,7 +19,7 @@ constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // nibble i holds column
 void put_u32(std::string& b, size_t i, uint32_t v) { std::memcpy(b.data() + 4 * i, &v, 4); }
 void put_float(std::string& b, DType t, size_t i, float v) { store_float(reinterpret_cast<uint8_t*>(b.data()), t, i, v); }
 
-int64_t wz_of(const ModuleShape& s) { return fmt_detail::awq_zeros_width(s.k, s.group_size); }
+int64_t wz_of(const ModuleShape& s) { return awq_zeros_width(s.k, s.group_size); }
 
 float z_at(const QuantLinear& q, int64_t n, int64_t g) { return float(q.zeros[size_t(n * q.n_groups + g)]); }
 float s_at(const QuantLinear& q, int64_t n, int64_t g) { return q.scales[size_t(n * q.n_groups + g)]; }

@@ -29,8 +29,8 @@
 #include <filesystem>
 #include <regex>
 
+#include "awq/dtype.h"
 #include "awq/npz.h"
-#include "awq/dequantize_model.h"
 #include "formats/common.h"
 #include "formats/readers.h"
 
