@@ -42,6 +42,9 @@ class FormatReader {
   // Reads one module into canonical form (check() first); throws awq::Error. QuantLinear::bias is
   // filled for kernels, but the stored bias stays an ordinary tensor: it is not in module_tensors().
   virtual QuantLinear read(const std::string& module) const = 0;
+  // Whether the module stores an act-order g_idx (QuantLinear::act_order() of what read() returns),
+  // answered by reading only the stored g_idx (K integers). Throws what check() throws.
+  virtual bool act_order(const std::string& module) const { return false; }
   // Name of the module's weight in a dense Hugging Face checkpoint.
   virtual std::string dense_name(const std::string& module) const { return module + ".weight"; }
   // Names of the non-quantized tensors as a dense HF checkpoint would call them (identity for HF

@@ -1,4 +1,4 @@
-// Tensor-parallel fitness from vLLM's own rules (FORMATS.md §4.1, §4.2; vllm awq.py, awq_marlin.py,
+// Tensor-parallel fitness from vLLM's own rules (docs/formats.md §11; vllm awq.py, awq_marlin.py,
 // marlin_utils.py). Column-parallel layers (q/k/v/gate/up) split N, row-parallel (o/down) split K.
 //   awq:        N_p % 8 == 0 (pack factor) and K_p % G == 0; group_size -1 unusable.
 //   awq_marlin: G in {-1, 32, 64, 128}; merged N_p % 64 == 0; K_p % 128 == 0; K_p % G == 0 when G < K.
