@@ -159,3 +159,25 @@ TEST(ModelLogits, CacheOverflowAndBadIdsAreErrorsAndLeaveTheCacheUnchanged) {
   EXPECT_EQ(c.length(0), 3);
   EXPECT_THROW(m->new_cache(1, m->config().max_positions + 1), Error);
 }
+
+// The int8-activation path on every quantized golden model: measured against transformers and
+// printed (README "awq run" quotes it). It must stay within 5e-2 of std (its error comes from
+// rounding activations to int8 per group of 128, ~0.7 % RMS per linear).
+TEST(ModelLogits, Int8PathAccuracyOnQuantizedModels) {
+  int quantized = 0;
+  for (const auto& dir : golden_dirs()) {
+    SCOPED_TRACE(dir);
+    auto m = Model::load(dir, {.path = kernels::Path::kInt8});
+    if (!m->quantized()) continue;
+    ++quantized;
+    const Golden g = read_golden(dir + "/logits.safetensors");
+    for (int64_t b = 0; b < g.batch; ++b) {
+      const std::vector<float> ours = m->prompt_logits(g.ids[size_t(b)]);
+      const Diff d = compare(ours.data(), g.logits.data() + b * g.t * g.vocab, g.t, g.vocab);
+      std::printf("int8 path %s [%lld]: max|diff|/std = %.2e, argmax mismatches %lld/%lld\n",
+                  fs::path(dir).filename().c_str(), (long long)b, d.rel, (long long)d.argmax_mismatch, (long long)g.t);
+      EXPECT_LT(d.rel, 5e-2);
+    }
+  }
+  EXPECT_GT(quantized, 0) << "no quantized golden model under tests/data/models";
+}
