@@ -59,6 +59,8 @@ class Model {
 
   const ModelConfig& config() const;
   int threads() const;
+  // Replaces the model's thread pool with one of `threads` threads (<= 0: all cores).
+  void set_threads(int threads);
   kernels::Path path() const;
   bool quantized() const;  // whether any linear is 4-bit
 

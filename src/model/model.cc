@@ -78,6 +78,10 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
 
 const ModelConfig& Model::config() const { return impl_->cfg; }
 int Model::threads() const { return impl_->pool->size(); }
+void Model::set_threads(int threads) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->pool = std::make_unique<ThreadPool>(threads);
+}
 kernels::Path Model::path() const { return impl_->path; }
 bool Model::quantized() const { return impl_->w.quantized; }
 
