@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_check);
   reg(awq::cli::add_repair);
   reg(awq::cli::add_convert);
-  // reg(awq::cli::add_run);
+  reg(awq::cli::add_tokenize);
+  reg(awq::cli::add_run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
