@@ -98,6 +98,7 @@ int run(const Args& a) {
   const int64_t n = std::min(a.n, cfg.max_positions - t);
   KvCache cache = model->new_cache(1, t + std::max<int64_t>(n, 1));
   const std::vector<int32_t> eos = tok->eos_ids();
+  const int64_t sampled_vocab = std::min<int64_t>(cfg.vocab, int64_t(tok->vocab_size()));
 
   std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
   std::fflush(stdout);
@@ -113,7 +114,8 @@ int run(const Args& a) {
   int64_t generated = 0;
   const auto t1 = Clock::now();
   for (int64_t i = 0; i < n; ++i) {
-    const int32_t next = sampler.sample(logits);
+    // Only ids the tokenizer knows (a model's vocabulary may be padded beyond them).
+    const int32_t next = sampler.sample(std::span<const float>(logits.data(), size_t(sampled_vocab)));
     if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
     ++generated;
     out.push(next);
