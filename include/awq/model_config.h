@@ -59,6 +59,10 @@ struct ModelConfig {
 // file and the key or architecture.
 ModelConfig parse_model_config(const nlohmann::json& config, const std::string& file);
 
+// RoPE inverse frequencies, head_dim/2 values, as transformers computes them in f32:
+// 1/theta^(2i/head_dim), then, for llama3 scaling, _compute_llama3_parameters' rescaling.
+std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& scaling);
+
 // Architectures parse_model_config accepts, as config.json names them.
 std::vector<std::string> supported_architectures();
 

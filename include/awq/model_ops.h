@@ -9,7 +9,6 @@
 
 namespace awq {
 class ThreadPool;
-struct RopeScaling;
 }
 
 namespace awq::kernels {
@@ -26,17 +25,15 @@ void rms_norm_ref(const float* x, const float* w, int64_t n, float eps, float* y
 void rope(float* x, int64_t heads, int64_t head_dim, const float* cos, const float* sin);
 void rope_ref(float* x, int64_t heads, int64_t head_dim, const float* cos, const float* sin);
 
-// cos/sin of position·inv_freq[i] for positions [0, positions), i < head_dim/2, with inv_freq as
-// transformers computes it (f32: 1/theta^(2i/d), then the llama3 rescaling when scaling says so).
+// cos/sin of position·inv_freq[i] for positions [0, positions), i < head_dim/2 (inv_freq from
+// rope_inv_freq in model_config.h); the angle is the f32 product, as transformers computes it.
 struct RopeTable {
   int64_t half = 0, positions = 0;
   std::vector<float> cos_, sin_;  // [positions][half]
   const float* cos(int64_t pos) const { return cos_.data() + pos * half; }
   const float* sin(int64_t pos) const { return sin_.data() + pos * half; }
 };
-RopeTable make_rope_table(int64_t head_dim, double theta, const RopeScaling& scaling, int64_t positions);
-// inv_freq alone (for tests against transformers' formula).
-std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& scaling);
+RopeTable make_rope_table(const std::vector<float>& inv_freq, int64_t positions);
 
 // In-place softmax over n values: exp(x − max) / Σ.
 void softmax(float* x, int64_t n);

@@ -3,6 +3,7 @@
 #include "awq/model_config.h"
 
 #include <cmath>
+#include <numbers>
 
 #include "awq/error.h"
 
@@ -206,6 +207,31 @@ bool ModelConfig::linear_has_bias(LayerLinear which) const {
     case LayerLinear::kO: return o_bias;
     default: return mlp_bias;
   }
+}
+
+std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& sc) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  // transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), in f32.
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = float(2 * i) / float(head_dim);
+    inv[size_t(i)] = 1.0f / std::pow(float(theta), e);
+  }
+  if (sc.type == RopeScaling::Type::kLlama3) {
+    const double pi = std::numbers::pi;
+    const double old_len = double(sc.original_max_positions);
+    const double low_wavelen = old_len / sc.low_freq_factor, high_wavelen = old_len / sc.high_freq_factor;
+    for (auto& f : inv) {
+      const double wavelen = 2 * pi / f;
+      double nf = wavelen > low_wavelen ? f / sc.factor : f;
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        const double smooth = (old_len / wavelen - sc.low_freq_factor) / (sc.high_freq_factor - sc.low_freq_factor);
+        nf = (1 - smooth) * nf / sc.factor + smooth * nf;
+      }
+      f = float(nf);
+    }
+  }
+  return inv;
 }
 
 }  // namespace awq

@@ -1,10 +1,8 @@
 // Scalar references of the decoder's hot operations (model_ops.h), kept forever, and the RoPE
-// frequency table (computed once per model, not hot).
+// cos/sin table (computed once per model, not hot).
 #include <algorithm>
 #include <cmath>
-#include <numbers>
 
-#include "awq/model_config.h"
 #include "awq/model_ops.h"
 
 namespace awq::kernels {
@@ -71,36 +69,10 @@ void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, in
     }
 }
 
-std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& sc) {
-  const int64_t half = head_dim / 2;
-  std::vector<float> inv(static_cast<size_t>(half));
-  // transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), in f32.
-  for (int64_t i = 0; i < half; ++i) {
-    const float e = float(2 * i) / float(head_dim);
-    inv[size_t(i)] = 1.0f / std::pow(float(theta), e);
-  }
-  if (sc.type == RopeScaling::Type::kLlama3) {
-    const double pi = std::numbers::pi;
-    const double old_len = double(sc.original_max_positions);
-    const double low_wavelen = old_len / sc.low_freq_factor, high_wavelen = old_len / sc.high_freq_factor;
-    for (auto& f : inv) {
-      const double wavelen = 2 * pi / f;
-      double nf = wavelen > low_wavelen ? f / sc.factor : f;
-      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
-        const double smooth = (old_len / wavelen - sc.low_freq_factor) / (sc.high_freq_factor - sc.low_freq_factor);
-        nf = (1 - smooth) * nf / sc.factor + smooth * nf;
-      }
-      f = float(nf);
-    }
-  }
-  return inv;
-}
-
-RopeTable make_rope_table(int64_t head_dim, double theta, const RopeScaling& scaling, int64_t positions) {
+RopeTable make_rope_table(const std::vector<float>& inv, int64_t positions) {
   RopeTable t;
-  t.half = head_dim / 2;
+  t.half = int64_t(inv.size());
   t.positions = positions;
-  const std::vector<float> inv = rope_inv_freq(head_dim, theta, scaling);
   t.cos_.resize(size_t(positions * t.half));
   t.sin_.resize(size_t(positions * t.half));
   for (int64_t p = 0; p < positions; ++p)

@@ -70,8 +70,8 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
   impl->w = model::load_weights(dir, impl->cfg);
-  impl->rope = kernels::make_rope_table(impl->cfg.head_dim, impl->cfg.rope_theta, impl->cfg.rope_scaling,
-                                        impl->cfg.max_positions);
+  impl->rope = kernels::make_rope_table(
+      rope_inv_freq(impl->cfg.head_dim, impl->cfg.rope_theta, impl->cfg.rope_scaling), impl->cfg.max_positions);
   impl->pool = std::make_unique<ThreadPool>(options.threads);
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }

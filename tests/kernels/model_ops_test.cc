@@ -58,7 +58,7 @@ TEST(ModelOps, RmsNormEveryTargetMatchesRef) {
 
 TEST(ModelOps, RopeEveryTargetMatchesRefAndRotateHalf) {
   const int64_t hd = 10, heads = 3;  // half = 5: a vector tail on every target
-  const RopeTable tab = make_rope_table(hd, 10000, RopeScaling{}, 8);
+  const RopeTable tab = make_rope_table(rope_inv_freq(hd, 10000, RopeScaling{}), 8);
   for (int64_t head_dim : {hd}) {
     auto x = randn(size_t(heads * head_dim), 3);
     auto y_ref = x;
@@ -73,7 +73,7 @@ TEST(ModelOps, RopeEveryTargetMatchesRefAndRotateHalf) {
     for (const auto& t : test::runnable_targets()) {
       test::TargetGuard g(t.bits);
       for (int64_t d : {int64_t(10), int64_t(64), int64_t(128), int64_t(48)}) {
-        const RopeTable tb = make_rope_table(d, 500000, RopeScaling{}, 40);
+        const RopeTable tb = make_rope_table(rope_inv_freq(d, 500000, RopeScaling{}), 40);
         auto a = randn(size_t(4 * d), 4);
         auto b = a;
         rope(a.data(), 4, d, tb.cos(37), tb.sin(37));
@@ -112,7 +112,7 @@ TEST(ModelOps, RopeTableIsTransformersFormulaWithLlama3Scaling) {
   EXPECT_GT(scaled, 0);
   EXPECT_GT(smoothed, 0);
   EXPECT_GT(kept, 0);
-  const RopeTable t = make_rope_table(d, 500000, s, 3);
+  const RopeTable t = make_rope_table(inv, 3);
   EXPECT_FLOAT_EQ(t.cos(2)[7], std::cos(2.0f * inv[7]));
   EXPECT_FLOAT_EQ(t.sin(0)[7], 0.f);
 }
