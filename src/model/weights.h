@@ -15,16 +15,16 @@
 
 namespace awq::model {
 
-// One linear layer y = x·Wᵀ + b: 4-bit (packed) or dense (F32 or BF16 weights, in place in the
-// mapped file when aligned, else an owned copy; F16 widened to an owned F32 copy).
+// One linear layer y = x·Wᵀ + b: 4-bit (packed) or dense (F32, BF16 or F16 weights, in place in
+// the mapped file when aligned to their size, else an owned copy).
 struct Linear {
   std::string name;
   int64_t n = 0, k = 0;
   std::optional<kernels::PackedLinear> packed;
-  DType dtype = DType::F32;                // dense weights' dtype (F32 or BF16)
+  DType dtype = DType::F32;                // dense weights' dtype (F32, BF16 or F16)
   const void* w = nullptr;                 // dense [n][k]
   std::vector<float> owned_f32;
-  std::vector<uint16_t> owned_bf16;
+  std::vector<uint16_t> owned_16;         // BF16 or F16
   std::vector<float> bias;                 // dense only; packed carries its own
 
   // y[m][n] = x[m][k]·Wᵀ + bias.
