@@ -28,6 +28,10 @@ struct ModelOptions {
   // Arithmetic of the quantized linears; default kF32 (the path that meets the accuracy bar against
   // transformers; the int8 path is faster, see README "awq run").
   kernels::Path path = kernels::Path::kF32;
+  // Work below which an operation runs on the calling thread instead of the pool (a parallel
+  // region's wake-up and join cost more): ops touching < 64 K floats, linears reading < 256 KiB ×
+  // rows. Scaled by this factor; 0 sends everything to the pool (tests of the parallel paths).
+  double serial_threshold_scale = 1.0;
 };
 
 class Model;

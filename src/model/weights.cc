@@ -226,7 +226,12 @@ class Loader {
 
 }  // namespace
 
-void Linear::apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& pool) const {
+void Linear::apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& parallel,
+                   double serial_scale) const {
+  // Below ~256 KiB of weight traffic (× rows) a parallel region's wake-up and join cost more than
+  // the product: run it on the calling thread (a pool of one runs its tasks inline).
+  static ThreadPool inline_pool(1);
+  ThreadPool& pool = double(weight_bytes()) * double(m) < double(kMinParallelBytes) * serial_scale ? inline_pool : parallel;
   if (packed) {
     kernels::gemm(*packed, x, DType::F32, m, y, DType::F32, {path, &pool});
     return;
@@ -248,14 +253,15 @@ size_t Linear::weight_bytes() const {
   return size_t(n) * size_t(k) * dtype_size(dtype);
 }
 
-void LinearGroup::apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool) const {
+void LinearGroup::apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool,
+                        double serial_scale) const {
   if (parts.size() == 1) {
-    parts[0].apply(x, m, y, path, pool);
+    parts[0].apply(x, m, y, path, pool, serial_scale);
     return;
   }
   int64_t col = 0;
   for (const Linear& p : parts) {
-    p.apply(x, m, tmp, path, pool);
+    p.apply(x, m, tmp, path, pool, serial_scale);
     for (int64_t r = 0; r < m; ++r) std::memcpy(y + r * n + col, tmp + r * p.n, size_t(p.n) * sizeof(float));
     col += p.n;
   }
