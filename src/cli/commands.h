@@ -14,6 +14,7 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_compare(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
 // `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
