@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "awq/error.h"
 #include "awq/model_ops.h"
@@ -112,8 +114,22 @@ class Loader {
     return std::binary_search(m.begin(), m.end(), module);
   }
 
+  // The stored tensors of a module already read: drop their pages from this process's resident
+  // set (the mapping stays valid and the pages stay in the page cache), so a loaded model's RSS is
+  // its packed weights, not packed weights plus the whole checkpoint file.
+  void release_pages(const std::string& module) const {
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    for (const std::string& name : w_.reader->module_tensors(module)) {
+      const TensorView* t = w_.dir->find(name);
+      if (!t || t->nbytes == 0) continue;
+      const uintptr_t b = (uintptr_t(t->data) + page - 1) / page * page, e = (uintptr_t(t->data) + t->nbytes) / page * page;
+      if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+    }
+  }
+
   QuantLinear read_quant(const std::string& module, int64_t n, int64_t k) const {
     QuantLinear q = w_.reader->read(module);
+    release_pages(module);
     if (q.n != n || q.k != k)
       throw Error(w_.dir->path() + ": " + module + ": the config implies " + std::to_string(n) + " outputs x " +
                   std::to_string(k) + " inputs, the checkpoint stores " + std::to_string(q.n) + " x " +
