@@ -315,6 +315,7 @@ def main() -> int:
     else:
         history = train(model, train_ids, args, log)
         train_s = time.time() - t_start
+        os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
         torch.save({"model": model.state_dict(), "history": history, "train_seconds": train_s,
                     "steps": args.steps},
                    ckpt)
