@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "awq/formats.h"
 
@@ -15,6 +16,8 @@ struct DequantizeOptions {
   uint64_t max_shard_bytes = 5'000'000'000ULL;
   bool force = false;                    // replace a non-empty out_dir once the new one is complete
   bool progress = true;
+  // Stored tensors written instead of the same-named ones of the directory (see ConvertOptions).
+  std::vector<const TensorView*> dense_overrides;
 };
 
 struct DequantizeResult {
