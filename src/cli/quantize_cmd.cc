@@ -37,7 +37,7 @@ std::string calib_path(const std::string& given, const std::string& model) {
 Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
-    std::string model, out, method = "awq", format = "autoawq-gemm", calib, sanitize = "error", formula = "duo", log, max_shard = "5GB";
+    std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB";
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512;
     bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false;
@@ -53,6 +53,7 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("--symmetric", a->symmetric, "symmetric (zero point 2^(bits-1))")->excludes(zp);
   sub->add_option("--format", a->format, "any convert target (default autoawq-gemm)");
   sub->add_option("--calib", a->calib, "calibration text (default: MODEL/calib.txt, else the bundled model's)");
+  sub->add_option("--calib-tokens", a->calib_tokens, "pre-tokenized calibration: a file of whitespace-separated token ids (instead of --calib)");
   sub->add_option("--samples", a->samples, "calibration blocks (default 64)");
   sub->add_option("--seqlen", a->seqlen, "tokens per calibration block (default 512)");
   sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
@@ -89,7 +90,13 @@ Action add_quantize(CLI::App& app) {
     opt.clip = !a->no_clip;
     opt.asym_clip = !a->sym_clip;
     opt.log_file = a->log;
-    if (opt.method == QuantMethod::kAwq) {
+    if (opt.method == QuantMethod::kAwq && !a->calib_tokens.empty()) {
+      std::ifstream f(a->calib_tokens);
+      if (!f) throw Error(a->calib_tokens + ": cannot read the calibration token ids");
+      long long id;
+      while (f >> id) opt.calib_tokens.push_back(int32_t(id));
+      if (!f.eof()) throw Error(a->calib_tokens + ": not a list of integer token ids");
+    } else if (opt.method == QuantMethod::kAwq) {
       const std::string path = calib_path(a->calib, a->model);
       const auto tok = load_tokenizer(a->model);
       opt.calib_tokens = tok->encode(read_text(path));
