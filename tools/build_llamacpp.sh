@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds the llama.cpp that the speed comparison of issue 16 measures against: the copy vendored by
+# the source package of llama-cpp-python==0.3.36, built with GGML_NATIVE=ON, into
+# vendor/llama.cpp/build/bin (vendor/ is git-ignored; never commit it).
+#
+# Usage: tools/build_llamacpp.sh [-jN]        (default -j2; run it under `nice -n 19` on a shared box)
+# Needs: a pip (PIP=..., default /work/venv/bin/pip, else `python3 -m pip`), cmake, a C++ compiler,
+# network access for the one download. Idempotent: each step is skipped when its result exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VERSION=0.3.36
+JOBS=${1:--j2}
+DEST=$ROOT/vendor/llama.cpp
+BUILD=$DEST/build
+STAMP=$DEST/.awq-vendored-from
+if [ -z "${PIP:-}" ]; then
+  if [ -x /work/venv/bin/pip ]; then PIP=/work/venv/bin/pip; else PIP="python3 -m pip"; fi
+fi
+
+# 1. Fetch and unpack the sdist, copy its vendored llama.cpp.
+if [ ! -f "$STAMP" ] || ! grep -qx "llama-cpp-python==$VERSION" "$STAMP"; then
+  TMP=$(mktemp -d)
+  trap 'rm -rf "$TMP"' EXIT
+  echo "== downloading llama-cpp-python==$VERSION (source)"
+  $PIP download --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$TMP" >/dev/null
+  SDIST=$(ls "$TMP"/llama_cpp_python-*.tar.gz)
+  tar -xzf "$SDIST" -C "$TMP"
+  SRC=$(ls -d "$TMP"/llama_cpp_python-*/vendor/llama.cpp)
+  [ -f "$SRC/CMakeLists.txt" ] || { echo "no vendor/llama.cpp/CMakeLists.txt in $SDIST" >&2; exit 1; }
+  rm -rf "$DEST"
+  mkdir -p "$ROOT/vendor"
+  cp -a "$SRC" "$DEST"
+  rm -f "$DEST/.git"   # a submodule pointer to a repository that is not there
+  echo "llama-cpp-python==$VERSION" >"$STAMP"
+  echo "sha256 $(sha256sum "$SDIST" | cut -d' ' -f1)  $(basename "$SDIST")" >>"$STAMP"
+fi
+
+# 2. Configure.
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  echo "== configuring $BUILD"
+  cmake -S "$DEST" -B "$BUILD" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF >/dev/null
+fi
+
+# 3. Build the targets that exist in this version (make/ninja skip what is up to date).
+# (llama-cli needs LLAMA_BUILD_SERVER in this version; llama-completion and llama-simple stand in.)
+HELP=$(cmake --build "$BUILD" --target help)
+TARGETS=()
+for t in llama-bench llama-cli llama-completion llama-simple llama-tokenize llama-perplexity llama-quantize \
+         test-backend-ops; do
+  if grep -Eq "(^|[ :.])$t(:| |\$)" <<<"$HELP"; then TARGETS+=("$t"); else echo "(no target $t in this llama.cpp)"; fi
+done
+[ ${#TARGETS[@]} -gt 0 ] || { echo "no known target in $BUILD" >&2; exit 1; }
+echo "== building ${TARGETS[*]}"
+cmake --build "$BUILD" "$JOBS" --target "${TARGETS[@]}"
+
+# 4. Say what was built.
+for t in "${TARGETS[@]}"; do [ -x "$BUILD/bin/$t" ] || { echo "missing $BUILD/bin/$t" >&2; exit 1; }; done
+cat "$STAMP"
+"$BUILD/bin/llama-bench" --version 2>&1 | head -2 || true
+echo "built: $BUILD/bin/{${TARGETS[*]// /,}}"
