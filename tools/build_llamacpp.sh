@@ -34,14 +34,18 @@ if [ ! -f "$STAMP" ] || ! grep -qx "llama-cpp-python==$VERSION" "$STAMP"; then
   rm -f "$DEST/.git"   # a submodule pointer to a repository that is not there
   echo "llama-cpp-python==$VERSION" >"$STAMP"
   echo "sha256 $(sha256sum "$SDIST" | cut -d' ' -f1)  $(basename "$SDIST")" >>"$STAMP"
+  # The sdist carries no git metadata; its changelog names the llama.cpp commit it vendors.
+  awk -v v="## [$VERSION]" '$0 == v {f = 1; next} f && /^## / {exit} f && /update llama.cpp to/' \
+    "$(dirname "$(dirname "$SRC")")/CHANGELOG.md" | sed 's/^- //' >>"$STAMP"
 fi
 
-# 2. Configure.
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  echo "== configuring $BUILD"
-  cmake -S "$DEST" -B "$BUILD" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
-    -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF >/dev/null
-fi
+# 2. Configure (every time: cheap, and a no-op when nothing changed). GIT_CEILING_DIRECTORIES stops
+# llama.cpp's build-info from finding *our* repository above vendor/ and stamping awq's commit as
+# llama.cpp's; its build_commit reads "unknown", and the stamp file names the real one.
+export GIT_CEILING_DIRECTORIES=$ROOT/vendor
+echo "== configuring $BUILD"
+cmake -S "$DEST" -B "$BUILD" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
+  -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF >/dev/null
 
 # 3. Build the targets that exist in this version (make/ninja skip what is up to date).
 # (llama-cli needs LLAMA_BUILD_SERVER in this version; llama-completion and llama-simple stand in.)
