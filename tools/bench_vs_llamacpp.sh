@@ -6,7 +6,7 @@
 # machine's speed touches both.
 #
 # Usage: tools/bench_vs_llamacpp.sh [--force] [--llama-only] [--reps N] [--threads 1,2]
-#                                   [--gguf FILE] [--awq DIR] [--out DIR]
+#          [--prompt-tokens 512] [--gen-tokens 128] [--gguf FILE] [--awq DIR] [--out DIR]
 # Prerequisites (none is made here; each is a few minutes and several GB):
 #   tools/build_llamacpp.sh                                 -> vendor/llama.cpp/build/bin/llama-bench
 #   /work/venv/bin/python tools/make_llama7b_gguf.py -o /work/big/llama7b-q4k.gguf
@@ -34,15 +34,18 @@ while [ $# -gt 0 ]; do
     --llama-only) LLAMA_ONLY=1 ;;
     --reps) REPS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
+    --prompt-tokens) PROMPT=$2; shift ;;
+    --gen-tokens) GEN=$2; shift ;;
     --gguf) GGUF=$2; shift ;;
     --awq) AWQ_MODEL=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
   shift
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer, got '$REPS'"
+[[ $PROMPT =~ ^[1-9][0-9]*$ && $GEN =~ ^[1-9][0-9]*$ ]] || die "--prompt-tokens and --gen-tokens must be positive integers"
 [[ $THREADS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--threads must be like 1,2, got '$THREADS'"
 
 # Prerequisites, each with the command that makes it.
