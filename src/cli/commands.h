@@ -13,5 +13,6 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_compare(CLI::App& app);
 
 }  // namespace awq::cli
