@@ -42,9 +42,21 @@ fi
 # 2. Configure (every time: cheap, and a no-op when nothing changed). GIT_CEILING_DIRECTORIES stops
 # llama.cpp's build-info from finding *our* repository above vendor/ and stamping awq's commit as
 # llama.cpp's; its build_commit reads "unknown", and the stamp file names the real one.
+# AMX: on a CPU with amx_int8, -march=native turns on ggml's AMX backend, and in this llama.cpp it
+# segfaults in ggml_backend_amx_mul_mat (ldtilecfg) on the first matmul, here on a Xeon with AMX
+# (upstream: ggml-org/llama.cpp issue 20824, PR 26954). So by default the build is GGML_NATIVE=ON less
+# AMX (-mno-amx-*; GCC keeps an explicit -mno-X over what -march=native implies); LLAMACPP_AMX=1 keeps
+# it. The choice is written to the stamp file and is part of what the benchmark states.
 export GIT_CEILING_DIRECTORIES=$ROOT/vendor
-echo "== configuring $BUILD"
+EXTRA_FLAGS=""
+if grep -qw amx_int8 /proc/cpuinfo && [ "${LLAMACPP_AMX:-0}" != 1 ]; then
+  EXTRA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+sed -i '/^build flags:/d' "$STAMP"
+echo "build flags: GGML_NATIVE=ON ${EXTRA_FLAGS:-(nothing removed)}" >>"$STAMP"
+echo "== configuring $BUILD (GGML_NATIVE=ON ${EXTRA_FLAGS})"
 cmake -S "$DEST" -B "$BUILD" -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS="$EXTRA_FLAGS" -DCMAKE_CXX_FLAGS="$EXTRA_FLAGS" \
   -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF >/dev/null
 
 # 3. Build the targets that exist in this version (make/ninja skip what is up to date).
@@ -57,6 +69,7 @@ for t in llama-bench llama-cli llama-completion llama-simple llama-tokenize llam
 done
 [ ${#TARGETS[@]} -gt 0 ] || { echo "no known target in $BUILD" >&2; exit 1; }
 echo "== building ${TARGETS[*]}"
+cmake --build "$BUILD" "$JOBS" --target llama-bench   # first: the one the comparison needs
 cmake --build "$BUILD" "$JOBS" --target "${TARGETS[@]}"
 
 # 4. Say what was built.
