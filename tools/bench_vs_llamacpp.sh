@@ -119,6 +119,8 @@ for t in threads:
         ar = [r for r in ours if str(r["threads"]) == t]
         if not llama_only and len(ar) != 1:
             sys.exit(f"awq-bench-t{t}.json: expected one row for {t} threads, found {len(ar)}")
+        if ar and (ar[0]["prompt_tokens"], ar[0]["gen_tokens"]) != (prompt, gen):
+            sys.exit(f"awq-bench-t{t}.json: measured {ar[0]['prompt_tokens']}/{ar[0]['gen_tokens']} tokens, asked {prompt}/{gen}")
         a = ar[0][key] if ar else None
         g = goal.get((test, t), 2.0 if test == "prefill" else None)
         ratio = a / lr["avg_ts"] if a else None
