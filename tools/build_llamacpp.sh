@@ -76,4 +76,4 @@ cmake --build "$BUILD" "$JOBS" --target "${TARGETS[@]}"
 for t in "${TARGETS[@]}"; do [ -x "$BUILD/bin/$t" ] || { echo "missing $BUILD/bin/$t" >&2; exit 1; }; done
 cat "$STAMP"
 "$BUILD/bin/llama-bench" --version 2>&1 | head -2 || true
-echo "built: $BUILD/bin/{${TARGETS[*]// /,}}"
+echo "built in $BUILD/bin: ${TARGETS[*]}"
