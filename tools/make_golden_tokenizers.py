@@ -30,6 +30,7 @@ generation_config.json), all trained with Hugging Face `tokenizers` on TRAIN_TEX
 golden.json: {"texts": [...], "styles": {style: {"cases": [{"ids", "decoded", "decoded_skip"}]}}};
 one case per text, in order. "decoded" is tokenizer.decode(ids), "decoded_skip" the same with
 skip_special_tokens=True (for sp: sp.decode of the ids, i.e. control tokens dropped; no "decoded").
+"roundtrip": whether the library's decode(encode(text, add_special_tokens=False)) gives the text back.
 """
 from __future__ import annotations
 
@@ -298,8 +299,10 @@ def hf_cases(tok: Tokenizer) -> list[dict]:
     cases = []
     for text in TEXTS:
         ids = tok.encode(text).ids
+        plain = tok.encode(text, add_special_tokens=False).ids  # without the post-processor's tokens
         cases.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
-                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True),
+                      "roundtrip": tok.decode(plain, skip_special_tokens=False) == text})
     return cases
 
 
@@ -345,7 +348,7 @@ def main() -> int:
     cases = []
     for text in TEXTS:
         ids = [sp.bos_id()] + sp.encode(text)
-        cases.append({"ids": ids, "decoded_skip": sp.decode(ids)})
+        cases.append({"ids": ids, "decoded_skip": sp.decode(ids), "roundtrip": sp.decode(sp.encode(text)) == text})
     styles["sp"] = {"cases": cases, "vocab_size": sp.get_piece_size()}
     write_golden(os.path.join(OUT, "golden.json"), styles)
     for root, _, files in os.walk(OUT):
