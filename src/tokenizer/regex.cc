@@ -47,6 +47,10 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     const size_t s = ov[0], e = ov[1];
+    if (s > e || e > text.size() || s < pos) {  // \K in a lookaround can report such a match
+      pcre2_match_data_free(md);
+      throw Error("regex reported a match that ends before it starts (\\K is not supported)");
+    }
     out.emplace_back(s, e);
     if (e > s) {
       pos = e;

@@ -134,6 +134,14 @@ TEST(Tokenizer, BadDocumentsNameTheKey) {
                          {"special_tokens", json::object()}};
   check(d, "post_processor.single[0]: special token \"<s>\" is not in special_tokens");
   d = tiny_bytelevel();
+  d["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {50}}, {"tokens", {"<s>"}}}}}}};
+  check(d, "post_processor: special token id 50 is not in the vocabulary");
+  d = tiny_bytelevel();
+  d["added_tokens"][0]["id"] = 100000;
+  check(d, "added_tokens[0].id: id 100000 is far beyond the vocabulary");
+  d = tiny_bytelevel();
   d["added_tokens"][0]["content"] = "";
   check(d, "added_tokens[0].content: empty token");
   d = tiny_bytelevel();
