@@ -14,5 +14,6 @@ Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_tokenize(CLI::App& app);
+Action add_compare(CLI::App& app);
 
 }  // namespace awq::cli
