@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "awq/error.h"
 #include "awq/tokenizer.h"
@@ -267,6 +268,45 @@ TEST(TokenizerLoad, ErrorsNameTheFile) {
   test::write_bytes(t / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
   test::write_bytes(t / "tokenizer_config.json", "[1, 2]");
   EXPECT_NE(message(t.path()).find("tokenizer_config.json: expected a JSON object"), std::string::npos) << message(t.path());
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+// Split regexes are Oniguruma's in the library; \s \S \w \W \h \H \d must mean what they mean
+// there. Vocabulary = every substring of the text, ignore_merges: each pre-token is one id, so the
+// ids show the split. Expected ids: tokenizers 0.21.4 on the same documents.
+TEST(Tokenizer, RegexClassesAsOniguruma) {
+  const std::string text = "a\u0301b x\u2082 y\u180ez _\u203f_ 0xFF\u3000\u00a0q'S";
+  std::vector<std::u32string> subs;
+  std::u32string u;
+  for (size_t i = 0; i < text.size();) u += tok::next_code_point(text, i);
+  std::set<std::string> uniq;
+  for (size_t i = 0; i < u.size(); ++i)
+    for (size_t j = i + 1; j <= u.size(); ++j) {
+      std::string s;
+      for (size_t k = i; k < j; ++k) tok::append_utf8(s, u[k]);
+      uniq.insert(s);
+    }
+  // Python sorts by code point, std::set<std::string> by UTF-8 bytes: the same order.
+  json vocab = json::object();
+  int id = 0;
+  for (const auto& s : uniq) vocab[s] = id++;
+  auto ids_for = [&](const char* pattern) {
+    json d = {{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", pattern}}}, {"behavior", "Isolated"}, {"invert", false}}},
+              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"ignore_merges", true}, {"merges", json::array()}}}};
+    return parse_tokenizer_json(d.dump(), "t")->encode(text);
+  };
+  using V = std::vector<int32_t>;
+  EXPECT_EQ(ids_for(R"(\w+|\s+|.)"), (V{109, 0, 156, 270, 0, 183, 242, 200, 0, 96, 0, 65, 290, 153, 60, 83}));
+  EXPECT_EQ(ids_for(R"(\S+|\s+)"), (V{109, 0, 164, 0, 185, 0, 96, 0, 65, 290, 155}));
+  EXPECT_EQ(ids_for(R"(\h+|\H)"), (V{107, 219, 131, 0, 156, 270, 0, 183, 242, 200, 0, 84, 258, 84, 0, 62, 156, 72, 289, 215, 153, 60, 83}));
+  EXPECT_EQ(ids_for(R"([\s_]+|[^\s_]+)"), (V{109, 0, 164, 0, 185, 10, 258, 85, 65, 290, 155}));
+  EXPECT_EQ(ids_for(R"((?i:'s)|\W+|\w+)"), (V{109, 0, 156, 271, 183, 242, 200, 0, 96, 0, 65, 290, 153, 61}));
+  EXPECT_EQ(ids_for(R"(\d+|\D+)"), (V{121, 62, 163}));
 }
 
 }  // namespace
