@@ -1,6 +1,7 @@
 // Token ids against the reference libraries: tests/data/tokenizers/golden.json holds, for each
 // tokenizer style trained by tools/make_golden_tokenizers.py, the ids that Hugging Face `tokenizers`
-// 0.21.4 (sentencepiece 0.2.3 for "sp") gives for each text, and the texts its decode gives back.
+// 0.21.4 (sentencepiece 0.2.3 for "sp", transformers 4.51.3's AutoTokenizer for "llama2_eos") gives
+// for each text, and the texts its decode gives back.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -24,7 +25,7 @@ const nlohmann::json& golden() {
   return g;
 }
 
-const std::vector<std::string> kStyles = {"gpt2", "llama3", "qwen2", "llama2", "mistral", "metaspace", "sp"};
+const std::vector<std::string> kStyles = {"gpt2", "llama3", "qwen2", "llama2", "mistral", "metaspace", "llama2_eos", "sp"};
 
 std::string show(const std::string& s) { return nlohmann::json(s).dump(); }
 
@@ -73,26 +74,39 @@ TEST_P(TokenizerGolden, VocabSizeEqualsTheLibrarys) { EXPECT_EQ(tok_->vocab_size
 //   llama2 16     the normalized added token "hello world" matches "▁hello▁world": its decoded
 //                 text has no leading space
 //   mistral 2 12 24   the Metaspace decoder drops the ▁ of the first token: a leading space is lost
-//   metaspace     no byte fallback: characters outside the vocabulary (several capitals, <, |, most
-//                 non-Latin scripts) become <unk>; only texts 0, 1, 11, 15, 16 come back
+//   metaspace     no byte fallback: characters outside the trained vocabulary become <unk>, so most
+//                 texts do not come back; which ones depends on the training (count ties), so for
+//                 this style the test follows golden.json's record of the library's round trip.
 const std::map<std::string, std::set<size_t>> kNoRoundtrip = {
     {"gpt2", {14}},      {"llama3", {}},        {"qwen2", {17, 19}}, {"llama2", {13, 16}}, {"mistral", {2, 12, 24}},
-    {"sp", {}},          {"metaspace", {2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 17, 18, 19, 20, 21, 22, 23, 24, 25}},
+    {"sp", {}},          {"llama2_eos", {13, 16}},  // as llama2
 };
 
 TEST_P(TokenizerGolden, DecodeOfEncodeIsTheText) {
   const auto& texts = golden()["texts"];
   const auto& cases = (*style_)["cases"];
-  const std::set<size_t>& exceptions = kNoRoundtrip.at(GetParam());
+  std::set<size_t> exceptions;
+  if (GetParam() == "metaspace") {
+    for (size_t i = 0; i < cases.size(); ++i)
+      if (!cases[i]["roundtrip"].get<bool>()) exceptions.insert(i);
+    EXPECT_GE(exceptions.size(), 10u);  // the unk cases
+  } else {
+    exceptions = kNoRoundtrip.at(GetParam());
+  }
   const std::optional<int32_t> bos = tok_->bos_id();
   for (size_t i = 0; i < texts.size(); ++i) {
     const std::string text = texts[i];
     std::vector<int32_t> ids = tok_->encode(text);
-    const bool adds_bos = GetParam() == "llama3" || GetParam() == "llama2" || GetParam() == "mistral" || GetParam() == "sp";
-    if (adds_bos) {
+    const std::string& s = GetParam();
+    if (s == "llama3" || s == "llama2" || s == "mistral" || s == "sp" || s == "llama2_eos") {  // BOS first
       ASSERT_FALSE(ids.empty());
-      ASSERT_EQ(ids.front(), bos) << GetParam();
+      ASSERT_EQ(ids.front(), bos) << s;
       ids.erase(ids.begin());
+    }
+    if (s == "llama2_eos") {  // and EOS last
+      ASSERT_FALSE(ids.empty());
+      ASSERT_EQ(ids.back(), tok_->eos_ids().at(0)) << s;
+      ids.pop_back();
     }
     const std::string back = tok_->decode(ids, false);
     EXPECT_EQ(back == text, !exceptions.count(i)) << GetParam() << " text " << i << ": " << show(text) << " -> " << show(back);
