@@ -15,5 +15,12 @@ Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_compare(CLI::App& app);
+Action add_keygen(CLI::App& app);
+Action add_encrypt(CLI::App& app);
+Action add_decrypt(CLI::App& app);
+// --key-file on a reading subcommand; apply_key_file() sets the library's default key from it or
+// from AWQ_KEY_FILE before the action runs.
+void add_key_file_option(CLI::App* sub);
+void apply_key_file();
 
 }  // namespace awq::cli
