@@ -3,7 +3,8 @@
 
     python tools/verify_tokenizers.py build/release/awq tests/data/tokenizers/* [--n 300] [--seed 1]
 
-For each tokenizer directory (tokenizer.json through Hugging Face `tokenizers`; tokenizer.model
+For each tokenizer directory (tokenizer.json through Hugging Face `tokenizers`, or transformers' AutoTokenizer where
+tokenizer_config.json names a Llama/CodeLlama/Gemma class; tokenizer.model
 through sentencepiece with BOS, as the golden generator does), encodes N random texts made of
 pieces that stress pre-tokenizer regexes and added-token matching (several scripts, combining
 marks, emoji and ZWJ, digit runs, contractions in both cases, every kind of Unicode space and line
@@ -63,6 +64,12 @@ def main() -> int:
             from tokenizers import Tokenizer
             tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
             enc = lambda t: tok.encode(t).ids
+            cfg_path = os.path.join(d, "tokenizer_config.json")
+            cls = json.load(open(cfg_path)).get("tokenizer_class", "") if os.path.exists(cfg_path) else ""
+            if cls.removesuffix("Fast") in ("LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer"):
+                import transformers  # these classes rebuild the post-processor (BOS/EOS flags)
+                auto = transformers.AutoTokenizer.from_pretrained(d)
+                enc = lambda t: auto(t)["input_ids"]
             dec = lambda ids, skip: tok.decode(ids, skip_special_tokens=skip)
         elif os.path.exists(os.path.join(d, "tokenizer.model")):
             import sentencepiece as spm
