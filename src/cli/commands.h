@@ -13,6 +13,7 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_tokenize(CLI::App& app);
 Action add_compare(CLI::App& app);
 Action add_keygen(CLI::App& app);
 Action add_encrypt(CLI::App& app);

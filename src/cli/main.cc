@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_check);
   reg(awq::cli::add_repair);
   reg(awq::cli::add_convert);
+  reg(awq::cli::add_tokenize);
   reg(awq::cli::add_compare);
   reg(awq::cli::add_keygen);
   reg(awq::cli::add_encrypt);
