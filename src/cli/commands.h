@@ -2,6 +2,10 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
+
+#include "awq/dequantize_model.h"
 
 namespace awq::cli {
 
@@ -13,5 +17,9 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
+
+// Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
+// warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.
+void print_write_notes(const std::vector<CastSummary>& casts, const std::vector<std::string>& warnings);
 
 }  // namespace awq::cli

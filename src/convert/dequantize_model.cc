@@ -10,6 +10,7 @@
 #include "awq/progress.h"
 #include "awq/thread_pool.h"
 #include "convert/shard_writer.h"
+#include "convert/value_guard.h"
 
 namespace fs = std::filesystem;
 
@@ -59,10 +60,16 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   for (const auto& m : reader.modules())
     for (const auto& t : reader.module_tensors(m)) consumed.insert(t);
   const DType dt = res.dtype;
+  auto policy = std::make_shared<NonfinitePolicy>();
+  policy->file = dir.path();
+  policy->allow = opt.allow_nonfinite;
+  auto casts = std::make_shared<std::vector<CastStats>>();
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
-    plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, m, dt](SafetensorsWriter& w) {
+    plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, &dir, m, dt, policy](SafetensorsWriter& w) {
                       const QuantLinear q = reader.read(m);
+                      guard_module_nonfinite(*policy, reader, m, q);
+                      guard_module_range(dir.path(), m, q, dt);
                       std::vector<uint8_t> buf;
                       const size_t row_bytes = size_t(q.k) * dtype_size(dt);
                       const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / row_bytes));
@@ -82,7 +89,7 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     ++res.modules;
   }
   for (const TensorView* t : dir.tensors())
-    if (!consumed.count(t->name)) plan.push_back(copy_of(*t, reader.dense_tensor_name(t->name)));
+    if (!consumed.count(t->name)) plan.push_back(guarded_copy(*t, reader.dense_tensor_name(t->name), dt, policy, casts));
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
   for (size_t i = 1; i < plan.size(); ++i)
     if (plan[i].spec.name == plan[i - 1].spec.name)
@@ -97,9 +104,14 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   res.shards = sr.shards;
   res.tensors = sr.tensors;
   res.bytes = sr.bytes;
+  for (const auto& c : *casts) res.casts.push_back({c.from, c.to, c.tensors, c.max_rel, c.worst_tensor});
+  res.warnings = policy->warnings;
   nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(dir.config().dump());
   cfg.erase("quantization_config");
   cfg["torch_dtype"] = torch_dtype_name(res.dtype);
+  if (cfg.contains("dtype")) cfg["dtype"] = torch_dtype_name(res.dtype);  // transformers >= 4.56 spelling
+  if (cfg.contains("text_config") && cfg["text_config"].is_object() && cfg["text_config"].contains("torch_dtype"))
+    cfg["text_config"]["torch_dtype"] = torch_dtype_name(res.dtype);
   write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
   copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
   out.commit();
