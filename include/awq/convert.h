@@ -47,6 +47,7 @@ struct ConvertResult {
   std::vector<Requantized> requantized;  // --requantize only; NaN figures when the source held NaN/Inf
   std::vector<CastSummary> casts;         // --to dense only (see dequantize_model)
   std::vector<std::string> warnings;      // one line per tensor carried through with NaN/Inf
+  std::vector<std::string> notes;         // facts about the output's readers (e.g. compressed-tensors versions)
 };
 
 // Target names in the order `--to` documents them.

@@ -52,6 +52,7 @@ Action add_convert(CLI::App& app) {
         std::printf("requantized %s: added error not measurable (the source weights hold NaN/Inf, carried through) (because: %s)\n",
                     q.module.c_str(), q.reason.c_str());
     }
+    for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
     print_write_notes(r.casts, r.warnings);
     return 0;
   };

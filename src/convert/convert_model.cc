@@ -243,6 +243,17 @@ void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& 
   write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
 }
 
+// Which compressed-tensors releases decompress what we write (read from their source:
+// compressors/quantized_compressors/pack_quantized.py, decompress_weight, at each tag).
+std::string ct_readers_note(bool symmetric) {
+  if (symmetric)
+    return "compressed-tensors: symmetric pack-quantized (no zero points) decompresses in every release checked, 0.9.3 to 0.13.0 "
+           "(transformers 4.51's 0.9.4 included)";
+  return "compressed-tensors: asymmetric pack-quantized with packed int32 weight_zero_point decompresses in 0.13.0 and later only; "
+         "0.9.4 to 0.12.2 (transformers 4.51 pulls in 0.9.4) raise \"Decompression of packed zero points is currently not "
+         "supported\", and 0.9.3 and earlier expect unpacked int8 zero points";
+}
+
 }  // namespace
 
 std::vector<std::string> convert_targets() {
@@ -387,6 +398,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   res.max_diff_module = tracker->max_diff_module;
   res.requantized = tracker->requantized;
   res.warnings = policy->warnings;
+  if (t.target == Target::kCompressedTensors) res.notes.push_back(ct_readers_note(t.symmetric));
   return res;
 }
 
