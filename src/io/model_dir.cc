@@ -49,7 +49,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> duplicate_index_ke
     return true;
   };
   try {
-    (void)json::parse(ss.str(), cb);
+    [[maybe_unused]] const json doc = json::parse(ss.str(), cb);
   } catch (const json::exception& e) {
     fail(index_file, "", std::string("invalid JSON: ") + e.what());
   }

@@ -303,7 +303,7 @@ struct EightBit {
   static float scale(int64_t n, int64_t g) { return 0.001953125f * float(1 + (n + 3 * g) % 8); }
   static nlohmann::json config() { return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"torch_dtype", "float16"}}; }
   static void write_gptq(const std::string& dir) {
-    std::vector<int32_t> qw(size_t(K / 4 * N), 0), qz(size_t(NG * N / 4), 0), gi(size_t(K));
+    std::vector<int32_t> qw(size_t(K / 4 * N), 0), qz(size_t(NG * N / 4), 0), gi(static_cast<size_t>(K), 0);
     for (int64_t k = 0; k < K; ++k) {
       gi[size_t(k)] = int32_t(k / G);
       for (int64_t n = 0; n < N; ++n) qw[size_t((k / 4) * N + n)] |= int32_t(uint32_t(code(n, k)) << (8 * (k % 4)));
