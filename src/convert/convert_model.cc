@@ -354,6 +354,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             base.scale_dtype = s.scale_dtype;  // round the new scales as they will be stored
                             q = requantize_rtn(base, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, s.bits, &err);
                             q.scale_dtype = s.scale_dtype;
+                            if (scan_nonfinite(q).size() > scan_nonfinite(base).size())  // finite in, Inf out: the dtype is too narrow
+                              fail("", m, "re-quantized scales exceed " + std::string(dtype_name(s.scale_dtype)) +
+                                              " (the weights are too large for this scale dtype); not written");
                             if (t.target == Target::kModelOpt) q.pre_quant_scale = raw.pre_quant_scale;
                             bufs = pack_module(t, q, s);
                             if (first) tracker->requantized.push_back({s.name, e.what(), err.max_abs, err.rel_rms});
