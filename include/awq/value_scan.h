@@ -17,6 +17,7 @@ namespace awq {
 // NaN/Inf in a flat float array viewed as rows of `cols` entries.
 struct NonfiniteScan {
   size_t nan = 0, inf = 0, total = 0;
+  size_t rows = 0;               // distinct rows holding one (cols > 0; else 1 when any)
   size_t first = SIZE_MAX;       // flat index of the first NaN/Inf
   float first_value = 0;
   int64_t cols = 0;              // row length; 0 = a 1-D array (positions are "index i")

@@ -98,6 +98,18 @@ std::map<std::string, Linear> collect_linears(const Ctx& c, std::set<std::string
         lin[m] = {-1, -1, true};
       }
     }
+  // Quantized modules no reader could read (a config that contradicts the tensors, an unknown
+  // layout) are still the model's weights: they count as present, and their tensors are never
+  // listed as foreign (advice to remove them would delete the weights).
+  for (const TensorView* t : c.dir->tensors()) {
+    std::string m;
+    for (const char* anchor : {".qweight", ".weight_packed", ".weight_scale"})
+      if (!consumed.count(t->name) && ends_with(t->name, anchor)) m = t->name.substr(0, t->name.size() - std::string(anchor).size());
+    if (m.empty() || lin.count(m)) continue;
+    lin[m] = {-1, -1, true};
+    for (const TensorView* u : c.dir->tensors())
+      if (starts_with(u->name, m + ".") && u->name.find('.', m.size() + 1) == std::string::npos) consumed.insert(u->name);
+  }
   for (const TensorView* t : c.dir->tensors()) {
     if (consumed.count(t->name) || !ends_with(t->name, ".weight") || t->shape.size() != 2) continue;
     const std::string m = t->name.substr(0, t->name.size() - 7);
@@ -156,7 +168,9 @@ void check_layers(const Ctx& c, const Dims& d, const std::map<std::string, Linea
     if (!extra.empty())
       c.error("tensor-unexpected", "model.layers." + std::to_string(extra[0]),
               std::to_string(extra.size()) + " layer(s) at index >= num_hidden_layers " + std::to_string(d.layers) +
-                  " are stored (first: " + std::to_string(extra[0]) + "); loaders reject unexpected keys or silently drop the layers");
+                  " are stored (first: " + std::to_string(extra[0]) + "); loaders reject unexpected keys or silently drop the layers. "
+                  "Fix: if the model really has " + std::to_string(extra.back() + 1) + " layers, set num_hidden_layers to " +
+                  std::to_string(extra.back() + 1) + " in config.json; do not delete layers");
   }
   if (!known_arch) return;
   std::map<std::string, std::pair<std::string, size_t>> missing;  // expected suffix -> (first tensor, count)
@@ -180,7 +194,7 @@ void check_layers(const Ctx& c, const Dims& d, const std::map<std::string, Linea
 }
 
 // Tensors whose names the Llama-family dense architectures do not have (known_arch only).
-void check_unexpected(const Ctx& c, const std::set<std::string>& consumed) {
+void check_unexpected(const Ctx& c, const std::set<std::string>& consumed, const std::string& arch) {
   static const std::regex kLayer(
       R"(model\.layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm)\.weight|)"
       R"(model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj\.(weight|bias)|model\.layers\.\d+\.self_attn\.(q_norm|k_norm)\.weight|)"
@@ -195,8 +209,44 @@ void check_unexpected(const Ctx& c, const std::set<std::string>& consumed) {
   std::string list;
   for (size_t i = 0; i < odd.size() && i < 5; ++i) list += (i ? ", " : "") + odd[i];
   c.error("tensor-unexpected", odd[0],
-          std::to_string(odd.size()) + " tensor(s) this architecture does not have (" + list + (odd.size() > 5 ? ", ..." : "") +
-              "); transformers drops them with a warning, vLLM fails with a KeyError. Fix: remove them, or fix config.json architectures");
+          std::to_string(odd.size()) + " tensor(s) " + arch + " does not have (" + list + (odd.size() > 5 ? ", ..." : "") +
+              "); transformers drops them with a warning, vLLM fails with a KeyError. Fix: first make sure config.json "
+              "(architectures, model_type) describes the model these weights came from; delete nothing until you know what "
+              "the tensors are");
+}
+
+// Experts stored per MoE layer against the config's count (num_local_experts: Mixtral;
+// num_experts: Qwen2-MoE, Qwen3-MoE; n_routed_experts: DeepSeek). Layers without numbered experts
+// (dense layers of Qwen-MoE, fused expert tensors) are not counted.
+void check_expert_count(const Ctx& c, const nlohmann::json& cfg) {
+  const char* key = nullptr;
+  int64_t want = -1;
+  for (const char* k : {"num_local_experts", "num_experts", "n_routed_experts"})
+    if ((want = config_int(cfg, k)) > 0) {
+      key = k;
+      break;
+    }
+  if (!key) return;
+  static const std::regex kExpert(R"(^(.*\.layers\.(\d+)\..*\.experts)\.(\d+)\.)");
+  std::map<int64_t, std::set<int64_t>> experts;  // layer -> expert indices stored
+  for (const TensorView* t : c.dir->tensors()) {
+    std::smatch mt;
+    if (std::regex_search(t->name, mt, kExpert)) experts[std::stoll(mt[2].str())].insert(std::stoll(mt[3].str()));
+  }
+  for (const auto& [layer, idx] : experts) {
+    const int64_t stored = int64_t(idx.size()), top = *idx.rbegin() + 1;
+    if (stored == want && top == want) continue;
+    size_t differing = 0;
+    for (const auto& [_, other] : experts) differing += int64_t(other.size()) != want || *other.rbegin() + 1 != want;
+    c.error("config-mismatch", "model.layers." + std::to_string(layer),
+            "config.json " + std::string(key) + " is " + std::to_string(want) + " but layer " + std::to_string(layer) + " stores " +
+                std::to_string(stored) + " expert(s) (indices " + std::to_string(*idx.begin()) + " to " + std::to_string(top - 1) + ")" +
+                (differing > 1 ? "; " + std::to_string(differing) + " layers differ" : "") + ": loaders build " +
+                std::to_string(want) + " experts per layer and fail on the missing or extra weights (or run with experts never "
+                "loaded). Fix: use the config.json of the model these weights came from (" + key + " " + std::to_string(stored) +
+                " if the stored experts are complete); delete nothing");
+    return;
+  }
 }
 
 // `moe`: the config declares experts; only then is a bare "mlp.gate" a router (in TensorRT-LLM
@@ -244,7 +294,8 @@ void check_architecture(const Ctx& c) {
   const auto lin = collect_linears(c, consumed);
   check_shapes(c, d, lin);
   check_layers(c, d, lin, known);
-  if (known) check_unexpected(c, consumed);
+  if (known) check_unexpected(c, consumed, arch);
+  if (d.moe) check_expert_count(c, cfg);
   check_quantized_vs_dense(c, lin, d.moe);
 }
 

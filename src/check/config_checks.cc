@@ -42,6 +42,20 @@ void check_awq_keys(const Ctx& c, const nlohmann::json& qc, const std::string& s
   }
 }
 
+// Bits the quantization config declares: bits / w_bit / wbits, else the first weight group's
+// num_bits (compressed-tensors); -1 when it names none.
+int64_t configured_bits(const nlohmann::json& qc) {
+  if (!qc.is_object()) return -1;
+  for (const char* k : {"bits", "w_bit", "wbits"})
+    if (qc.contains(k) && qc[k].is_number_integer()) return qc[k].get<int64_t>();
+  if (qc.contains("config_groups") && qc["config_groups"].is_object())
+    for (const auto& [_, g] : qc["config_groups"].items())
+      if (g.is_object() && g.contains("weights") && g["weights"].is_object() && g["weights"].contains("num_bits") &&
+          g["weights"]["num_bits"].is_number_integer())
+        return g["weights"]["num_bits"].get<int64_t>();
+  return -1;
+}
+
 }  // namespace
 
 void check_quant_config(const Ctx& c, const std::string& open_error) {
@@ -66,10 +80,18 @@ void check_quant_config(const Ctx& c, const std::string& open_error) {
                "; transformers reads config.json's quantization_config only and loads the model as dense. Fix: awq repair "
                "MODEL -o OUT moves it into config.json");
   if (!open_error.empty()) {
-    if (c.reader)
-      c.error("quant-config-mismatch", d.quant_config_source().empty() ? "config.json" : d.quant_config_source(),
+    const std::string src = d.quant_config_source().empty() ? "config.json" : d.quant_config_source();
+    const int64_t cfg_bits = configured_bits(d.quant_config());
+    if (c.reader && cfg_bits > 0 && cfg_bits != c.reader->scheme().bits)
+      c.error("quant-config-mismatch", src,
+              "the tensors hold " + std::to_string(c.reader->scheme().bits) + "-bit codes but the quantization config says bits " +
+                  std::to_string(cfg_bits) + ": loaders unpack them at the wrong width and fail on the shapes (" + open_error +
+                  "). The tensors alone fit " + scheme_summary(c.reader->scheme()) + ". Fix the config, not the weights: set bits " +
+                  std::to_string(c.reader->scheme().bits) + " (awq repair MODEL -o OUT rewrites the config from the tensors); keep every tensor");
+    else if (c.reader)
+      c.error("quant-config-mismatch", src,
               open_error + ". The tensors alone fit " + scheme_summary(c.reader->scheme()) +
-                  ". Fix: awq repair MODEL -o OUT rewrites the config from the tensors");
+                  ". Fix the config, not the weights: awq repair MODEL -o OUT rewrites it from the tensors");
     else
       c.error("format-unreadable", "", open_error);
   }
@@ -99,10 +121,15 @@ void check_tied_embeddings(const Ctx& c) {
               "fails with \"token_embd.weight not found\". Fix: awq repair MODEL -o OUT restores model.embed_tokens.weight");
     } else if (emb && head) {
       const bool same = emb->dtype == head->dtype && emb->shape == head->shape && std::equal(emb->data, emb->data + emb->nbytes, head->data);
-      c.note("tied-duplicate", "lm_head.weight",
-             std::string("tie_word_embeddings is true and lm_head.weight is stored beside model.embed_tokens.weight; the two are ") +
-                 (same ? "equal" : "different (engines use the embedding for both)") + ". Harmless; awq repair MODEL -o OUT drops lm_head.weight and saves " +
-                 std::to_string(head->nbytes) + " bytes");
+      if (same)
+        c.note("tied-duplicate", "lm_head.weight",
+               "tie_word_embeddings is true and lm_head.weight is stored beside model.embed_tokens.weight; the two are equal. "
+               "Harmless; awq repair MODEL -o OUT drops the copy and saves " + std::to_string(head->nbytes) + " bytes");
+      else
+        c.warn("tied-head-differs", "lm_head.weight",
+               "tie_word_embeddings is true but the stored lm_head.weight differs from model.embed_tokens.weight: loaders use the "
+               "embedding as the head and ignore it. If the head was trained separately, the tie flag is wrong: set "
+               "tie_word_embeddings false. Keep the tensor either way (awq repair keeps it too)");
     } else if (!emb && !head) {
       c.error("tensor-missing", "model.embed_tokens.weight", "neither model.embed_tokens.weight nor lm_head.weight is stored; every loader fails");
     }

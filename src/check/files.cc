@@ -1,5 +1,6 @@
 // File-level checks (FORMATS.md §8): each safetensors file parses and says format "pt"; the shard
 // index names files that exist, lists every stored tensor exactly once, and has the right total_size.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -118,13 +119,68 @@ void check_index(const Ctx& c, const std::string& index_path, const std::map<std
                 " bytes; loaders that pre-allocate from it (and hub tooling) disagree. Fix: awq repair MODEL -o OUT rewrites the index");
 }
 
+// *.safetensors files beside the loaded ones are not checked; what vLLM's default loader does with
+// them (vllm/model_executor/model_loader/default_loader.py, DefaultModelLoader._prepare_weights,
+// and weight_utils.py filter_duplicate_safetensors_files; read in vLLM 0.20.0 and 0.34.0, the
+// consolidated switch also present in 0.23.0, 0.24.0, 0.25.0, 0.27.0, 0.31.0): with
+// --load-format auto, any consolidated*.safetensors switches it to Mistral's format, which loads
+// only those files; otherwise it globs every *.safetensors and drops those an index does not name
+// (without an index it loads them all). So a stray file is a warning where vLLM would load it, a
+// note where every loader ignores it.
+void report_ignored(const Ctx& c, const std::vector<std::string>& present, const std::vector<std::string>& loaded, bool has_index) {
+  std::vector<std::string> mistral, other;
+  for (const auto& n : present)
+    if (std::find(loaded.begin(), loaded.end(), n) == loaded.end()) (starts_with(n, "consolidated") ? mistral : other).push_back(n);
+  const std::string what = has_index ? "the shards model.safetensors.index.json names" : "model.safetensors";
+  if (!mistral.empty())
+    c.warn("tensor-file-vllm-loads", mistral[0],
+           std::to_string(mistral.size()) + " consolidated*.safetensors file(s) (" + join(mistral) + ") beside " + what +
+               ": transformers and awq ignore them (not checked here), but vLLM 0.20 to 0.34 (--load-format auto) "
+               "then takes the directory for Mistral's own format and loads only these files instead of " + what +
+               ". Fix: move them out of the model directory, or run vLLM with --load-format safetensors");
+  if (!other.empty() && !has_index)
+    c.warn("tensor-file-vllm-loads", other[0],
+           std::to_string(other.size()) + " *.safetensors file(s) (" + join(other) + ") beside model.safetensors: transformers "
+               "and awq load only model.safetensors (these were not checked), but vLLM without an index loads every *.safetensors "
+               "in the directory, these too. Fix: move them out of the model directory if they are not part of this model");
+  else if (!other.empty())
+    c.note("tensor-file-ignored", other[0],
+           std::to_string(other.size()) + " *.safetensors file(s) (" + join(other) + ") are not named by "
+               "model.safetensors.index.json: transformers, vLLM and awq load only the indexed shards, so they were not checked");
+}
+
+// The tensor files loaders read, as ModelDir chooses them: the index's shards when there is an
+// index, else model.safetensors, else every *.safetensors. Other *.safetensors beside them (e.g.
+// Mistral's consolidated.safetensors) are ignored by transformers and by us; see
+// report_ignored for vLLM.
+std::vector<std::string> loaded_files(const std::vector<std::string>& present, bool has_index, const fs::path& index) {
+  if (has_index) {
+    std::set<std::string> listed;
+    try {
+      const nlohmann::json idx = read_json_file(index.string());
+      if (idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object())
+        for (const auto& [_, shard] : idx["weight_map"].items())
+          if (shard.is_string()) listed.insert(shard.get<std::string>());
+    } catch (const Error&) {
+      return present;  // check_index reports the unreadable index; check every file meanwhile
+    }
+    std::vector<std::string> out;
+    for (const auto& n : present)
+      if (listed.count(n)) out.push_back(n);
+    return out;
+  }
+  if (std::find(present.begin(), present.end(), "model.safetensors") != present.end()) return {"model.safetensors"};
+  return present;
+}
+
 }  // namespace
 
 void check_files(const Ctx& c) {
   std::error_code ec;
   std::vector<std::string> names;
   bool npz = false;
-  if (fs::is_regular_file(c.path, ec)) {
+  const bool single_file = fs::is_regular_file(c.path, ec);
+  if (single_file) {
     names.push_back(fs::path(c.path).filename().string());
   } else {
     for (const auto& e : fs::directory_iterator(c.path, ec)) {
@@ -135,13 +191,15 @@ void check_files(const Ctx& c) {
     }
   }
   const fs::path index = fs::path(c.path) / "model.safetensors.index.json";
-  const bool has_index = fs::exists(index, ec);
+  const bool has_index = !single_file && fs::exists(index, ec);
   if (names.empty() && !npz && !has_index)
     throw Error(c.path + ": no *.safetensors, model.safetensors.index.json or *.npz here; nothing to check");
   std::sort(names.begin(), names.end());
+  const std::vector<std::string> loaded = single_file ? names : loaded_files(names, has_index, index);
+  report_ignored(c, names, loaded, has_index);
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
-  for (const auto& n : names) {
-    const std::string full = fs::is_regular_file(c.path, ec) ? c.path : (fs::path(c.path) / n).string();
+  for (const auto& n : loaded) {
+    const std::string full = single_file ? c.path : (fs::path(c.path) / n).string();
     try {
       files[n] = std::make_unique<SafetensorsFile>(full);
     } catch (const Error& e) {

@@ -3,6 +3,7 @@
 // floor), groups whose codes are all one value, and layers that use little of the code range;
 // dense tensors and dequantized modules that overflow fp16 (awq/value_scan.h: the same scans the
 // writers refuse on).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -20,14 +21,35 @@ std::string pos(int64_t row, int64_t col, const char* col_word) {
   return "row " + std::to_string(row) + ", " + col_word + " " + std::to_string(col);
 }
 
+bool is_embedding(const std::string& name) {
+  return ends_with(name, "embed_tokens.weight") || ends_with(name, "wte.weight") || ends_with(name, "tok_embeddings.weight") ||
+         ends_with(name, "word_embeddings.weight");
+}
+
+// What a non-finite value does, by the tensor's role. An embedding row is read only for its own
+// token id, so it poisons the sequences that contain that token (from its position on, through
+// attention), not the others; unless the embedding is also the output head (tied), where every
+// position's logits include that row. Anything else (norms, biases, a head) reaches every output.
+std::string nonfinite_effect(const TensorView& t, size_t bad_rows, int64_t first_row, bool tied_head) {
+  if (!is_embedding(t.name) || t.shape.size() != 2)
+    return "Every output through it is NaN";
+  std::string s = "Only sequences containing the token id(s) of those " + std::to_string(bad_rows) + " row(s) (first: token " +
+                  std::to_string(first_row) + ") are poisoned, from that token on; other sequences are unaffected";
+  if (tied_head)
+    s += ". But the embedding is also the output head (tied), so every position's logits include those rows and "
+         "sampling breaks for every sequence";
+  return s;
+}
+
 // NaN/Inf (the scanner the writers refuse on, awq/value_scan.h) and fp16 overflow in one dense
 // (non-module) float tensor.
-void scan_dense(const Ctx& c, const TensorView& t, bool fp16_model) {
+void scan_dense(const Ctx& c, const TensorView& t, bool fp16_model, bool tied_head) {
   if (!(t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F32)) return;
   const NonfiniteScan nf = scan_nonfinite(t);
   if (nf.any())
     c.error("nonfinite", t.name,
-            nf.summary("values") + ". Every output through it is NaN. Fix: re-export from a good source");
+            nf.summary("values") + ". " + nonfinite_effect(t, nf.rows, nf.cols > 0 ? int64_t(nf.first) / nf.cols : 0, tied_head) +
+                ". Fix: re-export from a good source");
   if (!fp16_model || t.dtype == DType::F16) return;
   const size_t n = size_t(t.numel());
   size_t over = 0;
@@ -182,7 +204,7 @@ void check_codes(const Ctx& c, const QuantLinear& q, const std::string& qt) {
     c.warn("codes-narrow-range", qt,
            "the layer uses " + std::to_string(distinct) + " of " + std::to_string(levels) + " code values and its groups span " +
                fmt_num(mean_span) + " of " + std::to_string(levels - 1) + " on average; a quantizer whose scales are far too large "
-               "(or a wrong zero point) leaves most of the 4-bit range unused. Fix: requantize the layer");
+               "(or a wrong zero point) leaves most of the " + std::to_string(q.bits) + "-bit range unused. Fix: requantize the layer");
 }
 
 void check_module(const Ctx& c, const std::string& m, bool fp16_model) {
@@ -213,12 +235,15 @@ void check_values(const Ctx& c) {
       for (const auto& t : c.reader->module_tensors(m)) consumed.insert(t);
   const auto& cfg = c.dir->config();
   const bool fp16_model = cfg.contains("torch_dtype") && cfg["torch_dtype"] == "float16";
+  // Tied: loaders use the embedding as the output head too (a stored lm_head.weight is ignored).
+  bool tied_head = cfg.value("model_type", std::string()).rfind("gemma", 0) == 0;
+  if (cfg.contains("tie_word_embeddings") && cfg["tie_word_embeddings"].is_boolean()) tied_head = cfg["tie_word_embeddings"].get<bool>();
   uint64_t total = 0;
   for (const TensorView* t : c.dir->tensors()) total += t->nbytes;
   Progress bar("check", total, c.progress);
   for (const TensorView* t : c.dir->tensors())
     if (!consumed.count(t->name)) {
-      scan_dense(c, *t, fp16_model);
+      scan_dense(c, *t, fp16_model, tied_head);
       bar.advance(t->nbytes);
     }
   if (c.reader)

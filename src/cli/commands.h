@@ -17,6 +17,7 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_compare(CLI::App& app);
 
 // Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
 // warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.

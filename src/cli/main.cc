@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_check);
   reg(awq::cli::add_repair);
   reg(awq::cli::add_convert);
+  reg(awq::cli::add_compare);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -22,7 +22,8 @@ Action add_repair(CLI::App& app) {
     opt.force = a->force;
     opt.progress = !a->quiet;
     const RepairResult r = repair_model(a->model, opt);
-    if (r.changes.empty()) std::printf("nothing to repair; wrote an identical copy to %s\n", a->out.c_str());
+    for (const auto& c : r.remarks) std::printf("note: %s\n", c.c_str());
+    if (r.changes.empty()) std::printf("no changes needed; wrote a copy to %s (tensor bytes and configs unchanged)\n", a->out.c_str());
     for (const auto& c : r.changes) std::printf("repaired: %s\n", c.c_str());
     if (!r.changes.empty()) std::printf("wrote %s (%zu change%s)\n", a->out.c_str(), r.changes.size(), r.changes.size() == 1 ? "" : "s");
     return 0;

@@ -4,6 +4,8 @@
 #include "awq/repair.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -122,12 +124,20 @@ bool is_awq_config(const json& q) {
   return q.contains("w_bit") || q.contains("version");
 }
 
+// Changes as they are decided, each with the output file it concerns. Only those whose file ends
+// up different from the input's are reported (see keep_real_changes); remarks are never changes.
+struct Log {
+  std::vector<std::pair<std::string, std::string>> changes;  // (file, sentence)
+  std::vector<std::string> remarks;
+  void change(const std::string& file, const std::string& text) { changes.emplace_back(file, text); }
+};
+
 struct Plan {
   std::map<std::string, std::string> rename;  // stored -> written
   std::set<std::string> drop;
 };
 
-Plan tied_plan(const json& cfg, const std::map<std::string, const TensorView*>& all, std::vector<std::string>& changes) {
+Plan tied_plan(const json& cfg, const std::map<std::string, const TensorView*>& all, Log& log) {
   Plan p;
   const std::string mt = cfg.value("model_type", std::string());
   bool tie = mt.rfind("gemma", 0) == 0;
@@ -136,23 +146,29 @@ Plan tied_plan(const json& cfg, const std::map<std::string, const TensorView*>& 
   auto emb = all.find("model.embed_tokens.weight");
   auto head = all.find("lm_head.weight");
   if (head == all.end()) return p;
+  const std::string file = fs::path(*head->second->file).filename().string();
   if (emb == all.end()) {
     p.rename["lm_head.weight"] = "model.embed_tokens.weight";
-    changes.push_back("restored model.embed_tokens.weight from the lone lm_head.weight (tie_word_embeddings is true; the AutoAWQ 0.2.7 save bug)");
+    log.change(file, "restored model.embed_tokens.weight from the lone lm_head.weight (tie_word_embeddings is true; the AutoAWQ 0.2.7 save bug)");
   } else {
     const TensorView& e = *emb->second;
     const TensorView& h = *head->second;
     const bool same = e.dtype == h.dtype && e.shape == h.shape && std::equal(e.data, e.data + e.nbytes, h.data);
+    if (!same) {  // a trained head under a wrong tie flag would be lost: keep it
+      log.remarks.push_back("kept lm_head.weight: it differs from model.embed_tokens.weight, so it may be a trained head under a "
+                            "wrong tie_word_embeddings true (set it false if so)");
+      return p;
+    }
     p.drop.insert("lm_head.weight");
-    changes.push_back("dropped lm_head.weight, a " + std::string(same ? "copy" : "different tensor (unused: tied models use the embedding)") +
-                      " of model.embed_tokens.weight (tie_word_embeddings is true), saving " + std::to_string(h.nbytes) + " bytes");
+    log.change(file, "dropped lm_head.weight, a copy of model.embed_tokens.weight (tie_word_embeddings is true), saving " +
+                         std::to_string(h.nbytes) + " bytes");
   }
   return p;
 }
 
 // Writes the tensors shard by shard (same file names), with format "pt" and a fresh index.
 void write_tensors(const fs::path& dir, const std::vector<std::unique_ptr<SafetensorsFile>>& files, const Plan& plan,
-                   bool had_index, const json& old_index, const OutputDir& out, Progress& bar, std::vector<std::string>& changes) {
+                   bool had_index, const json& old_index, const OutputDir& out, Progress& bar, Log& log) {
   std::vector<std::pair<std::string, std::string>> weight_map;
   uint64_t total = 0;
   for (const auto& f : files) {
@@ -169,7 +185,7 @@ void write_tensors(const fs::path& dir, const std::vector<std::unique_ptr<Safete
     for (auto it = md.begin(); it != md.end();)
       it = (it->first != "format" && (plan.drop.count(it->first) || plan.rename.count(it->first))) ? md.erase(it) : std::next(it);
     if (md["format"] != "pt")
-      changes.push_back("set safetensors metadata format \"pt\" in " + fname + " (transformers refuses the file without it)");
+      log.change(fname, "set safetensors metadata format \"pt\" in " + fname + " (transformers refuses the file without it)");
     md["format"] = "pt";
     write_tensor_file(out.file(fname), ts, md, &bar);
   }
@@ -181,15 +197,19 @@ void write_tensors(const fs::path& dir, const std::vector<std::unique_ptr<Safete
   if (same) same = duplicate_index_keys((dir / "model.safetensors.index.json").string()).empty();  // a key listed twice
   const json ts = old_index.is_object() && old_index.contains("metadata") && old_index["metadata"].is_object()
                       ? old_index["metadata"].value("total_size", json()) : json();
-  if (!same || ts != json(total))
-    changes.push_back(std::string(had_index ? "rewrote" : "wrote") + " model.safetensors.index.json from the shards' contents (" +
-                      std::to_string(weight_map.size()) + " tensors, total_size " + std::to_string(total) + ")");
+  if (same && ts == json(total)) {  // the index is right as it is: keep its bytes
+    copy_auxiliary(dir.string(), {"model.safetensors.index.json"}, out);
+    return;
+  }
+  log.change("model.safetensors.index.json", std::string(had_index ? "rewrote" : "wrote") +
+                                                 " model.safetensors.index.json from the shards' contents (" +
+                                                 std::to_string(weight_map.size()) + " tensors, total_size " + std::to_string(total) + ")");
   write_index(out, weight_map, total);
 }
 
 // Decides the quantization_config: the existing one (from wherever loaders might find it),
 // normalised, if the tensors agree with it; else the one the tensors imply.
-void write_config(const fs::path& dir, json cfg, const OutputDir& out, std::vector<std::string>& changes) {
+void write_config(const fs::path& dir, json cfg, const OutputDir& out, Log& log, std::string& moved_legacy) {
   json qc;
   std::string src;
   if (cfg.contains("quantization_config")) {
@@ -199,14 +219,15 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, std::vect
     qc = cfg["text_config"]["quantization_config"];
     cfg["text_config"].erase("quantization_config");
     src = "text_config";
-    changes.push_back("moved quantization_config from text_config to the top level of config.json (where vLLM looks)");
+    log.change("config.json", "moved quantization_config from text_config to the top level of config.json (where vLLM looks)");
   } else {
     for (const char* legacy : {"quant_config.json", "quantize_config.json"}) {
       std::error_code ec;
       if (!fs::exists(dir / legacy, ec)) continue;
       qc = read_json_file((dir / legacy).string());
       src = legacy;
-      changes.push_back(std::string("moved the legacy ") + legacy + " into config.json's quantization_config");
+      moved_legacy = legacy;
+      log.change("config.json", std::string("moved the legacy ") + legacy + " into config.json's quantization_config");
       break;
     }
   }
@@ -214,7 +235,7 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, std::vect
   // A config.json that merely omits modules_to_not_convert is fine as it is (loaders default it).
   if (src == "config.json" && candidate.is_object() && !qc.contains("modules_to_not_convert")) candidate.erase("modules_to_not_convert");
   if (is_awq_config(qc) && candidate != qc && src != "")
-    changes.push_back("normalised the AWQ quantization_config keys (bits, group_size, zero_point, lower-case version, quant_method)");
+    log.change("config.json", "normalised the AWQ quantization_config keys (bits, group_size, zero_point, lower-case version, quant_method)");
   auto try_config = [&](const json& q) -> std::unique_ptr<FormatReader> {
     json c = cfg;
     if (q.is_null()) c.erase("quantization_config");
@@ -241,17 +262,89 @@ void write_config(const fs::path& dir, json cfg, const OutputDir& out, std::vect
   }
   if (!tensors) {
     try_config(candidate);
-    changes.push_back("left quantization_config as it was: the tensors fit no known layout");
+    log.remarks.push_back("left quantization_config as it was: the tensors fit no known layout");
     return;
   }
   const json skip = candidate.is_object() && candidate.contains("modules_to_not_convert") ? candidate["modules_to_not_convert"] : json();
-  const json implied = config_from_scheme(tensors->scheme(), skip);
+  json implied = config_from_scheme(tensors->scheme(), skip);
+  if (implied.is_null() && tensors->scheme().format == "compressed-tensors" && candidate.is_object() &&
+      candidate.contains("config_groups") && candidate["config_groups"].is_object()) {
+    // compressed-tensors: only the bit width can be taken from the tensors (num_bits per group).
+    json e = candidate;
+    for (auto& [_, g] : e["config_groups"].items())
+      if (g.is_object() && g.contains("weights") && g["weights"].is_object()) g["weights"]["num_bits"] = tensors->scheme().bits;
+    if (e != candidate && try_config(e)) {
+      log.change("config.json", "set num_bits " + std::to_string(tensors->scheme().bits) +
+                                    " in the compressed-tensors config_groups: the tensors hold " + std::to_string(tensors->scheme().bits) +
+                                    "-bit codes");
+      return;
+    }
+  }
   if (implied.is_null()) {
     try_config(candidate);
+    log.remarks.push_back(std::string("left quantization_config as it was: ") + (qc.is_null() ? "there is none, and" : "it contradicts the tensors, and") +
+                          " repair writes configs only for AWQ and GPTQ (and a compressed-tensors bit width)");
     return;
   }
-  try_config(implied);
-  changes.push_back(std::string(qc.is_null() ? "wrote" : "replaced the contradicting") + " quantization_config from the tensors: " + implied.dump());
+  // A contradicting config of the same method is edited as little as opens: first only the keys
+  // the tensor shapes decide (bits, then group_size), then every implied key. Keys the tensors
+  // only suggest (checkpoint_format v1/v2, sym) stay as they were while that works, since a wrong
+  // one would shift every zero point.
+  if (candidate.is_object() && candidate.value("quant_method", json()) == implied["quant_method"]) {
+    std::vector<json> edits;
+    for (const auto& keys : {std::vector<const char*>{"bits"}, std::vector<const char*>{"bits", "group_size"}}) {
+      json e = candidate;
+      for (const char* k : keys) e[k] = implied[k];
+      edits.push_back(e);
+    }
+    edits.push_back(candidate);
+    edits.back().update(implied);
+    for (const auto& e : edits)
+      if (e != candidate && try_config(e)) {
+        implied = e;
+        break;
+      }
+  }
+  if (!try_config(implied)) {
+    try_config(candidate);
+    log.remarks.push_back("left quantization_config as it was: the config the tensors imply does not open either");
+    return;
+  }
+  std::string why;
+  if (!qc.is_null() && qc.is_object() && qc.contains("bits") && qc["bits"] != implied["bits"])
+    why = " (bits " + qc["bits"].dump() + " -> " + implied["bits"].dump() + ": the tensors hold " + implied["bits"].dump() + "-bit codes)";
+  log.change("config.json", std::string(qc.is_null() ? "wrote" : "replaced the contradicting") + " quantization_config from the tensors" + why +
+                                ": " + implied.dump());
+}
+
+// Whether two files hold the same bytes (streamed; stops at the first difference, so a file that
+// did change costs little).
+bool same_bytes(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  if (!fs::is_regular_file(a, ec) || !fs::is_regular_file(b, ec) || fs::file_size(a, ec) != fs::file_size(b, ec)) return false;
+  std::FILE* fa = std::fopen(a.c_str(), "rb");
+  std::FILE* fb = std::fopen(b.c_str(), "rb");
+  bool same = fa && fb;
+  std::vector<char> ba(1 << 20), bb(1 << 20);
+  while (same) {
+    const size_t na = std::fread(ba.data(), 1, ba.size(), fa), nb = std::fread(bb.data(), 1, bb.size(), fb);
+    same = na == nb && std::memcmp(ba.data(), bb.data(), na) == 0;
+    if (na < ba.size()) break;
+  }
+  if (fa) std::fclose(fa);
+  if (fb) std::fclose(fb);
+  return same;
+}
+
+// A change counts only when what was written differs from what was read.
+void keep_real_changes(const fs::path& dir, const OutputDir& out, const Log& log, RepairResult& res) {
+  std::map<std::string, bool> differs;
+  for (const auto& [file, text] : log.changes) {
+    auto it = differs.find(file);
+    if (it == differs.end()) it = differs.emplace(file, !same_bytes(dir / file, out.file(file))).first;
+    if (it->second) res.changes.push_back(text);
+  }
+  res.remarks = log.remarks;
 }
 
 }  // namespace
@@ -278,13 +371,31 @@ RepairResult repair_model(const std::string& model, const RepairOptions& opt) {
       bytes += t.nbytes;
     }
   }
-  const Plan plan = tied_plan(cfg, all, res.changes);
+  Log log;
+  const Plan plan = tied_plan(cfg, all, log);
   OutputDir out(opt.out_dir, opt.force);
   Progress bar("repair", bytes, opt.progress);
-  write_tensors(dir, files, plan, had_index, old_index, out, bar, res.changes);
+  write_tensors(dir, files, plan, had_index, old_index, out, bar, log);
   bar.finish();
-  write_config(dir, cfg, out, res.changes);
-  copy_auxiliary(dir.string(), aux_files(dir), out);
+  std::string moved_legacy;
+  write_config(dir, cfg, out, log, moved_legacy);
+  if (read_json_file(out.file("config.json")) == cfg) copy_auxiliary(dir.string(), {"config.json"}, out);  // same content: same bytes
+  std::vector<std::string> aux = aux_files(dir);
+  for (const char* legacy : {"quant_config.json", "quantize_config.json"})  // kept unless moved into config.json
+    if (legacy != moved_legacy && fs::exists(dir / legacy, ec)) {
+      aux.push_back(legacy);
+      if (!same_bytes(dir / "config.json", out.file("config.json")) && cfg.contains("quantization_config"))
+        log.remarks.push_back(std::string("kept ") + legacy + " as it was (older tools read it); config.json's quantization_config is the one loaders use");
+    }
+  copy_auxiliary(dir.string(), aux, out);
+  for (const auto& e : fs::directory_iterator(dir, ec)) {  // tensor files that are not the model's
+    const std::string n = e.path().filename().string();
+    const bool tensor_file = ends_with(n, ".safetensors") || ends_with(n, ".bin") || ends_with(n, ".pt") || ends_with(n, ".npz");
+    if (e.is_regular_file() && !n.empty() && n[0] != '.' && tensor_file && std::find(names.begin(), names.end(), n) == names.end())
+      log.remarks.push_back("did not copy " + n + ", which is not among the files transformers and awq load (" +
+                            (had_index ? std::string("the indexed shards") : names[0]) + "); it stays in " + model);
+  }
+  keep_real_changes(dir, out, log, res);
   out.commit();
   return res;
 }

@@ -291,6 +291,11 @@ std::unique_ptr<FormatReader> open_compressed_tensors(const ModelDir& dir, const
     const TensorView* ws = dir.find(mods[0] + ".weight_scale");
     const TensorView* wsh = dir.find(mods[0] + ".weight_shape");
     a.symmetric = dir.find(mods[0] + ".weight_zero_point") == nullptr;
+    // Bits from the first module: weight_packed [N, ceil(K·bits/32)] against weight_shape [N, K].
+    if (const TensorView* wp = dir.find(mods[0] + ".weight_packed"); wp && wsh && wp->shape.size() == 2 && wsh->numel() == 2 && !is_float(wsh->dtype)) {
+      const int64_t k = load_ints(*wsh)[1];
+      if (k > 0 && wp->dim(1) == (k + 3) / 4 && wp->dim(1) != (k + 7) / 8) a.bits = 8;
+    }
     std::vector<std::pair<int64_t, int64_t>> kg;  // (K, groups) of every module
     for (const auto& m : mods) {
       const TensorView* s2 = dir.find(m + ".weight_scale");

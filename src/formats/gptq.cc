@@ -114,6 +114,24 @@ class GptqReader final : public SuffixReader {
   }
 };
 
+// Bits of a config-less module from its shapes: qzeros [ng, N·bits/32] against scales [ng, N],
+// else qweight [K·bits/32, N] against g_idx [K]; 4 when neither pins it down to 2, 4 or 8.
+int infer_bits(const ModelDir& dir, const std::string& m) {
+  const TensorView* qw = dir.find(m + ".qweight");
+  const TensorView* qz = dir.find(m + ".qzeros");
+  const TensorView* sc = dir.find(m + ".scales");
+  const TensorView* gi = dir.find(m + ".g_idx");
+  auto pick = [](int64_t packed, int64_t values) {
+    for (int b : {4, 8, 2})
+      if (values > 0 && packed * 32 == values * b) return b;
+    return 0;
+  };
+  int b = 0;
+  if (qz && sc && qz->shape.size() == 2 && sc->shape.size() == 2) b = pick(qz->dim(1), sc->dim(1));
+  if (!b && qw && gi && qw->shape.size() == 2 && gi->shape.size() == 1) b = pick(qw->dim(0), gi->dim(0));
+  return b ? b : 4;
+}
+
 std::string lower(std::string s) {
   for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -142,29 +160,34 @@ std::unique_ptr<FormatReader> open_gptq(const ModelDir& dir, const nlohmann::jso
     s.version = f;
     s.modules_to_not_convert = cfg_str_list(*cfg, "modules_to_not_convert");
   } else {
-    // No config: 4-bit v1; the group size common to every module's (K, groups), else the first
-    // module's ceil(K / groups); sym when the first module's zeros are all 8 (words 0x77777777).
+    // No config: v1; bits from the first module's shapes (see infer_bits); the group size common
+    // to every module's (K, groups), else the first module's ceil(K / groups); symmetric when the
+    // first module's stored zeros all equal 2^(bits-1) - 1 (4-bit: words 0x77777777).
     s.bits = 4;
     s.gptq_format = "v1";
     const auto mods = modules_with_suffix(dir, ".qweight");
     if (!mods.empty()) {
+      s.bits = infer_bits(dir, mods[0]);
+      const int64_t pf = 32 / s.bits;
       std::vector<std::pair<int64_t, int64_t>> kg;
       for (const auto& m : mods) {
         const TensorView* qw = dir.find(m + ".qweight");
         const TensorView* sc = dir.find(m + ".scales");
-        if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2) kg.emplace_back(qw->dim(0) * 8, sc->dim(0));
+        if (qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2) kg.emplace_back(qw->dim(0) * pf, sc->dim(0));
       }
       s.group_size = infer_group_size(kg);
       const TensorView* qw = dir.find(mods[0] + ".qweight");
       const TensorView* sc = dir.find(mods[0] + ".scales");
       const TensorView* qz = dir.find(mods[0] + ".qzeros");
       if (s.group_size == 0 && qw && sc && qw->shape.size() == 2 && sc->shape.size() == 2 && sc->dim(0) > 0) {
-        const int64_t k = qw->dim(0) * 8;
+        const int64_t k = qw->dim(0) * pf;
         s.group_size = sc->dim(0) == 1 ? -1 : (k + sc->dim(0) - 1) / sc->dim(0);
       }
       if (s.group_size == 0) s.group_size = 128;
+      uint32_t sym_word = 0;
+      for (int i = 0; i < 32 / s.bits; ++i) sym_word |= ((1u << (s.bits - 1)) - 1) << (s.bits * i);
       bool sym = qz && qz->dtype == DType::I32;
-      for (int64_t i = 0; sym && i < qz->numel(); ++i) sym = load_u32(*qz, size_t(i)) == 0x77777777u;
+      for (int64_t i = 0; sym && i < qz->numel(); ++i) sym = load_u32(*qz, size_t(i)) == sym_word;
       s.zero_point = !sym;
     }
   }

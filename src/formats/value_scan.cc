@@ -15,11 +15,16 @@ std::string fmt(double v) {
   return b;
 }
 
-void note(NonfiniteScan& s, size_t i, float v) {
+void note(NonfiniteScan& s, size_t i, float v, int64_t& last_row) {
   (std::isnan(v) ? s.nan : s.inf)++;
   if (s.first == SIZE_MAX) {
     s.first = i;
     s.first_value = v;
+  }
+  const int64_t row = s.cols > 0 ? int64_t(i) / s.cols : 0;
+  if (row != last_row) {
+    last_row = row;
+    ++s.rows;
   }
 }
 
@@ -41,9 +46,10 @@ NonfiniteScan scan_nonfinite(const TensorView& t) {
   if (t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::F32) return s;
   s.total = size_t(t.numel());
   s.cols = t.shape.size() >= 2 ? t.shape.back() : 0;
+  int64_t last_row = -1;
   for (size_t i = 0; i < s.total; ++i) {
     const float v = load_float(t.data, t.dtype, i);
-    if (!std::isfinite(v)) note(s, i, v);
+    if (!std::isfinite(v)) note(s, i, v, last_row);
   }
   return s;
 }
@@ -53,8 +59,9 @@ NonfiniteScan scan_nonfinite(const std::vector<float>& v, int64_t cols, const st
   s.total = v.size();
   s.cols = cols;
   s.col_word = col_word;
+  int64_t last_row = -1;
   for (size_t i = 0; i < v.size(); ++i)
-    if (!std::isfinite(v[i])) note(s, i, v[i]);
+    if (!std::isfinite(v[i])) note(s, i, v[i], last_row);
   return s;
 }
 

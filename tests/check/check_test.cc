@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "awq/check.h"
 #include "awq/dtype.h"
@@ -290,6 +291,152 @@ TEST(CheckQuantConfig, DenseCheckpointIsNoKnownLayout) {
   expect_finding(check_model(m.dir()), "format-unreadable", Severity::kError);
 }
 
+// An 8-bit GPTQ checkpoint (the peer's gptq-v2 golden, same codes stored 8 bits wide) under a
+// config that still says bits 4: the finding is the bit width, and no advice touches the weights.
+void make_8bit_says_4(test::Checkpoint& m) {
+  m.edit_tensors(test::gptq_repack_8bit);
+  m.edit_config([](nlohmann::json& c) { c["architectures"] = {"LlamaForCausalLM"}; });
+}
+
+// No finding may advise deleting tensors that are the model's weights.
+void expect_no_destructive_advice(const CheckReport& r) {
+  for (const auto& f : r.findings) {
+    EXPECT_EQ(f.message.find("remove them"), std::string::npos) << f.code << ": " << f.message;
+    EXPECT_NE(f.code, "tensor-unexpected") << f.message;
+    EXPECT_NE(f.code, "tensor-missing") << f.message;
+  }
+}
+
+TEST(CheckQuantConfig, EightBitTensorsUnderBits4IsTheBitWidth) {
+  test::Checkpoint m("gptq-v2-asym-g64");
+  make_8bit_says_4(m);
+  const auto r = check_model(m.dir());
+  EXPECT_EQ(r.format, "gptq");
+  const auto& f = expect_finding(r, "quant-config-mismatch", Severity::kError);
+  EXPECT_NE(f.message.find("the tensors hold 8-bit codes but the quantization config says bits 4"), std::string::npos) << f.message;
+  EXPECT_NE(f.message.find("set bits 8"), std::string::npos) << f.message;
+  expect_no_destructive_advice(r);
+  {
+    ModelDir md(m.dir());
+    auto tensors = open_format_from_tensors(md);
+    ASSERT_TRUE(tensors);
+    EXPECT_EQ(tensors->scheme().bits, 8);
+  }
+  // Following the advice (bits 8 in the config) reads the golden's codes, zeros and scales.
+  m.edit_config([](nlohmann::json& c) { c["quantization_config"]["bits"] = 8; });
+  EXPECT_FALSE(check_model(m.dir()).has("quant-config-mismatch"));
+  ModelDir md(m.dir()), gold(test::data_path("golden/gptq-v2-asym-g64/model"));
+  auto fixed = open_format(md), want = open_format(gold);
+  for (const auto& mod : want->modules()) {
+    const QuantLinear a = fixed->read(mod), b = want->read(mod);
+    EXPECT_EQ(a.bits, 8);
+    EXPECT_EQ(a.codes, b.codes) << mod;
+    EXPECT_EQ(a.zeros, b.zeros) << mod;
+    EXPECT_EQ(a.scales, b.scales) << mod;
+  }
+}
+
+TEST(CheckQuantConfig, UnreadableQuantizedTensorsAreNotCalledForeign) {
+  test::Checkpoint m("gptq-v2-asym-g64");
+  make_8bit_says_4(m);
+  m.edit_tensors([](std::vector<EditTensor>& ts) {  // no layout fits without zero points
+    std::erase_if(ts, [](const EditTensor& t) { return t.name.ends_with(".qzeros"); });
+  });
+  const auto r = check_model(m.dir());
+  EXPECT_TRUE(r.has("format-unreadable") || r.has("quant-config-mismatch")) << codes(r);
+  expect_no_destructive_advice(r);
+}
+
+TEST(CheckArchitecture, MoeExpertCountAgainstConfig) {
+  // A Mixtral-named MoE built from the golden's MLP: 4 experts (copies of its w1/w2/w3) and a router.
+  for (const char* key : {"num_local_experts", "num_experts"}) {
+    test::Checkpoint m("awq-gemm-g32");
+    m.edit_tensors([](std::vector<EditTensor>& ts) {
+      const std::string p = "model.layers.0.mlp.";
+      std::vector<EditTensor> add;
+      for (const auto& t : ts) {
+        if (t.name.rfind(p, 0) != 0) continue;
+        const std::string rest = t.name.substr(p.size());  // gate_proj.qweight, ...
+        const std::string mod = rest.substr(0, rest.find('.')), suffix = rest.substr(rest.find('.'));
+        const std::string w = mod == "gate_proj" ? "w1" : mod == "up_proj" ? "w3" : "w2";
+        for (int e = 0; e < 4; ++e) {
+          EditTensor c = t;
+          c.name = "model.layers.0.block_sparse_moe.experts." + std::to_string(e) + "." + w + suffix;
+          add.push_back(c);
+        }
+      }
+      std::erase_if(ts, [&](const EditTensor& t) { return t.name.rfind(p, 0) == 0; });
+      const int64_t hidden = test::tensor(ts, "model.norm.weight").shape[0];
+      add.push_back({"model.layers.0.block_sparse_moe.gate.weight", DType::F16, {4, hidden}, std::string(size_t(4 * hidden * 2), '\0')});
+      for (auto& t : add) ts.push_back(t);
+    });
+    m.edit_config([&](nlohmann::json& c) {
+      c["architectures"] = {"MixtralForCausalLM"};
+      c["model_type"] = "mixtral";
+      c[key] = 4;
+    });
+    auto ok = check_model(m.dir());
+    EXPECT_FALSE(ok.has("config-mismatch")) << key << "\n" << codes(ok);
+    m.edit_config([&](nlohmann::json& c) { c[key] = 8; });
+    const auto r = check_model(m.dir());
+    const auto& f = expect_finding(r, "config-mismatch", Severity::kError);
+    EXPECT_EQ(f.tensor, "model.layers.0");
+    EXPECT_NE(f.message.find(std::string(key) + " is 8 but layer 0 stores 4 expert(s)"), std::string::npos) << f.message;
+  }
+}
+
+TEST(CheckValues, InfEmbeddingRowPoisonsOnlyItsTokensUnlessTied) {
+  for (bool tied : {false, true}) {
+    test::Checkpoint m("awq-gemm-g32");
+    m.edit_tensors([](std::vector<EditTensor>& ts) {
+      auto& e = test::tensor(ts, "model.embed_tokens.weight");
+      test::set_f16(e, size_t(5 * e.shape[1] + 3), std::numeric_limits<float>::infinity());
+    });
+    if (tied) m.edit_config([](nlohmann::json& c) { c["tie_word_embeddings"] = true; });
+    const auto r = check_model(m.dir());
+    const auto& f = expect_finding(r, "nonfinite", Severity::kError);
+    EXPECT_EQ(f.tensor, "model.embed_tokens.weight");
+    EXPECT_EQ(f.message.find("Every output through it is NaN"), std::string::npos) << f.message;
+    EXPECT_NE(f.message.find("Only sequences containing the token id(s) of those 1 row(s) (first: token 5)"), std::string::npos) << f.message;
+    EXPECT_EQ(f.message.find("every position's logits") != std::string::npos, tied) << f.message;
+  }
+}
+
+TEST(CheckFiles, StrayTensorFilesAreNotChecked) {
+  // consolidated.safetensors without metadata beside model.safetensors: transformers, awq (and
+  // vLLM's index filter) ignore it; vLLM's --load-format auto would load it instead: a warning.
+  test::Checkpoint m("awq-gemm-g32");
+  test::write_bytes(m.file("consolidated.safetensors"), test::read_bytes(m.file("model.safetensors")));
+  test::rewrite_safetensors(m.file("consolidated.safetensors"), [](std::vector<EditTensor>&) {}, {});
+  auto r = check_model(m.dir());
+  EXPECT_EQ(r.count(Severity::kError), 0u) << codes(r);
+  EXPECT_EQ(expect_finding(r, "tensor-file-vllm-loads", Severity::kWarning).tensor, "consolidated.safetensors");
+  auto cli = test::run_awq({"check", m.dir(), "-q"});
+  EXPECT_EQ(cli.status, 0) << cli.out;
+  // Beside an index, a file the index does not name is ignored by every loader: a note.
+  fs::rename(m.file("consolidated.safetensors"), m.file("extra.safetensors"));
+  m.shard(2);
+  r = check_model(m.dir());
+  EXPECT_EQ(r.count(Severity::kError), 0u) << codes(r);
+  EXPECT_EQ(expect_finding(r, "tensor-file-ignored", Severity::kNote).tensor, "extra.safetensors");
+  // A shard the index names is still checked.
+  test::rewrite_safetensors(m.file("model-00001-of-00002.safetensors"), [](std::vector<EditTensor>&) {}, {});
+  expect_finding(check_model(m.dir()), "safetensors-format-metadata", Severity::kError);
+}
+
+TEST(CheckTied, DifferentHeadIsAWarningToKeep) {
+  test::Checkpoint m("awq-gemm-tied");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    EditTensor h = test::tensor(ts, "model.embed_tokens.weight");
+    h.name = "lm_head.weight";
+    test::set_f16(h, 0, 0.5f);
+    ts.push_back(h);
+  });
+  const auto r = check_model(m.dir());
+  const auto& f = expect_finding(r, "tied-head-differs", Severity::kWarning);
+  EXPECT_NE(f.message.find("Keep the tensor"), std::string::npos);
+}
+
 TEST(CheckFiles, FormatMetadataMissing) {
   test::Checkpoint m("awq-gemm-g32");
   m.edit_tensors([](std::vector<EditTensor>&) {}, {});
@@ -358,6 +505,62 @@ TEST(CheckTensorParallel, NotesFromVllmRules) {
             std::string::npos) << a.message;
   const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
   EXPECT_NE(mk.message.find("min_thread_k 128"), std::string::npos) << mk.message;
+}
+
+// Keeps the first `n` output columns of an AutoAWQ GEMM module (qweight/qzeros [.., N/8], scales [.., N]).
+void narrow_awq_module(std::vector<EditTensor>& ts, const std::string& m, int64_t n) {
+  for (const char* part : {"qweight", "qzeros", "scales"}) {
+    EditTensor& t = test::tensor(ts, m + "." + part);
+    const int64_t cols = std::string(part) == "scales" ? n : n / 8, esz = std::string(part) == "scales" ? 2 : 4;
+    std::string out;
+    for (int64_t r = 0; r < t.shape[0]; ++r) out += t.bytes.substr(size_t(r * t.shape[1] * esz), size_t(cols * esz));
+    t.bytes = out;
+    t.shape[1] = cols;
+  }
+}
+
+TEST(CheckTensorParallel, FusedWidthIsCheckedAsASumAndAFailingPartIsASilentMisSplit) {
+  // k_proj and v_proj cut to 24 outputs: 12 per shard at TP 2 (not a multiple of the pack factor
+  // 8), while the fused qkv_proj shard (128 + 12 + 12 = 152) is; vLLM loads it and mis-splits.
+  test::Checkpoint m("tiny-llama-awq");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    for (const char* p : {"k_proj", "v_proj"})
+      for (int l = 0; l < 2; ++l) narrow_awq_module(ts, "model.layers." + std::to_string(l) + ".self_attn." + p, 24);
+  });
+  const auto r = check_model(m.dir());
+  const auto& a = expect_finding(r, "tp-awq", Severity::kNote);
+  EXPECT_NE(a.message.find("accepts TP 1;"), std::string::npos) << a.message;
+  EXPECT_NE(a.message.find("TP 2 loads but model.layers.0.self_attn.k_proj gets 12 output columns per shard, not a multiple of 8: "
+                           "vLLM checks only the fused model.layers.0.self_attn.qkv_proj (152)"),
+            std::string::npos) << a.message;
+}
+
+TEST(CheckTensorParallel, PerChannelLoadsAtTp1AndTheFirstLayerBuiltIsNamed) {
+  const auto r = check_model(test::data_path("golden/awq-gemm-perchannel/model"));
+  const auto& a = expect_finding(r, "tp-awq", Severity::kNote);
+  EXPECT_NE(a.message.find("accepts TP 1;"), std::string::npos) << a.message;
+  // o_proj and down_proj both fail at TP 2; vLLM builds self_attn.o_proj before mlp.down_proj.
+  EXPECT_NE(a.message.find("TP 2 fails: model.layers.0.self_attn.o_proj input 64/2 = 32 is not a multiple of the per-channel group"),
+            std::string::npos) << a.message;
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("accepts TP 1 in vLLM 0.20-0.23 and TP 1 in 0.24-0.34"), std::string::npos) << mk.message;
+}
+
+TEST(CheckTensorParallel, MarlinFallbackIsPerLayerAndDependsOnTheVllmVersion) {
+  const auto r = check_model(test::data_path("golden/awq-gemm-g32/model"));
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("TP 1 in 0.20-0.23: 4 of 4 layers fall back to the awq kernel (first built: "
+                            "model.layers.0.self_attn.qkv_proj: input_size_per_partition 64 is not divisible by min_thread_k 128), "
+                            "in 0.24-0.34: Marlin takes every layer"),
+            std::string::npos) << mk.message;
+}
+
+TEST(CheckTensorParallel, NoZeroPointNeverSelectsMarlin) {
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_config([](nlohmann::json& c) { c["quantization_config"]["zero_point"] = false; });
+  const auto r = check_model(m.dir(), {.numeric = false});
+  const auto& mk = expect_finding(r, "tp-awq-marlin", Severity::kNote);
+  EXPECT_NE(mk.message.find("never picks Marlin for this checkpoint (zero_point false"), std::string::npos) << mk.message;
 }
 
 TEST(CheckTensorParallel, Bf16ConfigNotesTheFp16OnlyAwqKernel) {

@@ -77,6 +77,77 @@ inline void set_f16(EditTensor& t, size_t i, float v) {
 }
 inline void set_f32(EditTensor& t, size_t i, float v) { std::memcpy(t.bytes.data() + 4 * i, &v, 4); }
 inline void set_u32(EditTensor& t, size_t i, uint32_t v) { std::memcpy(t.bytes.data() + 4 * i, &v, 4); }
+// Repacks a 4-bit GPTQ checkpoint's codes and zero points into the 8-bit GPTQ layout (qweight
+// [K/4, N], qzeros [ng, N/4], one byte per value): the same values, now stored 8 bits wide, so
+// the dense weights are unchanged and only the bit width differs.
+inline void gptq_repack_8bit(std::vector<EditTensor>& ts) {
+  auto u32 = [](const EditTensor& t, size_t i) {
+    uint32_t w;
+    std::memcpy(&w, t.bytes.data() + 4 * i, 4);
+    return w;
+  };
+  for (auto& t : ts) {
+    const bool qw = t.name.ends_with(".qweight"), qz = t.name.ends_with(".qzeros");
+    if (!qw && !qz) continue;
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    if (qw) {  // [K/8, N] -> [K/4, N], packed along K
+      std::string out(size_t(rows * 2 * cols) * 4, '\0');
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t n = 0; n < cols; ++n)
+          for (int i = 0; i < 8; ++i) {
+            const uint32_t v = (u32(t, size_t(r * cols + n)) >> (4 * i)) & 15u;
+            const int64_t k = 8 * r + i;
+            uint32_t w;
+            std::memcpy(&w, out.data() + 4 * size_t((k / 4) * cols + n), 4);
+            w |= v << (8 * (k % 4));
+            std::memcpy(out.data() + 4 * size_t((k / 4) * cols + n), &w, 4);
+          }
+      t.bytes = out;
+      t.shape = {rows * 2, cols};
+    } else {  // [ng, N/8] -> [ng, N/4], packed along N
+      std::string out(size_t(rows * cols * 2) * 4, '\0');
+      for (int64_t g = 0; g < rows; ++g)
+        for (int64_t c = 0; c < cols; ++c)
+          for (int i = 0; i < 8; ++i) {
+            const uint32_t v = (u32(t, size_t(g * cols + c)) >> (4 * i)) & 15u;
+            const int64_t n = 8 * c + i;
+            uint32_t w;
+            std::memcpy(&w, out.data() + 4 * size_t(g * cols * 2 + n / 4), 4);
+            w |= v << (8 * (n % 4));
+            std::memcpy(out.data() + 4 * size_t(g * cols * 2 + n / 4), &w, 4);
+          }
+      t.bytes = out;
+      t.shape = {rows, cols * 2};
+    }
+  }
+}
+
+// Repacks a symmetric 4-bit compressed-tensors checkpoint into 8 bits: weight_packed [N, K/8]
+// (offset binary q + 8) becomes [N, K/4] (q + 128), the same signed codes 8 bits wide.
+inline void ct_repack_8bit(std::vector<EditTensor>& ts) {
+  for (auto& t : ts) {
+    if (!t.name.ends_with(".weight_packed")) continue;
+    const int64_t n = t.shape[0], words = t.shape[1];
+    std::string out(size_t(n * words * 2) * 4, '\0');
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < words; ++c) {
+        uint32_t w;
+        std::memcpy(&w, t.bytes.data() + 4 * size_t(r * words + c), 4);
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t u8 = uint32_t(int32_t((w >> (4 * i)) & 15u) - 8 + 128);
+          const int64_t k = 8 * c + i;
+          const size_t at = 4 * size_t(r * words * 2 + k / 4);
+          uint32_t o;
+          std::memcpy(&o, out.data() + at, 4);
+          o |= u8 << (8 * (k % 4));
+          std::memcpy(out.data() + at, &o, 4);
+        }
+      }
+    t.bytes = out;
+    t.shape[1] = words * 2;
+  }
+}
+
 // Converts an F16 tensor to F32 in place.
 inline void to_f32(EditTensor& t) {
   std::string out(t.bytes.size() * 2, '\0');

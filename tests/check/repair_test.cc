@@ -6,6 +6,8 @@
 
 #include "awq/check.h"
 #include "awq/error.h"
+#include "awq/formats.h"
+#include "awq/quant_linear.h"
 #include "awq/model_dir.h"
 #include "awq/repair.h"
 #include "check/checkpoint_util.h"
@@ -192,6 +194,117 @@ TEST(Repair, CleanCheckpointIsCopiedUnchanged) {
   EXPECT_EQ(read_json_file(r->dir() + "/config.json"), read_json_file(test::data_path("tiny-llama-awq/config.json")));
 }
 
+// Every file of `in` is in `out` with the same bytes, and nothing else is.
+void expect_byte_identical_dirs(const std::string& in, const std::string& out) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(in)) {
+    const std::string name = e.path().filename().string();
+    ASSERT_TRUE(fs::exists(fs::path(out) / name)) << name;
+    EXPECT_EQ(test::read_bytes(e.path().string()), test::read_bytes((fs::path(out) / name).string())) << name;
+    ++n;
+  }
+  EXPECT_EQ(size_t(std::distance(fs::directory_iterator(out), fs::directory_iterator())), n);
+}
+
+TEST(Repair, NoChangeReportedMeansByteIdenticalOutput) {
+  // Clean checkpoints of several peers (AutoAWQ, AutoGPTQ with its quantize_config.json beside
+  // config.json, compressed-tensors, sharded): no change claimed, and none made.
+  for (const char* g : {"tiny-llama-awq", "gptq-v2-asym-g64", "ct-asym-g128", "modelopt-w4a16-g128"}) {
+    const std::string in = fs::exists(test::data_path(std::string("golden/") + g + "/model")) ? test::data_path(std::string("golden/") + g + "/model")
+                                                                                             : test::data_path(g);
+    auto r = repair(in);
+    EXPECT_TRUE(r->result.changes.empty()) << g << ": " << changes(r->result);
+    expect_byte_identical_dirs(in, r->dir());
+  }
+  test::Checkpoint sharded("awq-gemm-g32");
+  sharded.shard(2);
+  auto r = repair(sharded.dir());
+  EXPECT_TRUE(r->result.changes.empty()) << changes(r->result);
+  expect_byte_identical_dirs(sharded.dir(), r->dir());
+}
+
+TEST(Repair, ConfigLeftAsItWasIsARemarkNotAChange) {
+  // A dense checkpoint (no quantized module, no quantization config): nothing repair can write.
+  test::Checkpoint m("awq-gemm-g32");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    std::erase_if(ts, [](const EditTensor& t) { return t.name.ends_with(".qweight") || t.name.ends_with(".qzeros") || t.name.ends_with(".scales"); });
+  });
+  m.edit_config([](nlohmann::json& c) { c.erase("quantization_config"); });
+  auto r = repair(m.dir());
+  EXPECT_TRUE(r->result.changes.empty()) << changes(r->result);
+  ASSERT_FALSE(r->result.remarks.empty());
+  EXPECT_NE(r->result.remarks[0].find("left quantization_config as it was"), std::string::npos) << r->result.remarks[0];
+  expect_byte_identical_dirs(m.dir(), r->dir());
+  test::TempDir out;
+  auto cli = test::run_awq({"repair", m.dir(), "-o", out / "o", "-q"});
+  EXPECT_EQ(cli.status, 0) << cli.err;
+  EXPECT_NE(cli.out.find("no changes needed"), std::string::npos) << cli.out;
+  EXPECT_EQ(cli.out.find("repaired:"), std::string::npos) << cli.out;
+  EXPECT_EQ(cli.out.find("change"), cli.out.find("changes needed")) << cli.out;  // no "(1 change)"
+}
+
+TEST(Repair, EightBitTensorsUnderBits4GetTheirBitWidth) {
+  test::Checkpoint m("gptq-v2-asym-g64");
+  m.edit_tensors(test::gptq_repack_8bit);
+  ASSERT_TRUE(check_model(m.dir()).has("quant-config-mismatch"));
+  auto r = repair(m.dir());
+  ASSERT_EQ(r->result.changes.size(), 1u) << changes(r->result);
+  EXPECT_NE(r->result.changes[0].find("bits 4 -> 8"), std::string::npos) << changes(r->result);
+  const auto qc = read_json_file(r->dir() + "/config.json")["quantization_config"];
+  EXPECT_EQ(qc["bits"], 8);
+  EXPECT_EQ(qc["checkpoint_format"], "gptq_v2");
+  EXPECT_EQ(qc["damp_percent"], 0.01);  // the other keys are kept
+  const auto after = check_model(r->dir());
+  EXPECT_EQ(after.count(Severity::kError), 0u) << all_findings(after);
+  expect_same_tensors(m.dir(), r->dir());
+  // The repaired checkpoint reads as the golden (v2 zero points kept: no value shifted).
+  ModelDir md(r->dir()), gold(test::data_path("golden/gptq-v2-asym-g64/model"));
+  auto got = open_format(md), want = open_format(gold);
+  for (const auto& mod : want->modules()) {
+    const QuantLinear a = got->read(mod), b = want->read(mod);
+    EXPECT_EQ(a.codes, b.codes) << mod;
+    EXPECT_EQ(a.zeros, b.zeros) << mod;
+    EXPECT_EQ(a.scales, b.scales) << mod;
+  }
+}
+
+TEST(Repair, EightBitCompressedTensorsUnderNumBits4GetTheirBitWidth) {
+  test::Checkpoint m("ct-sym-g128");
+  m.edit_tensors(test::ct_repack_8bit);
+  const auto before = check_model(m.dir());
+  const Finding* f = nullptr;
+  for (const auto& x : before.findings)
+    if (x.code == "quant-config-mismatch") f = &x;
+  ASSERT_NE(f, nullptr) << all_findings(before);
+  EXPECT_NE(f->message.find("the tensors hold 8-bit codes but the quantization config says bits 4"), std::string::npos) << f->message;
+  auto r = repair(m.dir());
+  ASSERT_EQ(r->result.changes.size(), 1u) << changes(r->result);
+  EXPECT_NE(r->result.changes[0].find("set num_bits 8"), std::string::npos) << changes(r->result);
+  EXPECT_EQ(check_model(r->dir()).count(Severity::kError), 0u) << all_findings(check_model(r->dir()));
+  ModelDir md(r->dir()), gold(test::data_path("golden/ct-sym-g128/model"));
+  auto got = open_format(md), want = open_format(gold);
+  EXPECT_EQ(got->scheme().bits, 8);
+  for (const auto& mod : want->modules()) {
+    const QuantLinear a = got->read(mod), b = want->read(mod);
+    ASSERT_EQ(a.codes.size(), b.codes.size()) << mod;
+    for (size_t i = 0; i < a.codes.size(); ++i) ASSERT_EQ(int(a.codes[i]) - 128, int(b.codes[i]) - 8) << mod << " " << i;
+    EXPECT_EQ(a.scales, b.scales) << mod;
+  }
+}
+
+TEST(Repair, KeepsATiedHeadThatDiffers) {
+  test::Checkpoint m("awq-gemm-tied");
+  m.edit_tensors([](std::vector<EditTensor>& ts) {
+    EditTensor h = test::tensor(ts, "model.embed_tokens.weight");
+    h.name = "lm_head.weight";
+    test::set_f16(h, 0, 0.5f);
+    ts.push_back(h);
+  });
+  auto r = repair(m.dir());
+  EXPECT_TRUE(r->result.changes.empty()) << changes(r->result);
+  expect_same_tensors(m.dir(), r->dir());
+}
+
 TEST(Repair, MissingShardIsRefusedAndLeavesNothing) {
   test::Checkpoint m("awq-gemm-g32");
   m.shard(2);
@@ -214,7 +327,7 @@ TEST(RepairCli, RefusesNonEmptyOutputWithoutForce) {
   EXPECT_TRUE(fs::exists(out / "o/keep.txt"));
   r = test::run_awq({"repair", test::data_path("tiny-llama-awq"), "-o", out / "o", "-q", "--force"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("nothing to repair"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no changes needed"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(out / "o/keep.txt"));
 }
 

@@ -1,0 +1,162 @@
+// awq compare: exact figures on small matrices, then real AutoAWQ checkpoints against their own
+// dequantization (identical: zero error) and with one module's scales tripled (ranked worst; the
+// cosine cannot see it, the relative MSE can).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "awq/compare.h"
+#include "awq/compare_report.h"
+#include "awq/dequantize_model.h"
+#include "awq/error.h"
+#include "awq/formats.h"
+#include "check/checkpoint_util.h"
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+TEST(LayerError, ExactFiguresOnSmallIntegers) {
+  // ref = [[1,2,3,4],[0,0,0,0]], quant differs by +1 at (0,3): |dW|^2 = 1, |W|^2 = 30.
+  const std::vector<float> ref = {1, 2, 3, 4, 0, 0, 0, 0};
+  const std::vector<float> q = {1, 2, 3, 5, 0, 0, 0, 0};
+  const LayerError e = layer_error(ref.data(), q.data(), 2, 4, 2);
+  EXPECT_DOUBLE_EQ(e.rel_mse, 1.0 / 30.0);
+  EXPECT_NEAR(e.cosine, 34.0 / std::sqrt(30.0 * 39.0), 1e-15);
+  EXPECT_DOUBLE_EQ(e.sqnr_db, 10 * std::log10(30.0));
+  EXPECT_DOUBLE_EQ(e.max_abs, 1.0);
+  EXPECT_EQ(e.worst_row, 0);
+  EXPECT_EQ(e.worst_group, 1);                        // columns 2..3
+  EXPECT_DOUBLE_EQ(e.worst_group_rel_mse, 1.0 / 25.0);  // 1 / (9 + 16)
+}
+
+TEST(LayerError, ConstantFactorIsInvisibleToCosineNotToMse) {
+  const std::vector<float> ref = {1, -2, 3, 4};
+  const std::vector<float> q = {3, -6, 9, 12};
+  const LayerError e = layer_error(ref.data(), q.data(), 1, 4, 4);
+  EXPECT_NEAR(e.cosine, 1.0, 1e-15);
+  EXPECT_DOUBLE_EQ(e.rel_mse, 4.0);
+}
+
+TEST(LayerError, NaNIsReportedNotHidden) {
+  const std::vector<float> ref = {1, 2};
+  const std::vector<float> q = {1, std::nanf("")};
+  const LayerError e = layer_error(ref.data(), q.data(), 1, 2, 2);
+  EXPECT_TRUE(std::isnan(e.rel_mse));
+  EXPECT_TRUE(std::isnan(e.cosine));
+}
+
+TEST(LayerError, ActOrderGroupsFollowGIdx) {
+  const std::vector<float> ref = {1, 1, 1, 1};
+  const std::vector<float> q = {1, 3, 1, 1};
+  const LayerError e = layer_error(ref.data(), q.data(), 1, 4, 2, {1, 0, 1, 0});
+  EXPECT_EQ(e.worst_group, 0);  // column 1 is in group 0 by g_idx
+  EXPECT_DOUBLE_EQ(e.worst_group_rel_mse, 2.0);
+}
+
+// REF = the checkpoint's own exact f32 dequantization.
+std::string dense_reference(const std::string& model, const test::TempDir& tmp) {
+  ModelDir dir(model);
+  auto reader = open_format(dir);
+  DequantizeOptions opt;
+  opt.out_dir = tmp / "ref";
+  opt.dtype = DType::F32;
+  opt.progress = false;
+  dequantize_model(dir, *reader, opt);
+  return opt.out_dir;
+}
+
+TEST(Compare, OwnDequantizationIsExact) {
+  test::TempDir tmp;
+  const std::string model = test::data_path("tiny-llama-awq");
+  const CompareResult r = compare_weights(dense_reference(model, tmp), model);
+  ASSERT_FALSE(r.layers.empty());
+  EXPECT_EQ(r.quant_format, "autoawq-gemm");
+  for (const auto& l : r.layers) {
+    EXPECT_EQ(l.rel_mse, 0.0) << l.name;
+    EXPECT_EQ(l.max_abs, 0.0) << l.name;
+    EXPECT_FALSE(l.below_bar) << l.name;
+  }
+  EXPECT_TRUE(r.missing_in_ref.empty());
+  EXPECT_TRUE(r.mismatched.empty());
+}
+
+TEST(Compare, TripledScalesRankWorstByMseWithCosineOne) {
+  test::TempDir tmp;
+  const std::string model = test::data_path("tiny-llama-awq");
+  const std::string ref = dense_reference(model, tmp);
+  test::Checkpoint ck("tiny-llama-awq");
+  const std::string target = "model.layers.1.mlp.down_proj";
+  ck.edit_tensors([&](std::vector<test::EditTensor>& ts) {
+    for (auto& t : ts)
+      if (t.name == target + ".scales")
+        for (size_t i = 0; i + 1 < t.bytes.size(); i += 2) {
+          uint16_t h;
+          std::memcpy(&h, &t.bytes[i], 2);
+          h = f32_to_f16(3 * f16_to_f32(h));
+          std::memcpy(&t.bytes[i], &h, 2);
+        }
+  });
+  const CompareResult r = compare_weights(ref, ck.dir());
+  ASSERT_FALSE(r.layers.empty());
+  EXPECT_EQ(r.layers[0].name, target);
+  EXPECT_NEAR(r.layers[0].rel_mse, 4.0, 0.01);  // w' = 3w up to f16 rounding of the scales
+  EXPECT_GT(r.layers[0].cosine, 0.9999);
+  EXPECT_EQ(r.layers[1].rel_mse, 0.0);
+  const auto j = compare_json(r);
+  EXPECT_EQ(j["layers"][0]["name"], target);
+  for (const char* key : {"name", "cosine", "rel_mse", "sqnr_db", "max_abs"})
+    EXPECT_TRUE(j["layers"][0].contains(key)) << key;
+  EXPECT_NE(render_compare_text(r).find(target), std::string::npos);
+}
+
+TEST(Compare, NamesShapeMismatchAndMissing) {
+  test::TempDir tmp;
+  const std::string model = test::data_path("tiny-llama-awq");
+  const std::string ref = dense_reference(model, tmp);
+  test::rewrite_safetensors(ref + "/model.safetensors", [](std::vector<test::EditTensor>& ts) {
+    for (auto it = ts.begin(); it != ts.end();)
+      if (it->name == "model.layers.0.self_attn.q_proj.weight") it = ts.erase(it);
+      else ++it;
+    for (auto& t : ts)
+      if (t.name == "model.layers.0.self_attn.k_proj.weight") {
+        t.shape = {1, t.shape[0] * t.shape[1]};
+      }
+  });
+  const CompareResult r = compare_weights(ref, model);
+  ASSERT_EQ(r.missing_in_ref.size(), 1u);
+  EXPECT_EQ(r.missing_in_ref[0], "model.layers.0.self_attn.q_proj");
+  ASSERT_EQ(r.mismatched.size(), 1u);
+  EXPECT_NE(r.mismatched[0].find("model.layers.0.self_attn.k_proj: REF [1, "), std::string::npos) << r.mismatched[0];
+}
+
+TEST(Compare, QuantizedRefIsRefused) {
+  const std::string model = test::data_path("tiny-llama-awq");
+  EXPECT_THROW(compare_weights(model, model), Error);
+}
+
+TEST(CompareCli, JsonAndHtml) {
+  test::TempDir tmp;
+  const std::string model = test::data_path("tiny-llama-awq");
+  const std::string ref = dense_reference(model, tmp);
+  const auto res = test::run_awq({"compare", ref, model, "--json", "--html", tmp / "r.html"});
+  ASSERT_EQ(res.status, 0) << res.err;
+  const auto j = nlohmann::json::parse(res.out);
+  EXPECT_FALSE(j["layers"].empty());
+  const std::string page = test::read_bytes(tmp / "r.html");
+  EXPECT_NE(page.find("<svg class=\"chart\" id=\"weight-error\""), std::string::npos);
+  EXPECT_EQ(page.find("<script"), std::string::npos);
+  // Self-contained: the only URL is the SVG namespace name (not fetched).
+  size_t urls = 0;
+  for (size_t p = page.find("http"); p != std::string::npos; p = page.find("http", p + 1)) {
+    EXPECT_EQ(page.compare(p, 26, "http://www.w3.org/2000/svg"), 0);
+    ++urls;
+  }
+  EXPECT_GT(urls, 0u);
+  const auto bad = test::run_awq({"compare", tmp / "nope", model});
+  EXPECT_EQ(bad.status, 1);
+}
+
+}  // namespace
+}  // namespace awq
