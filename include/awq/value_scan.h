@@ -50,6 +50,10 @@ struct MagnitudeScan {
 };
 MagnitudeScan max_abs_dequantized(const QuantLinear& q);
 
+// True when rows written in `t` (F16, BF16, F32; `count` values) hold a NaN or Inf: a cheap bit
+// test for writers that check their own output.
+bool any_nonfinite(const uint8_t* data, DType t, size_t count);
+
 // True when a finite value of magnitude `max_abs` stays finite once rounded (RNE) to `t`.
 bool dtype_holds(double max_abs, DType t);
 // The narrowest of F16, BF16, F32 that holds `max_abs` ("bf16 or f32" in messages).

@@ -68,8 +68,9 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     const ModuleInfo info = reader.check(m);
     plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, &dir, m, dt, policy](SafetensorsWriter& w) {
                       const QuantLinear q = reader.read(m);
+                      const bool clean = scan_nonfinite(q).empty();
                       guard_module_nonfinite(*policy, reader, m, q);
-                      guard_module_range(dir.path(), m, q, dt);
+                      if (!clean) guard_module_range(dir.path(), m, q, dt);  // NaN carried: its Inf cannot tell overflow apart
                       std::vector<uint8_t> buf;
                       const size_t row_bytes = size_t(q.k) * dtype_size(dt);
                       const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / row_bytes));
@@ -79,10 +80,18 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
                         buf.resize(size_t(r1 - r) * row_bytes);
                         // Rows are independent: the same bits at any thread count.
                         const int64_t tasks = std::min<int64_t>(r1 - r, 4 * pool.size());
+                        std::vector<uint8_t> inf(size_t(tasks), 0);
                         pool.run(tasks, [&](int64_t t, int) {
                           const int64_t a = r + (r1 - r) * t / tasks, b = r + (r1 - r) * (t + 1) / tasks;
-                          dequantize_rows_ref(q, dt, a, b, buf.data() + size_t(a - r) * row_bytes);
+                          uint8_t* dst = buf.data() + size_t(a - r) * row_bytes;
+                          dequantize_rows_ref(q, dt, a, b, dst);
+                          inf[size_t(t)] = any_nonfinite(dst, dt, size_t(b - a) * size_t(q.k));
                         });
+                        // Finite inputs that wrote Inf: the dtype cannot hold the weights (named, with the dtypes that can).
+                        if (clean && std::count(inf.begin(), inf.end(), 1)) {
+                          guard_module_range(dir.path(), m, q, dt);
+                          fail(dir.path(), m, "dequantizes to Inf (s·(q − z) overflows f32); refusing to write it");
+                        }
                         w.append(buf.data(), buf.size());
                       }
                     }});

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 namespace awq {
@@ -47,9 +48,21 @@ NonfiniteScan scan_nonfinite(const TensorView& t) {
   s.total = size_t(t.numel());
   s.cols = t.shape.size() >= 2 ? t.shape.back() : 0;
   int64_t last_row = -1;
-  for (size_t i = 0; i < s.total; ++i) {
-    const float v = load_float(t.data, t.dtype, i);
-    if (!std::isfinite(v)) note(s, i, v, last_row);
+  // Exponent bits all ones = NaN or Inf; tested on the raw bits (the common, clean case is a
+  // tight integer loop), converted only at the hits.
+  if (t.dtype == DType::F32) {
+    for (size_t i = 0; i < s.total; ++i) {
+      uint32_t u;
+      std::memcpy(&u, t.data + 4 * i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) note(s, i, load_float(t.data, t.dtype, i), last_row);
+    }
+  } else {
+    const uint16_t mask = t.dtype == DType::F16 ? 0x7c00 : 0x7f80;
+    for (size_t i = 0; i < s.total; ++i) {
+      uint16_t h;
+      std::memcpy(&h, t.data + 2 * i, 2);
+      if ((h & mask) == mask) note(s, i, load_float(t.data, t.dtype, i), last_row);
+    }
   }
   return s;
 }
@@ -109,6 +122,26 @@ MagnitudeScan max_abs_dequantized(const QuantLinear& q) {
     }
   }
   return m;
+}
+
+bool any_nonfinite(const uint8_t* data, DType t, size_t count) {
+  if (t == DType::F32) {
+    uint32_t acc = 0;
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t u;
+      std::memcpy(&u, data + 4 * i, 4);
+      acc |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+    }
+    return acc != 0;
+  }
+  const uint16_t mask = t == DType::F16 ? 0x7c00 : 0x7f80;
+  uint32_t acc = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint16_t h;
+    std::memcpy(&h, data + 2 * i, 2);
+    acc |= uint32_t((h & mask) == mask);
+  }
+  return acc != 0;
 }
 
 bool dtype_holds(double max_abs, DType t) {
