@@ -18,6 +18,13 @@ Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_compare(CLI::App& app);
+Action add_keygen(CLI::App& app);
+Action add_encrypt(CLI::App& app);
+Action add_decrypt(CLI::App& app);
+// --key-file on a reading subcommand; apply_key_file() sets the library's default key from it or
+// from AWQ_KEY_FILE before the action runs.
+void add_key_file_option(CLI::App* sub);
+void apply_key_file();
 
 // Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
 // warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.
