@@ -2,6 +2,10 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
+
+#include "awq/dequantize_model.h"
 
 namespace awq::cli {
 
@@ -22,5 +26,9 @@ Action add_decrypt(CLI::App& app);
 // from AWQ_KEY_FILE before the action runs.
 void add_key_file_option(CLI::App* sub);
 void apply_key_file();
+
+// Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
+// warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.
+void print_write_notes(const std::vector<CastSummary>& casts, const std::vector<std::string>& warnings);
 
 }  // namespace awq::cli
