@@ -18,6 +18,14 @@ Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_tokenize(CLI::App& app);
+Action add_run(CLI::App& app);
+// `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
+Action add_bench_run(CLI::App& bench);
+
+// MODEL as given, or with none the bundled model: the first directory with a config.json under
+// ./models/, else under the source tree's models/ (compiled in). Throws awq::Error when none.
+std::string resolve_model_dir(const std::string& given);
+
 Action add_compare(CLI::App& app);
 Action add_keygen(CLI::App& app);
 Action add_encrypt(CLI::App& app);
