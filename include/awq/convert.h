@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/dequantize_model.h"
 #include "awq/formats.h"
 
 namespace awq {
@@ -28,6 +29,9 @@ struct ConvertOptions {
   // Stored tensors to write instead of the same-named ones of the model directory (same name,
   // any dtype/shape): `quantize` passes the norms it folded AWQ scales into. Must outlive the call.
   std::vector<const TensorView*> dense_overrides;
+  // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
+  // tensor, row and group) unless set; then carried through with one warning per tensor.
+  bool allow_nonfinite = false;
 };
 
 struct ConvertResult {
@@ -43,7 +47,10 @@ struct ConvertResult {
     std::string module, reason;
     double max_abs = 0, rel_rms = 0;  // added error: max |w_new − w_old|, ||w_new − w_old|| / ||w_old||
   };
-  std::vector<Requantized> requantized;  // --requantize only
+  std::vector<Requantized> requantized;  // --requantize only; NaN figures when the source held NaN/Inf
+  std::vector<CastSummary> casts;         // --to dense only (see dequantize_model)
+  std::vector<std::string> warnings;      // one line per tensor carried through with NaN/Inf
+  std::vector<std::string> notes;         // facts about the output's readers (e.g. compressed-tensors versions)
 };
 
 // Target names in the order `--to` documents them.
