@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_repair);
   reg(awq::cli::add_convert);
   reg(awq::cli::add_compare);
+  reg(awq::cli::add_tokenize);
+  reg(awq::cli::add_run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
