@@ -10,7 +10,10 @@ For a quantized model directory (default: tests/data/tiny-llama-awq) it runs
      the f16 rounding of m = -z*s (|dw| <= 2^-11 * max|z*s| of the tensor + 1e-6); q4_k's added
      error is reported;
   3. llama.cpp's `llama-tokenize` tokenizes a varied text with X.gguf; `awq tokenize MODEL`
-     must give the same ids;
+     must give the same ids. The same for each tokenizer under tests/data/tokenizers (Llama 3
+     "llama-bpe", Qwen2 "qwen2", GPT-2 "gpt-2", Llama 2 / Mistral tokenizer.json "llama"): it is
+     put into a copy of the tiny model (config vocab_size raised to cover its ids; llama-tokenize
+     loads only the vocabulary) and exported;
   4. llama.cpp (libllama, through tools/llamacpp/llamacpp_logits.c) computes the prompt's logits
      with X.gguf; `awq run MODEL --logits-out` computes them on the source AWQ checkpoint: the
      largest |difference| / std(logits) per position and the top-1 tokens are compared.
@@ -22,6 +25,7 @@ Needs the venv of tools/requirements-gguf.txt and llama.cpp built by tools/build
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,6 +154,31 @@ def main():
         if not same:
             failures.append("tokenizer")
             print(f"llama.cpp: {lc_ids}\n\nawq: {ours}\n")
+        print("| tokenizer (tests/data/tokenizers) | GGUF model / pre | ids | llama.cpp == awq |\n|---|---|---|---|")
+        for name in ("llama3", "qwen2", "gpt2", "llama2", "mistral"):
+            src = os.path.join(ROOT, "tests/data/tokenizers", name)
+            d = f"{tmp}/tok_{name}"
+            shutil.copytree(a.model, d)
+            for f in os.listdir(d):
+                if f.startswith(("tokenizer", "special_tokens_map")):
+                    os.remove(os.path.join(d, f))
+            for f in os.listdir(src):
+                shutil.copy(os.path.join(src, f), d)
+            tj = json.load(open(os.path.join(d, "tokenizer.json")))
+            top = max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])])
+            cfg = json.load(open(os.path.join(d, "config.json")))
+            cfg["vocab_size"] = max(cfg["vocab_size"], top + 1)
+            json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+            run([a.awq, "convert", d, "-o", f"{d}.gguf", "--to", "gguf", "-q"])
+            meta = gguf.GGUFReader(f"{d}.gguf").fields
+            kind = f'{meta["tokenizer.ggml.model"].contents()} / {meta["tokenizer.ggml.pre"].contents()}'
+            lc = run([os.path.join(bindir, "llama-tokenize"), "-m", f"{d}.gguf", "-f", f"{tmp}/text.txt", "--ids", "--log-disable"], env=env)
+            lc_ids = json.loads(lc.strip().splitlines()[-1])
+            ours = json.loads(run([a.awq, "tokenize", d, "--text", f"{tmp}/text.txt"]))["ids"]
+            print(f"| {name} | {kind} | {len(ours)} | {'yes' if lc_ids == ours else 'NO'} |")
+            if lc_ids != ours:
+                failures.append(f"tokenizer {name}")
+        print()
         # Logits.
         exe = f"{tmp}/llamacpp_logits"
         run(["gcc", "-O2", "-o", exe, os.path.join(ROOT, "tools/llamacpp/llamacpp_logits.c"), f"-I{a.llamacpp}/include",

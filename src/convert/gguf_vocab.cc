@@ -192,6 +192,18 @@ VocabSummary add_gguf_vocab(const std::string& model_dir, const json& config, in
   } else {  // LlamaHfVocab: base tokens (BYTE / CONTROL / NORMAL), then added tokens past the base
     sum.model = "llama";
     sum.pre = "default";
+    // Scores: LlamaHfVocab writes -1000 for every token, which leaves llama.cpp's SPM tokenizer (it
+    // merges the pair whose result scores highest) without an order, and its ids then differ from
+    // tokenizer.json's. We write −(rank of the merge that forms the token) instead, the order the
+    // BPE merges encode (tools/verify_gguf_llamacpp.py: ids identical to llama-tokenize's).
+    std::map<std::string, int64_t> merge_rank;
+    int64_t rank = 0;
+    for (const auto& m : model.value("merges", json::array())) {
+      const std::string ms = merge_string(m);
+      const size_t sp = ms.find(' ');
+      if (sp != std::string::npos) merge_rank.emplace(ms.substr(0, sp) + ms.substr(sp + 1), rank);
+      ++rank;
+    }
     std::set<int64_t> special;
     for (const auto& [id, a] : added)
       if (a.value("special", false)) special.insert(id);
@@ -200,6 +212,8 @@ VocabSummary add_gguf_vocab(const std::string& model_dir, const json& config, in
       int32_t type = std::regex_match(t, kByteToken) ? kByte : special.count(id) ? kControl : kNormal;
       if (added.count(id) && !special.count(id) && id >= int64_t(model["vocab"].size())) type = kUserDefined;
       push(t, type);
+      if (auto mr = merge_rank.find(t); mr != merge_rank.end()) scores.arr.back().f = -double(mr->second);
+      else scores.arr.back().f = 0.0;
     }
   }
   sum.tokens = tokens.arr.size();
