@@ -16,7 +16,10 @@ For a quantized model directory (default: tests/data/tiny-llama-awq) it runs
      loads only the vocabulary) and exported;
   4. llama.cpp (libllama, through tools/llamacpp/llamacpp_logits.c) computes the prompt's logits
      with X.gguf; `awq run MODEL --logits-out` computes them on the source AWQ checkpoint: the
-     largest |difference| / std(logits) per position and the top-1 tokens are compared.
+     largest |difference| / std(logits) per position and the top-1 tokens are compared. Also for a
+     copy whose config.json gets Llama 3.1 rope scaling (factor 8, original context 16, so it
+     matters within the prompt): rope_freqs.weight must equal what llama.cpp's converter computes
+     (LlamaModel.generate_extra_tensors, run here with torch), and the logits must agree.
 Prints a Markdown report; exits 1 if a check fails.
 
 Needs the venv of tools/requirements-gguf.txt and llama.cpp built by tools/build_llamacpp.sh:
@@ -94,6 +97,34 @@ def check_dequant(gguf_path, ref, config):
         ok = False
         rows.append((f"MISSING: {sorted(missing)}", "", 0.0))
     return ok, worst, rows
+
+
+def llama3_rope_factors(hparams):
+    """llama.cpp conversion/llama.py LlamaModel.generate_extra_tensors, as written there."""
+    import math
+    import torch
+    rope_params = hparams["rope_scaling"]
+    base = hparams.get("rope_theta", 10000.0)
+    if (dim := hparams.get("head_dim")) is None:
+        dim = hparams["hidden_size"] // hparams["num_attention_heads"]
+    freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    factor = rope_params.get("factor", 8.0)
+    low_freq_factor = rope_params.get("low_freq_factor", 1.0)
+    high_freq_factor = rope_params.get("high_freq_factor", 4.0)
+    old_context_len = rope_params.get("original_max_position_embeddings", 8192)
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    rope_factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            rope_factors.append(1)
+        elif wavelen > low_freq_wavelen:
+            rope_factors.append(factor)
+        else:
+            smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+            rope_factors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(rope_factors, dtype=torch.float32).numpy()
 
 
 def main():
@@ -179,6 +210,20 @@ def main():
             if lc_ids != ours:
                 failures.append(f"tokenizer {name}")
         print()
+        # Llama 3 rope scaling: a copy of the model with rope_scaling in config.json.
+        l3 = f"{tmp}/llama3rope"
+        shutil.copytree(a.model, l3)
+        cfg3 = json.load(open(os.path.join(l3, "config.json")))
+        cfg3["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": 16}
+        json.dump(cfg3, open(os.path.join(l3, "config.json"), "w"))
+        run([a.awq, "convert", l3, "-o", f"{l3}.gguf", "--to", "gguf", "-q"])
+        rf = [t for t in gguf.GGUFReader(f"{l3}.gguf").tensors if t.name == "rope_freqs.weight"]
+        want = llama3_rope_factors(cfg3)
+        same_rf = bool(rf) and np.array_equal(np.asarray(rf[0].data, dtype=np.float32), want)
+        print(f"## Llama 3 rope scaling\n\nrope_freqs.weight ({len(want)} values) equals llama.cpp's converter's: {'yes' if same_rf else 'NO'}\n")
+        if not same_rf:
+            failures.append("rope_freqs")
         # Logits.
         exe = f"{tmp}/llamacpp_logits"
         run(["gcc", "-O2", "-o", exe, os.path.join(ROOT, "tools/llamacpp/llamacpp_logits.c"), f"-I{a.llamacpp}/include",
@@ -188,10 +233,11 @@ def main():
               "more than the weights do; a top-1 disagreement counts as a failure only where awq's top-1 leads its "
               "second by more than twice that position's largest |difference| (not a near-tie).\n")
         print("| --gguf-type | prompt tokens | max abs diff / std (worst position) | top-1 agree | disagreements (gap / max diff) |\n|---|---|---|---|---|")
-        for gtype in ("q4_1", "q4_k"):
-            ids = json.loads(run([exe, f"{tmp}/{gtype}.gguf", PROMPT, f"{tmp}/lc.f32", a.threads], env=env).strip().splitlines()[-1])
+        for gtype, gpath, mdir in (("q4_1", f"{tmp}/q4_1.gguf", a.model), ("q4_k", f"{tmp}/q4_k.gguf", a.model),
+                                   ("q4_1 + llama3 rope", f"{l3}.gguf", l3)):
+            ids = json.loads(run([exe, gpath, PROMPT, f"{tmp}/lc.f32", a.threads], env=env).strip().splitlines()[-1])
             lc_logits = np.fromfile(f"{tmp}/lc.f32", dtype=np.float32).reshape(len(ids), n_vocab)
-            run([a.awq, "run", a.model, "-p", PROMPT, "-n", "1", "--threads", a.threads, "--logits-out", f"{tmp}/awq.safetensors"])
+            run([a.awq, "run", mdir, "-p", PROMPT, "-n", "1", "--threads", a.threads, "--logits-out", f"{tmp}/awq.safetensors"])
             from safetensors.numpy import load_file
             ours = load_file(f"{tmp}/awq.safetensors")["logits"]
             if ours.shape != lc_logits.shape:

@@ -66,20 +66,30 @@ void quantize_q4_1_ref(const float* x, int64_t n, std::string& out) {
   }
 }
 
-// Llama 3 rope scaling as llama.cpp's LlamaModel.generate_extra_tensors computes rope_freqs.
+// Llama 3 rope scaling as llama.cpp's LlamaModel.generate_extra_tensors computes rope_freqs with
+// torch: freqs = 1 / base ** (arange(0, dim, 2, f32) / dim), torch's f32 pow being correctly
+// rounded; each freq is then a 0-d f32 tensor, so every step is f32 arithmetic, and torch computes
+// `python_scalar / tensor` as reciprocal(tensor) * f32(scalar). Checked bit for bit by
+// tools/verify_gguf_llamacpp.py.
 std::vector<float> llama3_rope_factors(const ModelConfig& c) {
   const RopeScaling& s = c.rope_scaling;
-  const std::vector<float> freqs = rope_inv_freq(c.head_dim, c.rope_theta, RopeScaling{});
+  std::vector<float> freqs;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    const float e = float(2 * i) / float(c.head_dim);
+    freqs.push_back(1.0f / float(std::pow(double(float(c.rope_theta)), double(e))));
+  }
   const double low_wavelen = double(s.original_max_positions) / s.low_freq_factor;
   const double high_wavelen = double(s.original_max_positions) / s.high_freq_factor;
+  const float factor = float(s.factor), lf = float(s.low_freq_factor);
+  const float band = float(s.high_freq_factor - s.low_freq_factor), old_len = float(s.original_max_positions);
   std::vector<float> out;
   for (float f : freqs) {
-    const double wavelen = 2 * M_PI / double(f);
-    if (wavelen < high_wavelen) out.push_back(1.0f);
-    else if (wavelen > low_wavelen) out.push_back(float(s.factor));
+    const float wavelen = (1.0f / f) * float(2 * M_PI);
+    if (double(wavelen) < high_wavelen) out.push_back(1.0f);
+    else if (double(wavelen) > low_wavelen) out.push_back(factor);
     else {
-      const double smooth = (double(s.original_max_positions) / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-      out.push_back(float(1 / ((1 - smooth) / s.factor + smooth)));
+      const float smooth = ((1.0f / wavelen) * old_len - lf) / band;
+      out.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
     }
   }
   return out;
