@@ -11,6 +11,8 @@
 
 namespace awq {
 
+class UnsealedBuffer;
+
 // Read-only memory map of a whole file. Empty files map to a null pointer with size 0.
 class MappedFile {
  public:
@@ -54,6 +56,9 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);
   // Parses an in-memory image (used by the fuzzer); `data` must outlive the object.
   SafetensorsFile(const std::string& label, const uint8_t* data, size_t size);
+  // Parses a decrypted sealed file (include/awq/sealed.h), taking ownership of its buffer.
+  SafetensorsFile(const std::string& label, std::unique_ptr<UnsealedBuffer> plain);
+  ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;  // views point into this object
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
@@ -68,12 +73,20 @@ class SafetensorsFile {
   void parse(const uint8_t* data, size_t size);
   std::string path_;
   std::unique_ptr<MappedFile> map_;
+  std::unique_ptr<UnsealedBuffer> unsealed_;
   size_t size_ = 0;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> by_name_;
   std::map<std::string, std::string> metadata_;
   bool has_metadata_ = false;
 };
+
+// Opens `path` (a .safetensors file), or, when only `path` + ".enc" exists, that sealed file
+// decrypted in memory with the default key (set_default_seal_key); awq::Error naming the file when
+// it is sealed and no key was given.
+std::unique_ptr<SafetensorsFile> open_tensor_file(const std::string& path);
+// True when `path` or its sealed form `path` + ".enc" is a regular file.
+bool tensor_file_exists(const std::string& path);
 
 // A tensor to be written: header information plus a callback that produces its bytes.
 struct TensorSpec {

@@ -24,12 +24,20 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_compare);
   reg(awq::cli::add_tokenize);
   reg(awq::cli::add_run);
+  reg(awq::cli::add_keygen);
+  reg(awq::cli::add_encrypt);
+  reg(awq::cli::add_decrypt);
+  // Every subcommand that reads a checkpoint opens an encrypted one given its key.
+  for (const char* name : {"inspect", "check", "dequantize", "convert", "repair", "compare", "run", "eval", "bench"})
+    for (CLI::App* sub : app.get_subcommands({}))
+      if (sub->get_name() == name) awq::cli::add_key_file_option(sub);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
+    awq::cli::apply_key_file();
     for (auto& [sub, act] : actions)
       if (sub->parsed()) return act();
   } catch (const awq::Error& e) {

@@ -8,6 +8,7 @@
 
 #include "awq/error.h"
 #include "awq/npz.h"
+#include "awq/sealed.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -47,7 +48,8 @@ ModelDir::ModelDir(const std::string& path) {
   std::vector<std::string> files;  // tensor files to open
   if (fs::is_regular_file(p, ec)) {
     dir_ = p.parent_path().empty() ? "." : p.parent_path().string();
-    files.push_back(p.string());
+    const std::string sealed_ext = std::string(".safetensors") + kSealedSuffix;
+    files.push_back(ends_with(p.string(), sealed_ext) ? p.string().substr(0, p.string().size() - 4) : p.string());
   } else if (fs::is_directory(p, ec)) {
     dir_ = p.string();
   } else {
@@ -63,13 +65,15 @@ ModelDir::ModelDir(const std::string& path) {
       load_index();
       return;
     }
-    if (fs::exists(fs::path(dir_) / "model.safetensors", ec)) {
+    if (tensor_file_exists((fs::path(dir_) / "model.safetensors").string())) {
       files.push_back((fs::path(dir_) / "model.safetensors").string());
     } else {
       for (const auto& e : fs::directory_iterator(dir_, ec)) {
         const std::string n = e.path().filename().string();
         if (e.is_regular_file() && n[0] != '.' && (ends_with(n, ".safetensors") || ends_with(n, ".npz")))
           files.push_back(e.path().string());
+        else if (e.is_regular_file() && n[0] != '.' && ends_with(n, std::string(".safetensors") + kSealedSuffix))
+          files.push_back(e.path().string().substr(0, e.path().string().size() - 4));  // opened sealed
       }
       std::sort(files.begin(), files.end());
     }
@@ -87,7 +91,7 @@ ModelDir::ModelDir(const std::string& path) {
       npz_.push_back(std::make_unique<NpzFile>(f));
       add_tensors(npz_.back()->tensors(), f);
     } else if (ends_with(f, ".safetensors")) {
-      shards_.push_back(std::make_unique<SafetensorsFile>(f));
+      shards_.push_back(open_tensor_file(f));
       add_tensors(shards_.back()->tensors(), f);
     } else {
       fail(f, "", "not a .safetensors or .npz file");
@@ -148,14 +152,14 @@ void ModelDir::load_index() {
   std::vector<std::string> missing;
   std::error_code ec;
   for (const auto& [s, _] : by_shard)
-    if (!fs::is_regular_file(fs::path(dir_) / s, ec)) missing.push_back(s);
+    if (!tensor_file_exists((fs::path(dir_) / s).string())) missing.push_back(s);
   if (!missing.empty()) {
     std::string m;
     for (const auto& s : missing) m += (m.empty() ? "" : ", ") + s;
     fail(index_path_, "", "missing shard file(s): " + m);
   }
   for (const auto& [s, names] : by_shard) {
-    shards_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir_) / s).string()));
+    shards_.push_back(open_tensor_file((fs::path(dir_) / s).string()));
     const auto& f = *shards_.back();
     for (const auto& name : names) {
       const TensorView* t = f.find(name);
@@ -187,7 +191,9 @@ std::vector<std::string> ModelDir::auxiliary_files() const {
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string n = e.path().filename().string();
     if (!e.is_regular_file() || n.empty() || n[0] == '.' || kSkip.count(n) || tensor_files.count(n)) continue;
-    if (ends_with(n, ".safetensors") || ends_with(n, ".npz") || ends_with(n, ".bin") || ends_with(n, ".pt")) continue;
+    if (ends_with(n, ".safetensors") || ends_with(n, ".npz") || ends_with(n, ".bin") || ends_with(n, ".pt") ||
+        ends_with(n, std::string(".safetensors") + kSealedSuffix))
+      continue;
     out.push_back(n);
   }
   std::sort(out.begin(), out.end());

@@ -5,6 +5,9 @@
 
 #include "awq/error.h"
 #include "awq/safetensors.h"
+#include "awq/sealed.h"
+
+#include <filesystem>
 
 namespace awq {
 
@@ -30,6 +33,29 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
 SafetensorsFile::SafetensorsFile(const std::string& label, const uint8_t* data, size_t size)
     : path_(label) {
   parse(data, size);
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& label, std::unique_ptr<UnsealedBuffer> plain)
+    : path_(label), unsealed_(std::move(plain)) {
+  parse(unsealed_->data(), unsealed_->size());
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+std::unique_ptr<SafetensorsFile> open_tensor_file(const std::string& path) {
+  std::error_code ec;
+  const std::string sealed = path + kSealedSuffix;
+  if (std::filesystem::is_regular_file(path, ec) || !std::filesystem::is_regular_file(sealed, ec))
+    return std::make_unique<SafetensorsFile>(path);
+  const auto& key = default_seal_key();
+  if (!key) fail(sealed, "", "is encrypted: pass --key-file KEY_FILE or set AWQ_KEY_FILE");
+  const std::string name = std::filesystem::path(path).filename().string();
+  return std::make_unique<SafetensorsFile>(sealed, std::make_unique<UnsealedBuffer>(sealed, name, *key));
+}
+
+bool tensor_file_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) || std::filesystem::is_regular_file(path + kSealedSuffix, ec);
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
