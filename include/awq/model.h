@@ -2,8 +2,8 @@
 // kernels, a KV cache for several sequences at once, and a sampler.
 //
 // Weights: quantized linears (any format `inspect` reads) are repacked at load into the kernels'
-// layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 read in place from
-// the mapped file; f16 widened once to f32) go through the dense kernels; embeddings and lm_head
+// layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 or f16, read in
+// place from the mapped file) go through the dense kernels (f32 accumulation); embeddings and lm_head
 // stay dense (tied embeddings share one tensor). Activations and the KV cache are f32.
 // Prefill (many tokens) runs each linear as one GEMM; a decode step (one token per sequence) as a
 // GEMV. Threads: one pool per model, all cores by default.
@@ -28,6 +28,10 @@ struct ModelOptions {
   // Arithmetic of the quantized linears; default kF32 (the path that meets the accuracy bar against
   // transformers; the int8 path is faster, see README "awq run").
   kernels::Path path = kernels::Path::kF32;
+  // Work below which an operation runs on the calling thread instead of the pool (a parallel
+  // region's wake-up and join cost more): ops touching < 64 K floats, linears reading < 256 KiB ×
+  // rows. Scaled by this factor; 0 sends everything to the pool (tests of the parallel paths).
+  double serial_threshold_scale = 1.0;
 };
 
 class Model;

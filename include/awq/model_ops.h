@@ -1,5 +1,5 @@
 // The decoder's hot operations besides the linear layers: RMSNorm, rotary embeddings, softmax,
-// SiLU-gated product, attention over a KV cache, and a dense f32 GEMM. All in f32, following
+// SiLU-gated product, attention over a KV cache, and dense f32/f16-weight GEMMs. All in f32, following
 // Hugging Face transformers' f32 arithmetic (formulas below). Each has a scalar reference (*_ref,
 // kept forever); the others are Highway SIMD, dispatched once per call to the best target this CPU
 // runs (kernels::force_target in kernels.h picks another one, for tests).
@@ -57,5 +57,10 @@ void attention_ref(const float* q, int64_t group, int64_t head_dim, const float*
 void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
                     ThreadPool* pool = nullptr);
 void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
+// The same with f16 weights (bits, any 2-byte alignment), widened exactly to f32: checkpoints store
+// embeddings and lm_head in f16, and reading them as f16 halves the bytes of the dense f32 copy.
+void dense_f16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
+                    ThreadPool* pool = nullptr);
+void dense_f16_gemm_ref(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
 
 }  // namespace awq::kernels

@@ -2,7 +2,9 @@
 // quant_kernels.cc. Tails shorter than a vector run the scalar formula of the reference.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "awq/dtype.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
 
@@ -121,19 +123,32 @@ void AttentionT(const float* q, int64_t group, int64_t head_dim, const float* k,
   }
 }
 
+// kL weights from p as f32 (f16 widened exactly).
+HWY_INLINE VF LoadW(const float* p) { return hn::LoadU(DF(), p); }
+HWY_INLINE VF LoadW(const hwy::float16_t* p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(DF(), hn::LoadU(dh, p));
+}
+inline float ScalarW(float v) { return v; }
+inline float ScalarW(hwy::float16_t v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return f16_to_f32(bits);
+}
+
 // 4 weight rows × MR activation rows over [0, kv) (a multiple of kL); y gets the sums.
-template <int MR>
-HWY_INLINE void DenseF32Micro(const float* HWY_RESTRICT w, int64_t k, int64_t kv, const float* HWY_RESTRICT x,
-                              float* HWY_RESTRICT y, int64_t ys, int64_t rows) {
+template <int MR, class W>
+HWY_INLINE void DenseMicro(const W* HWY_RESTRICT w, int64_t k, int64_t kv, const float* HWY_RESTRICT x,
+                           float* HWY_RESTRICT y, int64_t ys, int64_t rows) {
   const DF df;
   VF acc[MR][4];
   for (int m = 0; m < MR; ++m)
     for (int r = 0; r < 4; ++r) acc[m][r] = hn::Zero(df);
-  const float* wr[4];
+  const W* wr[4];
   for (int r = 0; r < 4; ++r) wr[r] = w + std::min<int64_t>(r, rows - 1) * k;
   for (int64_t c = 0; c < kv; c += int64_t(kL)) {
     VF wv[4];
-    for (int r = 0; r < 4; ++r) wv[r] = hn::LoadU(df, wr[r] + c);
+    for (int r = 0; r < 4; ++r) wv[r] = LoadW(wr[r] + c);
     for (int m = 0; m < MR; ++m) {
       const VF xv = hn::LoadU(df, x + m * k + c);
       for (int r = 0; r < 4; ++r) acc[m][r] = hn::MulAdd(wv[r], xv, acc[m][r]);
@@ -143,7 +158,8 @@ HWY_INLINE void DenseF32Micro(const float* HWY_RESTRICT w, int64_t k, int64_t kv
     for (int r = 0; r < rows; ++r) y[m * ys + r] = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
 }
 
-void DenseF32T(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
+template <class W>
+void Dense(const W* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
   const int64_t kv = k / int64_t(kL) * int64_t(kL);
   const int64_t rows_per_task = std::max<int64_t>(4, (n / (8 * pool.size())) / 4 * 4);
   const int64_t tasks = (n + rows_per_task - 1) / rows_per_task;
@@ -152,13 +168,20 @@ void DenseF32T(const float* w, int64_t n, int64_t k, const float* x, int64_t m, 
     for (int64_t r = n0; r < n1; r += 4) {
       const int64_t rows = std::min<int64_t>(4, n1 - r);
       int64_t mm = 0;
-      for (; mm + 4 <= m; mm += 4) DenseF32Micro<4>(w + r * k, k, kv, x + mm * k, y + mm * n + r, n, rows);
-      for (; mm < m; ++mm) DenseF32Micro<1>(w + r * k, k, kv, x + mm * k, y + mm * n + r, n, rows);
+      for (; mm + 4 <= m; mm += 4) DenseMicro<4>(w + r * k, k, kv, x + mm * k, y + mm * n + r, n, rows);
+      for (; mm < m; ++mm) DenseMicro<1>(w + r * k, k, kv, x + mm * k, y + mm * n + r, n, rows);
     }
     for (int64_t mi = 0; mi < m; ++mi)  // scalar tail columns
       for (int64_t r = n0; r < n1; ++r)
-        for (int64_t c = kv; c < k; ++c) y[mi * n + r] += w[r * k + c] * x[mi * k + c];
+        for (int64_t c = kv; c < k; ++c) y[mi * n + r] += ScalarW(w[r * k + c]) * x[mi * k + c];
   });
+}
+
+void DenseF32T(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  Dense(w, n, k, x, m, y, pool);
+}
+void DenseF16T(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  Dense(reinterpret_cast<const hwy::float16_t*>(w), n, k, x, m, y, pool);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -173,6 +196,7 @@ HWY_EXPORT(SoftmaxT);
 HWY_EXPORT(SiluMulT);
 HWY_EXPORT(AttentionT);
 HWY_EXPORT(DenseF32T);
+HWY_EXPORT(DenseF16T);
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
   HWY_DYNAMIC_DISPATCH(RmsNormT)(x, w, n, eps, y);
@@ -190,6 +214,9 @@ void attention(const float* q, int64_t group, int64_t head_dim, const float* k, 
 }
 void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(DenseF32T)(w, n, k, x, m, y, pool ? *pool : default_pool());
+}
+void dense_f16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(DenseF16T)(w, n, k, x, m, y, pool ? *pool : default_pool());
 }
 }  // namespace awq::kernels
 #endif  // HWY_ONCE

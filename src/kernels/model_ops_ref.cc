@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "awq/dtype.h"
 #include "awq/model_ops.h"
 
 namespace awq::kernels {
@@ -65,6 +66,15 @@ void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, in
     for (int64_t r = 0; r < n; ++r) {
       float acc = 0;
       for (int64_t c = 0; c < k; ++c) acc += x[mi * k + c] * w[r * k + c];
+      y[mi * n + r] = acc;
+    }
+}
+
+void dense_f16_gemm_ref(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y) {
+  for (int64_t mi = 0; mi < m; ++mi)
+    for (int64_t r = 0; r < n; ++r) {
+      float acc = 0;
+      for (int64_t c = 0; c < k; ++c) acc += x[mi * k + c] * f16_to_f32(w[r * k + c]);
       y[mi * n + r] = acc;
     }
 }

@@ -21,6 +21,7 @@ struct Model::Impl {
   kernels::RopeTable rope;
   std::unique_ptr<ThreadPool> pool;
   kernels::Path path = kernels::Path::kF32;
+  double serial_scale = 1.0;
   mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
 
   // Working buffers, grown on demand (guarded by mu).
@@ -34,14 +35,19 @@ struct Model::Impl {
   void embed(int64_t row, int32_t id) const;
   void attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const;
   void mlp_block(const model::LayerWeights& l, int64_t m) const;
-  // fn(row) for rows [0, m): inline for one row, else over the pool.
+  // fn(task, thread) for tasks [0, n): over the pool when the work (in floats touched) is worth a
+  // parallel region's wake-up and join (~64 K floats), else inline on the calling thread.
   template <class F>
-  void for_rows(int64_t m, F&& fn) const {
-    if (m == 1) {
-      fn(0);
+  void for_tasks(int64_t n, int64_t work, F&& fn) const {
+    if (n == 1 || double(work) < double(1 << 16) * serial_scale) {
+      for (int64_t t = 0; t < n; ++t) fn(t, 0);
       return;
     }
-    pool->run(m, [&](int64_t r, int) { fn(r); });
+    pool->run(n, fn);
+  }
+  template <class F>
+  void for_rows(int64_t m, int64_t per_row, F&& fn) const {
+    for_tasks(m, m * per_row, [&](int64_t r, int) { fn(r); });
   }
 };
 
@@ -66,6 +72,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   auto impl = std::make_unique<Impl>();
   impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
   impl->path = options.path;
+  impl->serial_scale = options.serial_threshold_scale;
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
@@ -125,12 +132,12 @@ void Model::Impl::embed(int64_t row, int32_t id) const {
 void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const {
   const int64_t H = cfg.hidden, hd = cfg.head_dim, nq = cfg.heads * hd, nkv = cfg.kv_heads * hd;
   const int64_t qkv_n = nq + 2 * nkv, group = cfg.heads / cfg.kv_heads, cap = c.capacity_;
-  for_rows(m, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.attn_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
-  l.qkv.apply(h.data(), m, qkv.data(), tmp.data(), path, *pool);
+  for_rows(m, H, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.attn_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
+  l.qkv.apply(h.data(), m, qkv.data(), tmp.data(), path, *pool, serial_scale);
   float* kc = c.k_[size_t(layer)].data();
   float* vc = c.v_[size_t(layer)].data();
   // Per row: q/k norms (Qwen3), RoPE at the row's position, K and V into the cache.
-  for_rows(m, [&](int64_t r) {
+  for_rows(m, qkv_n, [&](int64_t r) {
     float* q = qkv.data() + r * qkv_n;
     float* k = q + nq;
     const float* v = k + nkv;
@@ -159,20 +166,22 @@ void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, K
     kernels::attention(qkv.data() + r * qkv_n + j * group * hd, group, hd, kc + at, vc + at, hd, pos + 1 - first, scale,
                        attn.data() + r * nq + j * group * hd, scr + size_t(thread) * per_thread);
   };
-  pool->run(m * cfg.kv_heads, task);
-  l.o.apply(attn.data(), m, tmp.data() + 0, tmp.data() + m * H, path, *pool);
+  int64_t keys = 0;
+  for (const auto& row : rows) keys += row.pos + 1;
+  for_tasks(m * cfg.kv_heads, keys * 2 * nq, task);
+  l.o.apply(attn.data(), m, tmp.data() + 0, tmp.data() + m * H, path, *pool, serial_scale);
   for (int64_t i = 0; i < m * H; ++i) x[size_t(i)] += tmp[size_t(i)];
 }
 
 void Model::Impl::mlp_block(const model::LayerWeights& l, int64_t m) const {
   const int64_t H = cfg.hidden, I = cfg.intermediate;
-  for_rows(m, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.mlp_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
-  l.gate_up.apply(h.data(), m, gu.data(), tmp.data(), path, *pool);
+  for_rows(m, H, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.mlp_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
+  l.gate_up.apply(h.data(), m, gu.data(), tmp.data(), path, *pool, serial_scale);
   // silu(gate)·up into the first I columns of each row of gu.
-  for_rows(m, [&](int64_t r) { kernels::silu_mul(gu.data() + r * 2 * I, gu.data() + r * 2 * I + I, I, gu.data() + r * 2 * I); });
+  for_rows(m, 3 * I, [&](int64_t r) { kernels::silu_mul(gu.data() + r * 2 * I, gu.data() + r * 2 * I + I, I, gu.data() + r * 2 * I); });
   // down reads rows of stride 2I: compact them first (the kernels take x row-major [m][k]).
   for (int64_t r = 1; r < m; ++r) std::copy(gu.data() + r * 2 * I, gu.data() + r * 2 * I + I, gu.data() + r * I);
-  l.down.apply(gu.data(), m, tmp.data(), tmp.data() + m * H, path, *pool);
+  l.down.apply(gu.data(), m, tmp.data(), tmp.data() + m * H, path, *pool, serial_scale);
   for (int64_t i = 0; i < m * H; ++i) x[size_t(i)] += tmp[size_t(i)];
 }
 
@@ -223,7 +232,7 @@ void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& t
   for (size_t i = 0; i < pick.size(); ++i)
     kernels::rms_norm(x.data() + pick[i] * H, w.final_norm.data(), H, float(cfg.rms_eps), h.data() + int64_t(i) * H);
   out.resize(pick.size() * size_t(cfg.vocab));
-  w.lm_head.apply(h.data(), int64_t(pick.size()), out.data(), path, *pool);
+  w.lm_head.apply(h.data(), int64_t(pick.size()), out.data(), path, *pool, serial_scale);
   for (int64_t b = 0; b < c.batch_; ++b) c.len_[size_t(b)] += int64_t(tokens[size_t(b)].size());
 }
 

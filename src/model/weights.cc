@@ -59,24 +59,17 @@ Linear dense_linear(const TensorView& t, int64_t n, int64_t k) {
   l.k = k;
   const size_t count = size_t(n) * size_t(k);
   const auto addr = reinterpret_cast<uintptr_t>(t.data);
-  if (t.dtype == DType::BF16) {
-    l.dtype = DType::BF16;
-    if (addr % 2 == 0) {
-      l.w = t.data;
-    } else {
-      l.owned_bf16.resize(count);
-      std::memcpy(l.owned_bf16.data(), t.data, count * 2);
-      l.w = l.owned_bf16.data();
-    }
+  l.dtype = t.dtype;
+  if (addr % dtype_size(t.dtype) == 0) {
+    l.w = t.data;
+  } else if (t.dtype == DType::F32) {
+    l.owned_f32.resize(count);
+    std::memcpy(l.owned_f32.data(), t.data, count * 4);
+    l.w = l.owned_f32.data();
   } else {
-    l.dtype = DType::F32;
-    if (t.dtype == DType::F32 && addr % 4 == 0) {
-      l.w = t.data;
-    } else {
-      l.owned_f32.resize(count);
-      for (size_t i = 0; i < count; ++i) l.owned_f32[i] = load_float(t.data, t.dtype, i);
-      l.w = l.owned_f32.data();
-    }
+    l.owned_16.resize(count);
+    std::memcpy(l.owned_16.data(), t.data, count * 2);
+    l.w = l.owned_16.data();
   }
   return l;
 }
@@ -233,13 +226,20 @@ class Loader {
 
 }  // namespace
 
-void Linear::apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& pool) const {
+void Linear::apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& parallel,
+                   double serial_scale) const {
+  // Below ~256 KiB of weight traffic (× rows) a parallel region's wake-up and join cost more than
+  // the product: run it on the calling thread (a pool of one runs its tasks inline).
+  static ThreadPool inline_pool(1);
+  ThreadPool& pool = double(weight_bytes()) * double(m) < double(kMinParallelBytes) * serial_scale ? inline_pool : parallel;
   if (packed) {
     kernels::gemm(*packed, x, DType::F32, m, y, DType::F32, {path, &pool});
     return;
   }
   if (dtype == DType::BF16) {
     kernels::dense_bf16_gemm(static_cast<const uint16_t*>(w), n, k, x, m, y, &pool);
+  } else if (dtype == DType::F16) {
+    kernels::dense_f16_gemm(static_cast<const uint16_t*>(w), n, k, x, m, y, &pool);
   } else {
     kernels::dense_f32_gemm(static_cast<const float*>(w), n, k, x, m, y, &pool);
   }
@@ -250,17 +250,18 @@ void Linear::apply(const float* x, int64_t m, float* y, kernels::Path path, Thre
 
 size_t Linear::weight_bytes() const {
   if (packed) return packed->weight_bytes();
-  return size_t(n) * size_t(k) * (dtype == DType::BF16 ? 2 : 4);
+  return size_t(n) * size_t(k) * dtype_size(dtype);
 }
 
-void LinearGroup::apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool) const {
+void LinearGroup::apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool,
+                        double serial_scale) const {
   if (parts.size() == 1) {
-    parts[0].apply(x, m, y, path, pool);
+    parts[0].apply(x, m, y, path, pool, serial_scale);
     return;
   }
   int64_t col = 0;
   for (const Linear& p : parts) {
-    p.apply(x, m, tmp, path, pool);
+    p.apply(x, m, tmp, path, pool, serial_scale);
     for (int64_t r = 0; r < m; ++r) std::memcpy(y + r * n + col, tmp + r * p.n, size_t(p.n) * sizeof(float));
     col += p.n;
   }

@@ -15,20 +15,24 @@
 
 namespace awq::model {
 
-// One linear layer y = x·Wᵀ + b: 4-bit (packed) or dense (F32 or BF16 weights, in place in the
-// mapped file when aligned, else an owned copy; F16 widened to an owned F32 copy).
+// Work (weight bytes × activation rows) below which a linear runs on the calling thread alone.
+inline constexpr size_t kMinParallelBytes = size_t(256) << 10;
+
+// One linear layer y = x·Wᵀ + b: 4-bit (packed) or dense (F32, BF16 or F16 weights, in place in
+// the mapped file when aligned to their size, else an owned copy).
 struct Linear {
   std::string name;
   int64_t n = 0, k = 0;
   std::optional<kernels::PackedLinear> packed;
-  DType dtype = DType::F32;                // dense weights' dtype (F32 or BF16)
+  DType dtype = DType::F32;                // dense weights' dtype (F32, BF16 or F16)
   const void* w = nullptr;                 // dense [n][k]
   std::vector<float> owned_f32;
-  std::vector<uint16_t> owned_bf16;
+  std::vector<uint16_t> owned_16;         // BF16 or F16
   std::vector<float> bias;                 // dense only; packed carries its own
 
-  // y[m][n] = x[m][k]·Wᵀ + bias.
-  void apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& pool) const;
+  // y[m][n] = x[m][k]·Wᵀ + bias; on the calling thread alone when weight bytes × m is below
+  // kMinParallelBytes × serial_scale.
+  void apply(const float* x, int64_t m, float* y, kernels::Path path, ThreadPool& pool, double serial_scale) const;
   size_t weight_bytes() const;
 };
 
@@ -38,7 +42,8 @@ struct LinearGroup {
   std::vector<Linear> parts;
   int64_t n = 0, k = 0;
   // tmp: scratch of m·max(part n) floats, used only when there are several parts.
-  void apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool) const;
+  void apply(const float* x, int64_t m, float* y, float* tmp, kernels::Path path, ThreadPool& pool,
+             double serial_scale) const;
 };
 
 struct LayerWeights {

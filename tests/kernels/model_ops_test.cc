@@ -7,6 +7,7 @@
 #include <numbers>
 #include <random>
 
+#include "awq/dtype.h"
 #include "awq/model_config.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
@@ -177,6 +178,11 @@ TEST(ModelOps, DenseF32EveryTargetMatchesRef) {
       dense_f32_gemm(w.data(), n, k, x.data(), m, y.data(), &pool);
       dense_f32_gemm_ref(w.data(), n, k, x.data(), m, y_ref.data());
       expect_close(y, y_ref, 1e-4f, t.name + " dense_f32 n=" + std::to_string(n));
+      std::vector<uint16_t> w16(w.size());
+      for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_f16(w[i]);
+      dense_f16_gemm(w16.data(), n, k, x.data(), m, y.data(), &pool);
+      dense_f16_gemm_ref(w16.data(), n, k, x.data(), m, y_ref.data());
+      expect_close(y, y_ref, 1e-4f, t.name + " dense_f16 n=" + std::to_string(n));
     }
   }
 }
