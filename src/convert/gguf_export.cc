@@ -95,20 +95,6 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
   return out;
 }
 
-std::vector<float> load_floats(const TensorView& v) {
-  if (!is_float(v.dtype) || (v.dtype != DType::F16 && v.dtype != DType::BF16 && v.dtype != DType::F32))
-    fail(*v.file, v.name, "dtype " + std::string(dtype_name(v.dtype)) + " is not exported to GGUF (expected F16, BF16 or F32)");
-  std::vector<float> x(size_t(v.numel()));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = load_float(v.data, v.dtype, i);
-  return x;
-}
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - double(b[i])));
-  return m;
-}
-
 std::vector<float> ggml_values(GgmlType t, const std::string& bytes, int64_t n) {
   std::vector<float> y(static_cast<size_t>(n));
   dequantize_ggml(t, reinterpret_cast<const uint8_t*>(bytes.data()), n, y.data());
@@ -269,46 +255,81 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
       e.tensor = p.name.gguf;
     }
   };
+  // Rows are produced, compared and written in chunks of about kChunk elements, so working memory
+  // is O(one module's codes + one chunk) — a whole tensor only where rows must be permuted.
+  constexpr int64_t kChunk = int64_t(1) << 22;
   for (const auto& p : plan) {
+    const int64_t rows = p.ne.size() == 2 ? p.ne[1] : 1, cols = p.ne[0];
+    const int64_t step = p.name.permute_heads > 0 ? rows : std::max<int64_t>(1, kChunk / cols);
+    double worst = 0, num = 0, den = 0;
     std::string bytes;
-    const int64_t rows = p.ne.size() == 2 ? p.ne[1] : p.ne[0];
+    auto emit = [&](std::string&& b) {
+      if (p.name.permute_heads > 0) bytes += b;  // permuted once complete
+      else {
+        w.append(b.data(), b.size());
+        bar.advance(b.size());
+      }
+    };
+    auto compare = [&](const std::string& b, const float* ref, int64_t n) {
+      const std::vector<float> got = ggml_values(p.type, b, n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = double(got[size_t(i)]) - double(ref[i]);
+        worst = std::max(worst, std::fabs(d));
+        num += d * d;
+        den += double(ref[i]) * double(ref[i]);
+      }
+    };
     if (p.rope_freqs) {
-      bytes = encode_dense(llama3_rope_factors(cfg), GgmlType::F32);
+      emit(encode_dense(llama3_rope_factors(cfg), GgmlType::F32));
     } else if (p.view) {
-      const std::vector<float> x = load_floats(*p.view);
-      bytes = encode_dense(x, p.type);
-      note_diff(p, max_abs_diff(ggml_values(p.type, bytes, int64_t(x.size())), x));
+      const TensorView& v = *p.view;
+      if (!is_float(v.dtype) || (v.dtype != DType::F16 && v.dtype != DType::BF16 && v.dtype != DType::F32))
+        fail(*v.file, v.name, "dtype " + std::string(dtype_name(v.dtype)) + " is not exported to GGUF (expected F16, BF16 or F32)");
+      std::vector<float> x;
+      for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int64_t r1 = std::min(rows, r0 + step);
+        x.resize(size_t((r1 - r0) * cols));
+        for (size_t i = 0; i < x.size(); ++i) x[i] = load_float(v.data, v.dtype, size_t(r0 * cols) + i);
+        std::string b = encode_dense(x, p.type);
+        compare(b, x.data(), int64_t(x.size()));
+        emit(std::move(b));
+      }
+      note_diff(p, worst);
     } else {
       const QuantLinear raw = reader.read(p.module);
-      std::vector<float> ref(size_t(raw.n) * size_t(raw.k));
-      dequantize_ref(raw, DType::F32, reinterpret_cast<uint8_t*>(ref.data()));
+      QuantLinear q;
       if (p.requant.empty()) {
-        QuantLinear q = to_integer_zeros(raw);
+        q = to_integer_zeros(raw);
         q.name = p.module;
-        bytes = pack_ggml(q, p.type);
-      } else if (p.type == GgmlType::Q8_0) {
-        bytes.assign(ggml_nbytes(p.type, int64_t(ref.size())), '\0');
-        quantize_q8_0_ref(ref.data(), int64_t(ref.size()), reinterpret_cast<uint8_t*>(bytes.data()));
-      } else {
-        quantize_q4_1_ref(ref.data(), int64_t(ref.size()), bytes);
       }
-      const std::vector<float> got = ggml_values(p.type, bytes, int64_t(ref.size()));
-      const double d = max_abs_diff(got, ref);
-      note_diff(p, d);
-      if (!p.requant.empty()) {
-        double num = 0, den = 0;
-        for (size_t i = 0; i < ref.size(); ++i) {
-          num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-          den += double(ref[i]) * ref[i];
+      std::vector<float> ref;
+      for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int64_t r1 = std::min(rows, r0 + step);
+        ref.resize(size_t((r1 - r0) * cols));
+        dequantize_rows_ref(raw, DType::F32, r0, r1, reinterpret_cast<uint8_t*>(ref.data()));
+        std::string b;
+        if (p.requant.empty()) {
+          b = pack_ggml(q, p.type, r0, r1);
+        } else if (p.type == GgmlType::Q8_0) {
+          b.assign(ggml_nbytes(p.type, int64_t(ref.size())), '\0');
+          quantize_q8_0_ref(ref.data(), int64_t(ref.size()), reinterpret_cast<uint8_t*>(b.data()));
+        } else {
+          quantize_q4_1_ref(ref.data(), int64_t(ref.size()), b);
         }
-        res.requantized.push_back({p.module, p.requant + " (re-quantized to " + ggml_type_name(p.type) + " with ggml's reference rounding)", d,
-                                   den > 0 ? std::sqrt(num / den) : 0.0});
+        compare(b, ref.data(), int64_t(ref.size()));
+        emit(std::move(b));
       }
+      note_diff(p, worst);
+      if (!p.requant.empty())
+        res.requantized.push_back({p.module, p.requant + " (re-quantized to " + ggml_type_name(p.type) + " with ggml's reference rounding)", worst,
+                                   den > 0 ? std::sqrt(num / den) : 0.0});
       ++res.modules;
     }
-    if (p.name.permute_heads > 0) bytes = permute_rows(bytes, rows, p.name.permute_heads);
-    w.append(bytes.data(), bytes.size());
-    bar.advance(bytes.size());
+    if (p.name.permute_heads > 0) {
+      bytes = permute_rows(bytes, p.ne.size() == 2 ? p.ne[1] : p.ne[0], p.name.permute_heads);  // a bias: one row per element
+      w.append(bytes.data(), bytes.size());
+      bar.advance(bytes.size());
+    }
     ++res.tensors;
   }
   bar.finish();

@@ -61,7 +61,8 @@ uint16_t fit_6bit(const float t[8], uint8_t c[8]) {
 
 }  // namespace
 
-std::string pack_ggml(const QuantLinear& q, GgmlType type) {
+std::string pack_ggml(const QuantLinear& q, GgmlType type, int64_t row_begin, int64_t row_end) {
+  if (row_end < 0) row_end = q.n;
   if (q.zero_mode != ZeroMode::kInteger) refuse(q.name, "internal error: pack_ggml needs integer zero points");
   if (!q.pre_quant_scale.empty()) refuse(q.name, "has a pre_quant_scale (ModelOpt AWQ), which GGUF cannot store");
   for (size_t c = 0; c < q.g_idx.size(); ++c)
@@ -71,8 +72,8 @@ std::string pack_ggml(const QuantLinear& q, GgmlType type) {
   const auto s_at = [&](int64_t r, int64_t c) { return q.scales[size_t(r * q.n_groups + c / q.group_size)]; };
   const auto z_at = [&](int64_t r, int64_t c) { return q.zeros[size_t(r * q.n_groups + c / q.group_size)]; };
   std::string out;
-  out.reserve(ggml_nbytes(type, q.n * q.k));
-  for (int64_t r = 0; r < q.n; ++r) {
+  out.reserve(ggml_nbytes(type, (row_end - row_begin) * q.k));
+  for (int64_t r = row_begin; r < row_end; ++r) {
     const uint8_t* code = q.codes.data() + size_t(r * q.k);
     switch (type) {
       case GgmlType::Q4_0:

@@ -16,7 +16,8 @@ namespace awq::convert_detail {
 //   Q4_K: codes kept; per 256-column super-block d, dmin (f16) and 6-bit sc, m with
 //         d·sc ≈ s, dmin·m ≈ z·s for each 32-column sub-block (k % 256 == 0).
 // Throws awq::Error naming the module when a value cannot be represented that way.
-std::string pack_ggml(const QuantLinear& q, GgmlType type);
+// Rows [row_begin, row_end) only (row_end < 0: to the last row).
+std::string pack_ggml(const QuantLinear& q, GgmlType type, int64_t row_begin = 0, int64_t row_end = -1);
 
 // ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d); n a multiple of 32.
 void quantize_q8_0_ref(const float* x, int64_t n, uint8_t* out);
