@@ -1,8 +1,11 @@
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -44,6 +47,40 @@ RunResult run_awq(const std::vector<std::string>& args) {
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   r.out = read_bytes(t / "out");
   r.err = read_bytes(t / "err");
+  return r;
+}
+
+int spawn_awq(const std::vector<std::string>& args, const std::string& log, const std::vector<std::string>& env) {
+  std::vector<std::string> argv_s{AWQ_BINARY};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
+  for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+  if (!log.empty()) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+  }
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(AWQ_BINARY, argv.data());
+  ::_exit(127);
+}
+
+std::map<std::string, std::string> snapshot_tree(const std::string& dir) {
+  std::map<std::string, std::string> r;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) r[std::filesystem::relative(e.path(), dir).string()] = read_bytes(e.path().string());
+  return r;
+}
+
+std::vector<std::string> entry_names(const std::string& dir) {
+  std::vector<std::string> r;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) r.push_back(e.path().filename().string());
+  std::sort(r.begin(), r.end());
   return r;
 }
 

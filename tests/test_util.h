@@ -28,6 +28,15 @@ struct RunResult {
 // Runs the awq binary with arguments; captures stdout/stderr.
 RunResult run_awq(const std::vector<std::string>& args);
 
+// Starts the awq binary without waiting: stdout and stderr go to `log` (when not empty), `env`
+// ("NAME=value") is added to the environment, SIGINT and SIGTERM have their default action (as in
+// a terminal, even when the test runner ignores them). Returns the child's pid.
+int spawn_awq(const std::vector<std::string>& args, const std::string& log = "", const std::vector<std::string>& env = {});
+// Every regular file under `dir` (relative path -> bytes), following symlinked files.
+std::map<std::string, std::string> snapshot_tree(const std::string& dir);
+// Names of the entries of `dir`, sorted.
+std::vector<std::string> entry_names(const std::string& dir);
+
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);

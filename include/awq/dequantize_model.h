@@ -36,8 +36,4 @@ DequantizeResult dequantize_gguf(const std::string& gguf_path, const DequantizeO
 // True when `path` is a regular file starting with the GGUF magic.
 bool is_gguf_file(const std::string& path);
 
-// "float16" / "bfloat16" / "float32" <-> DType.
-std::string torch_dtype_name(DType t);
-std::optional<DType> parse_torch_dtype(const std::string& s);
-
 }  // namespace awq

@@ -2,6 +2,7 @@
 #pragma once
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace awq {
 
@@ -11,13 +12,38 @@ void write_file_atomic(const std::string& path, const std::string& content);
 void copy_file_atomic(const std::string& from, const std::string& to);
 void fsync_dir(const std::string& dir);
 
+// Refuses (awq::Error naming both paths) an output directory that would destroy or write into an
+// input: OUT_DIR resolving to an input, to a directory above one (`-o ..`), or to a place inside
+// one (`-o MODEL/sub`). Paths are compared resolved (std::filesystem::weakly_canonical: symlinks,
+// `..`), and the direct entries of an input directory are resolved too, so a model whose shards
+// are symlinks (a Hugging Face cache snapshot) is protected where the bytes really live.
+// --force does not lift this. Every command that writes calls it (OutputDir does, first).
+void refuse_output_overlapping_inputs(const std::string& out_dir, const std::vector<std::string>& inputs);
+
+// Where a resumable command keeps its saved progress for OUT_DIR: "<parent>/<name>.awq-progress/"
+// (reserved for `quantize`). It is not a temporary: no cleanup removes it.
+std::filesystem::path progress_dir_for(const std::string& out_dir);
+
 // An output directory that appears only complete. The work happens in a hidden temporary sibling
-// ("<parent>/.<name>.awq-tmp-<pid>"); commit() renames it into place (replacing an existing
-// OUT_DIR only when `force` was given, and only at that point). If the object is destroyed
-// without commit(), the temporary directory is removed and OUT_DIR is untouched.
+// ("<parent>/.<name>.awq-tmp-<pid>"); commit() renames it into place.
+// - Without `force`, commit() never replaces a non-empty OUT_DIR, decided at the rename itself
+//   (renameat2 RENAME_NOREPLACE): of two runs writing the same OUT_DIR exactly one wins, the other
+//   gets an awq::Error and leaves nothing. An empty existing OUT_DIR may be replaced.
+// - With `force`, an existing OUT_DIR is swapped with the new one atomically (RENAME_EXCHANGE)
+//   and the old tree removed afterwards: at every instant OUT_DIR is the old or the new one.
+// - Destroyed without commit(), or the process stopped by SIGINT/SIGTERM/SIGHUP, the temporary
+//   is removed and OUT_DIR is untouched (signals: the default action is restored and the signal
+//   re-raised after cleanup, so the exit status still names it).
+// - Temporaries of runs killed with -9 are removed by the next OutputDir in the same parent
+//   (see remove_stale_temporaries in output_dir.cc). Nothing else stays beside OUT_DIR.
+// The constructor refuses an OUT_DIR overlapping any of `inputs` (refuse_output_overlapping_inputs),
+// a non-directory, a missing parent, and a non-empty OUT_DIR without `force`.
+// Test hooks (environment, read only in output_dir.cc): AWQ_TEST_NO_RENAMEAT2 takes the fallback
+// for filesystems without renameat2 flags; AWQ_TEST_COMMIT_GATE=PATH holds commit() until PATH
+// exists (after creating PATH.<pid>.ready), to race two processes deterministically.
 class OutputDir {
  public:
-  OutputDir(const std::string& out_dir, bool force);
+  OutputDir(const std::string& out_dir, bool force, const std::vector<std::string>& inputs);
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;
   OutputDir& operator=(const OutputDir&) = delete;
@@ -26,9 +52,11 @@ class OutputDir {
   void commit();
 
  private:
-  void remove_stale_temporaries() const;
+  void place_new();
+  void replace_existing();
   std::filesystem::path out_, tmp_;
   bool force_, committed_ = false;
+  int slot_ = -1;  // this temporary's entry in the signal-cleanup registry
 };
 
 }  // namespace awq

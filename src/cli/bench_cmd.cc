@@ -37,6 +37,7 @@
 #include "awq/kernels.h"
 #include "awq/quant_linear.h"
 #include "awq/thread_pool.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -451,13 +452,13 @@ class Bench {
 
 std::pair<int64_t, int64_t> parse_shape(const std::string& s) {
   const auto x = s.find_first_of("xX");
-  if (x == std::string::npos) throw Error("--shape must be NxK, e.g. 4096x14336, not \"" + s + "\"");
+  if (x == std::string::npos) throw UsageError("--shape must be NxK, e.g. 4096x14336, not \"" + s + "\"");
   try {
     const int64_t n = std::stoll(s.substr(0, x)), k = std::stoll(s.substr(x + 1));
     if (n <= 0 || k <= 0 || n > (1 << 20) || k > (1 << 20)) throw Error("");
     return {n, k};
   } catch (...) {
-    throw Error("--shape must be NxK with positive sizes, not \"" + s + "\"");
+    throw UsageError("--shape must be NxK with positive sizes, not \"" + s + "\"");
   }
 }
 
@@ -472,7 +473,7 @@ void force_target_by_name(const std::string& name) {
     }
     known += (known.empty() ? "" : ", ") + t.name + (t.runnable ? "" : " (not runnable here)");
   }
-  throw Error("--target " + name + " is not a compiled target; compiled: " + known);
+  throw UsageError("--target " + name + " is not a compiled target; compiled: " + known);
 }
 
 }  // namespace
@@ -489,7 +490,7 @@ Action add_bench(CLI::App& app) {
   sub->add_flag("--json", a->json, "print a JSON list (one object per measured kernel and shape) instead of the table");
   sub->add_option("--path", a->path, "auto | f32 | int8 | bf16 (auto: int8, the fastest on every machine measured, bf16 included; bf16 needs AVX512_BF16)")
       ->check(CLI::IsMember({"auto", "f32", "int8", "bf16"}));
-  sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(CLI::IsMember({"bf16", "f16", "f32"}));
+  sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(float_dtype_arg());
   sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
   sub->add_option("--target", a->target,
@@ -508,11 +509,11 @@ Action add_bench(CLI::App& app) {
     if (a->kernel == "gemv") ms = {1};
     if (ms.empty()) ms = {2, 4, 8, 16, 32, 64, 128, 512};
     for (int64_t m : ms)
-      if (m < 1 || m > 65536) throw Error("--m must be in [1, 65536]");
+      if (m < 1 || m > 65536) throw UsageError("--m must be in [1, 65536]");
     std::vector<int> threads = a->threads;
     if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
     for (int t : threads)
-      if (t < 1 || t > 1024) throw Error("--threads must be in [1, 1024]");
+      if (t < 1 || t > 1024) throw UsageError("--threads must be in [1, 1024]");
     const kernels::Path path = a->path == "f32"    ? kernels::Path::kF32
                                : a->path == "bf16" ? kernels::Path::kBF16
                                                    : kernels::Path::kInt8;

@@ -27,6 +27,8 @@ Action add_compare(CLI::App& app) {
       ->check(CLI::Range(-1.0, 1.0));
   sub->add_option("--threads", o->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   return [o]() {
+    // The report never replaces or lands inside a model it reads.
+    if (!o->html.empty()) refuse_output_overlapping_inputs(o->html, {o->ref, o->quant});
     CompareOptions opt;
     opt.cosine_bar = o->bar;
     opt.threads = o->threads;

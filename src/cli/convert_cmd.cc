@@ -3,6 +3,7 @@
 #include "awq/convert.h"
 #include "awq/error.h"
 #include "awq/progress.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -16,11 +17,15 @@ Action add_convert(CLI::App& app) {
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory")->required();
   sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
-  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | modelopt | dense | gguf (-o names the .gguf file)");
-  sub->add_option("--gguf-type", a->gguf_type, "gguf: q4_1 (default; exact) | q4_k (codes kept, scales and mins in Q4_K's 6-bit form; faster in llama.cpp)");
-  sub->add_option("--dense-type", a->dense_type, "gguf: embeddings, lm_head and unquantized linears as f16 (default) | bf16 | q8_0");
-  sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)");
-  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
+  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | modelopt | dense | gguf (-o names the .gguf file)")
+      ->check(CLI::IsMember({"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense", "gguf"}));
+  sub->add_option("--gguf-type", a->gguf_type, "gguf: q4_1 (default; exact) | q4_k (codes kept, scales and mins in Q4_K's 6-bit form; faster in llama.cpp)")
+      ->check(CLI::IsMember({"q4_1", "q4_k"}));
+  sub->add_option("--dense-type", a->dense_type, "gguf: embeddings, lm_head and unquantized linears as f16 (default) | bf16 | q8_0")
+      ->check(CLI::IsMember({"f16", "bf16", "q8_0"}));
+  sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)")
+      ->check(CLI::IsMember({"v1", "v2"}));
+  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)")->check(size_arg());
   sub->add_flag("--requantize", a->requantize,
                 "re-quantize (RTN) the modules the target cannot represent exactly, instead of refusing; reports the added error per layer");
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");

@@ -3,6 +3,7 @@
 #include "awq/dequantize_model.h"
 #include "awq/error.h"
 #include "awq/progress.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -16,8 +17,9 @@ Action add_dequantize(CLI::App& app) {
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory, or a .gguf file")->required();
   sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
-  sub->add_option("--dtype", a->dtype, "f16 | bf16 | f32 (default: the scales' dtype; config torch_dtype for f32 scales)");
-  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)");
+  sub->add_option("--dtype", a->dtype, "f16 | bf16 | f32, any case (default: the scales' dtype; config torch_dtype for f32 scales)")
+      ->check(float_dtype_arg());
+  sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)")->check(size_arg());
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
@@ -27,8 +29,7 @@ Action add_dequantize(CLI::App& app) {
     opt.progress = !a->quiet;
     opt.max_shard_bytes = parse_size(a->max_shard);
     if (!a->dtype.empty()) {
-      opt.dtype = parse_float_dtype_cli(a->dtype);
-      if (!opt.dtype) throw Error("--dtype must be f16, bf16 or f32, not \"" + a->dtype + "\"");
+      opt.dtype = parse_float_dtype_cli(a->dtype);  // validated while parsing
     }
     DequantizeResult r;
     if (is_gguf_file(a->model)) {

@@ -1,9 +1,25 @@
-// awq: one command, a subcommand per job. Errors: one line on stderr, exit status 1.
+// awq: one command, a subcommand per job. Exit statuses (README, "Exit statuses"): 0 done; 1 the
+// command ran and refused or failed (one line on stderr; `check`: errors found); 2 a usage error
+// (unknown option, missing or invalid value; `check`: the check could not run); killed by SIGINT,
+// SIGTERM or SIGHUP after removing its temporary output (the shell shows 128 + the signal number).
 #include <cstdio>
 #include <map>
+#include <new>
+#include <string>
 
 #include "awq/error.h"
+#include "cli/args.h"
 #include "cli/commands.h"
+
+namespace {
+
+std::string command_line(int argc, char** argv) {
+  std::string s = "awq";
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"awq: read, check, convert and run 4-bit AWQ-style LLM checkpoints"};
@@ -34,14 +50,24 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every other parse error (CLI11's own codes 105-115) is a usage error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     awq::cli::apply_key_file();
     for (auto& [sub, act] : actions)
       if (sub->parsed()) return act();
+  } catch (const awq::cli::UsageError& e) {
+    std::fprintf(stderr, "awq: usage error: %s\nRun with --help for more information.\n", e.what());
+    return 2;
   } catch (const awq::Error& e) {
     std::fprintf(stderr, "awq: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // Last resort: the commands that write refuse work larger than the memory available before
+    // starting (awq::check_resources); this names the run that still ran out.
+    std::fprintf(stderr, "awq: error: out of memory (std::bad_alloc) while running `%s`; nothing was written to the output directory\n",
+                 command_line(argc, argv).c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "awq: error: %s\n", e.what());

@@ -88,7 +88,7 @@ Action add_encrypt(CLI::App& app) {
     const auto files = tensor_files(o->model, false);
     if (files.empty()) fail(o->model, "", "no .safetensors files to encrypt");
     if (!tensor_files(o->model, true).empty()) fail(o->model, "", "already holds encrypted .safetensors.enc files");
-    OutputDir out(o->out, o->force);
+    OutputDir out(o->out, o->force, {o->model, o->key});  // never over the model or the key
     for (const auto& f : files) seal_file((fs::path(o->model) / f).string(), out.file(f + kSealedSuffix), f, key);
     copy_others(o->model, out, ".safetensors");
     out.commit();
@@ -111,7 +111,7 @@ Action add_decrypt(CLI::App& app) {
     if (!fs::is_directory(o->model)) fail(o->model, "", "not a model directory");
     const auto files = tensor_files(o->model, true);
     if (files.empty()) fail(o->model, "", "no .safetensors.enc files to decrypt");
-    OutputDir out(o->out, o->force);
+    OutputDir out(o->out, o->force, {o->model, o->key});  // never over the model or the key
     for (const auto& f : files)
       unseal_file((fs::path(o->model) / (f + kSealedSuffix)).string(), out.file(f), f, key);
     copy_others(o->model, out, std::string(".safetensors") + kSealedSuffix);

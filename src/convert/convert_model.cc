@@ -14,6 +14,7 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/model_dir.h"
+#include "awq/resources.h"
 #include "convert/pack.h"
 #include "convert/shard_writer.h"
 
@@ -38,17 +39,6 @@ TargetSpec parse_target(const ConvertOptions& opt, const QuantScheme& src) {
   t.gptq_v2 = opt.gptq_format == "v2";
   t.symmetric = !src.zero_point;
   return t;
-}
-
-// Act-order: the module stores a g_idx that is not k / G (read at plan time; K integers).
-bool act_order(const ModelDir& dir, const FormatReader& r, const std::string& m, int64_t k, int64_t g) {
-  for (const auto& t : r.module_tensors(m)) {
-    if (t.size() < 5 || t.compare(t.size() - 5, 5, "g_idx") != 0) continue;
-    const TensorView& v = dir.get(t);
-    for (int64_t i = 0; i < v.numel() && i < k; ++i)
-      if (int64_t(load_as_double(v.data, v.dtype, size_t(i))) != i / g) return true;
-  }
-  return false;
 }
 
 // True when every zero point of every module is 2^(bits-1): a symmetric quantization stored with
@@ -282,14 +272,26 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     for (const auto& n : reader.module_tensors(m)) consumed.insert(n);
   std::vector<OutTensor> plan;
   auto cache = std::make_shared<PendingTensors>();
+  ResourceNeeds needs;
+  needs.out_dir = opt.out_dir;
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
+    // Working set: the module read, its integer-zero copy and the packed output (and, re-quantizing,
+    // its dense f32 weight and one more canonical copy).
+    const int64_t groups = src.group_size <= 0 ? 1 : (info.k + src.group_size - 1) / src.group_size;
+    const uint64_t ql = quant_linear_bytes(info.n, info.k, groups);
+    const uint64_t ws = 2 * ql + ql / 2 + (opt.requantize ? ql + uint64_t(info.n) * uint64_t(info.k) * 4 : 0);
+    if (ws > needs.tensor_bytes) {
+      needs.tensor_bytes = ws;
+      needs.tensor = m;
+      check_resources({opt.out_dir, 0, m, ws});  // now: planning below may read this module
+    }
     // Output tensors use the Hugging Face module name (the TRT-LLM npz reader maps its own names).
     std::string out_name = reader.dense_name(m);
     if (out_name.size() > 7 && out_name.compare(out_name.size() - 7, 7, ".weight") == 0) out_name.resize(out_name.size() - 7);
     ModuleShape s{out_name, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
-    s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
+    s.has_g_idx = reader.act_order(m);
     for (const auto& tn : reader.module_tensors(m))
       if (tn.find("pre_quant_scale") != std::string::npos || tn.find("prequant_scaling_factor") != std::string::npos) {
         s.has_pqs = true;
@@ -301,7 +303,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     if (!g_idx_target && opt.requantize) s.has_g_idx = false;  // re-quantized with plain groups
     tracker->any_act_order = tracker->any_act_order || s.has_g_idx;
     if (s.has_g_idx && !g_idx_target)
-      fail(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead");
+      throw NotRepresentable(where(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead"));
     if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
     const auto specs = module_specs(t, s);
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -321,7 +323,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             q = to_integer_zeros(raw);
                             q.scale_dtype = s.scale_dtype;  // planned: same, or F32 scales that are exact model-dtype values
                             bufs = pack_module(t, q, s);
-                          } catch (const Error& e) {
+                          } catch (const NotRepresentable& e) {
                             if (!requant) throw;
                             RequantError err;
                             QuantLinear base = raw;
@@ -359,7 +361,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
 
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {dir.path()});
+  needs.output_bytes = total;
+  check_resources(needs);
   Progress bar("convert", total, opt.progress);
   const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
   bar.finish();

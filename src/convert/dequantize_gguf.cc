@@ -60,7 +60,7 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {path});
   Progress bar("dequantize", total, opt.progress);
   const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
   bar.finish();

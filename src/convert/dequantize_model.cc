@@ -8,6 +8,7 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/progress.h"
+#include "awq/resources.h"
 #include "awq/thread_pool.h"
 #include "convert/shard_writer.h"
 
@@ -16,22 +17,6 @@ namespace fs = std::filesystem;
 namespace awq {
 
 using namespace convert_detail;
-
-std::string torch_dtype_name(DType t) {
-  switch (t) {
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-    case DType::F32: return "float32";
-    default: return std::string(dtype_name(t));
-  }
-}
-
-std::optional<DType> parse_torch_dtype(const std::string& s) {
-  if (s == "float16" || s == "half") return DType::F16;
-  if (s == "bfloat16") return DType::BF16;
-  if (s == "float32" || s == "float") return DType::F32;
-  return std::nullopt;
-}
 
 namespace {
 
@@ -43,6 +28,15 @@ DType default_dtype(const ModelDir& dir, const FormatReader& reader) {
   if (cfg.contains("torch_dtype") && cfg["torch_dtype"].is_string())
     if (auto t = parse_torch_dtype(cfg["torch_dtype"].get<std::string>())) return *t;
   return DType::F16;
+}
+
+// Memory one module needs at once: its canonical form plus the chunk of output rows being written.
+uint64_t dequantize_working_set(const FormatReader& reader, const ModuleInfo& info, DType dt) {
+  const int64_t gs = reader.scheme().group_size;
+  const int64_t groups = gs <= 0 ? 1 : (info.k + gs - 1) / gs;
+  const uint64_t row_bytes = uint64_t(info.k) * dtype_size(dt);
+  const uint64_t chunk = std::min(uint64_t(info.n) * row_bytes, std::max<uint64_t>(row_bytes, 8u << 20));
+  return quant_linear_bytes(info.n, info.k, groups) + chunk;
 }
 
 }  // namespace
@@ -59,8 +53,14 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   for (const auto& m : reader.modules())
     for (const auto& t : reader.module_tensors(m)) consumed.insert(t);
   const DType dt = res.dtype;
+  ResourceNeeds needs;
+  needs.out_dir = opt.out_dir;
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
+    if (const uint64_t ws = dequantize_working_set(reader, info, dt); ws > needs.tensor_bytes) {
+      needs.tensor_bytes = ws;
+      needs.tensor = m;
+    }
     plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, m, dt](SafetensorsWriter& w) {
                       const QuantLinear q = reader.read(m);
                       std::vector<uint8_t> buf;
@@ -90,7 +90,9 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   uint64_t total = 0;
   for (const auto& o : plan) total += o.spec.nbytes();
 
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {dir.path()});
+  needs.output_bytes = total;
+  check_resources(needs);
   Progress bar("dequantize", total, opt.progress);
   const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
   bar.finish();

@@ -18,7 +18,7 @@
 #include "convert/gguf_pack.h"
 #include "convert/gguf_vocab.h"
 #include "convert/pack.h"
-#include "io/gguf_blocks.h"
+#include "awq/gguf_blocks.h"
 
 namespace fs = std::filesystem;
 

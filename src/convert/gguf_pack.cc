@@ -8,7 +8,7 @@
 #include "awq/dtype.h"
 #include "awq/error.h"
 #include "awq/gguf_arch.h"
-#include "io/gguf_blocks.h"
+#include "awq/gguf_blocks.h"
 
 namespace awq::convert_detail {
 using namespace gguf_detail;

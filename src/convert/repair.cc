@@ -13,6 +13,7 @@
 #include "awq/error.h"
 #include "awq/formats.h"
 #include "awq/fsutil.h"
+#include "awq/resources.h"
 #include "awq/model_dir.h"
 #include "convert/shard_writer.h"
 
@@ -372,7 +373,8 @@ RepairResult repair_model(const std::string& model, const RepairOptions& opt) {
   }
   Log log;
   const Plan plan = tied_plan(cfg, all, log);
-  OutputDir out(opt.out_dir, opt.force);
+  OutputDir out(opt.out_dir, opt.force, {model});
+  check_resources({opt.out_dir, bytes, "", 0});  // the tensors are copied, never all held in memory
   Progress bar("repair", bytes, opt.progress);
   write_tensors(dir, files, plan, had_index, old_index, out, bar, log);
   bar.finish();

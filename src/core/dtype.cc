@@ -1,6 +1,7 @@
 #include "awq/dtype.h"
 
 #include <array>
+#include <cctype>
 #include <cmath>
 
 namespace awq {
@@ -33,7 +34,9 @@ std::optional<DType> parse_dtype(std::string_view s) {
   return std::nullopt;
 }
 
-std::optional<DType> parse_float_dtype_cli(std::string_view s) {
+std::optional<DType> parse_float_dtype_cli(std::string_view name) {
+  std::string s(name);
+  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (s == "f16" || s == "fp16" || s == "float16") return DType::F16;
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
   if (s == "f32" || s == "fp32" || s == "float32") return DType::F32;
@@ -123,6 +126,22 @@ void store_float(uint8_t* data, DType t, size_t i, float f) {
     case DType::F32: std::memcpy(data + 4 * i, &f, 4); break;
     default: break;
   }
+}
+
+std::string torch_dtype_name(DType t) {
+  switch (t) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    case DType::F32: return "float32";
+    default: return std::string(dtype_name(t));
+  }
+}
+
+std::optional<DType> parse_torch_dtype(std::string_view s) {
+  if (s == "float16" || s == "half") return DType::F16;
+  if (s == "bfloat16") return DType::BF16;
+  if (s == "float32" || s == "float") return DType::F32;
+  return std::nullopt;
 }
 
 }  // namespace awq

@@ -60,6 +60,8 @@ uint64_t parse_size(const std::string& s) {
   double v;
   try {
     v = std::stod(s, &pos);
+  } catch (const std::out_of_range&) {
+    throw Error("size \"" + s + "\" is too large (it overflows a 64-bit byte count)");
   } catch (...) {
     throw Error("invalid size \"" + s + "\" (examples: 5GB, 500MB, 2GiB, 1000000)");
   }
@@ -74,8 +76,12 @@ uint64_t parse_size(const std::string& s) {
   else if (unit == "KIB") mul = 1024.0;
   else if (unit == "MIB") mul = 1024.0 * 1024;
   else if (unit == "GIB") mul = 1024.0 * 1024 * 1024;
-  else throw Error("invalid size unit in \"" + s + "\" (use B, KB, MB, GB, KiB, MiB, GiB)");
-  if (!(v > 0) || v * mul > 1e18) throw Error("size \"" + s + "\" must be positive");
+  else throw Error("invalid size unit in \"" + s + "\" (use B, KB, MB, GB, TB, KiB, MiB, GiB)");
+  if (std::isnan(v)) throw Error("invalid size \"" + s + "\" (examples: 5GB, 500MB, 2GiB, 1000000)");
+  if (!(v > 0)) throw Error("size \"" + s + "\" must be positive");
+  // 2^63: beyond it the byte count overflows (and no disk holds it).
+  if (v * mul >= 9223372036854775808.0) throw Error("size \"" + s + "\" is too large (it overflows a 64-bit byte count)");
+  if (v * mul < 1) throw Error("size \"" + s + "\" is less than one byte");
   return uint64_t(v * mul);
 }
 

@@ -6,7 +6,7 @@
 #include "awq/dtype.h"
 #include "awq/error.h"
 #include "awq/gguf.h"
-#include "io/gguf_blocks.h"
+#include "awq/gguf_blocks.h"
 
 namespace awq {
 using namespace gguf_detail;

@@ -16,7 +16,7 @@
 #include "awq/model_dir.h"
 #include "awq/safetensors.h"
 #include "convert/pack.h"
-#include "io/gguf_blocks.h"
+#include "awq/gguf_blocks.h"
 #include "test_util.h"
 
 namespace awq {

@@ -7,7 +7,7 @@
 
 #include "awq/error.h"
 #include "awq/gguf.h"
-#include "io/gguf_blocks.h"
+#include "awq/gguf_blocks.h"
 #include "test_util.h"
 
 namespace awq {

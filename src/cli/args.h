@@ -1,0 +1,22 @@
+// Validators for option values taken by several subcommands. A bad value is a usage error: CLI11
+// reports it while parsing, and main() exits with status 2 (see README, "Exit statuses").
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include "awq/error.h"
+
+namespace awq::cli {
+
+// A value the command line got wrong that only the action can judge (e.g. bench's --shape):
+// main() reports it like a parse error, exit status 2.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+// f16 | bf16 | f32 and their long spellings, any case (awq::parse_float_dtype_cli).
+CLI::Validator float_dtype_arg();
+// A byte count such as 5GB, 500MB, 2GiB (awq::parse_size): positive and not overflowing.
+CLI::Validator size_arg();
+
+}  // namespace awq::cli
