@@ -42,12 +42,31 @@ struct QuantizeOptions {
   bool clip = true;
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
+
+  // Mixed precision (--mixed auto): each linear's relative output error ‖ΔW·X‖²/‖W·X‖² on the
+  // calibration inputs is measured; the most sensitive are kept dense (the convert targets have
+  // no 8-bit layout) while the decoder linears' bits per weight stay within budget_bpw. Needs
+  // calibration tokens with either method.
+  bool mixed = false;
+  double budget_bpw = 4.5;
+};
+
+// One decoder linear's measured sensitivity (--mixed auto), and whether it was kept dense.
+struct ModuleSensitivity {
+  std::string module;
+  double rel_error = 0;  // ‖ΔW·X‖² / ‖W·X‖² of its quantized form on the calibration inputs
+  int64_t weights = 0;
+  bool promoted = false;
 };
 
 struct QuantizeResult {
   size_t modules = 0, layers = 0, resumed_layers = 0, blocks = 0;
   size_t sanitized = 0;  // non-finite weights zeroed (SanitizePolicy::kZero)
   std::vector<std::string> warnings;
+  // --mixed auto: every quantizable linear, most sensitive first; bits per weight of the decoder
+  // linears all quantized and after the promotions.
+  std::vector<ModuleSensitivity> sensitivity;
+  double bpw_quantized = 0, bpw_final = 0;
 };
 
 // Per-layer progress callback (i finished layers of n, seconds so far, last group's loss ratio).

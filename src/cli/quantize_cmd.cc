@@ -32,12 +32,27 @@ std::string calib_path(const std::string& given, const std::string& model) {
   throw Error("no calibration text: " + model + " has no calib.txt, nor has the bundled model; give --calib FILE");
 }
 
+// The --mixed auto table: every promoted module and the next most sensitive ones that stayed 4-bit.
+void print_promotions(const QuantizeResult& r, double budget) {
+  std::printf("mixed precision: %.3f bits per weight all quantized, budget %.3f, %.3f written\n", r.bpw_quantized, budget, r.bpw_final);
+  std::printf("  %-4s %-44s %14s %10s  %s\n", "rank", "module", "rel. error", "weights", "kept");
+  size_t shown_rest = 0;
+  for (size_t i = 0; i < r.sensitivity.size(); ++i) {
+    const auto& m = r.sensitivity[i];
+    if (!m.promoted && shown_rest++ >= 3) continue;
+    std::printf("  %-4zu %-44s %14.4e %10lld  %s\n", i + 1, m.module.c_str(), m.rel_error, (long long)m.weights,
+                m.promoted ? "dense (promoted: most sensitive that fit the budget)" : "4-bit");
+  }
+}
+
 }  // namespace
 
 Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
-    std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB";
+    std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
+                mixed = "off";
+    double budget = 4.5;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512;
     bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false;
@@ -61,6 +76,10 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("--no-identity", a->no_identity, "drop s = 1 (plain RTN) from the candidates (AutoAWQ's grid)");
   sub->add_flag("--no-clip", a->no_clip, "skip the clip search");
   sub->add_flag("--sym-clip", a->sym_clip, "AutoAWQ's symmetric ±max clip instead of clipping min and max");
+  sub->add_option("--mixed", a->mixed,
+                  "auto: measure each linear's output error on the calibration data and keep the most sensitive dense within --budget | off (default)")
+      ->check(CLI::IsMember({"auto", "off"}));
+  sub->add_option("--budget", a->budget, "bits per weight of the decoder linears allowed with --mixed auto (default 4.5)");
   sub->add_option("--sanitize", a->sanitize, "NaN/Inf weights: error (default) | zero (replace by 0)")->check(CLI::IsMember({"error", "zero"}));
   sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)");
   sub->add_option("--threads", a->threads, "threads (default: all cores)");
@@ -90,13 +109,16 @@ Action add_quantize(CLI::App& app) {
     opt.clip = !a->no_clip;
     opt.asym_clip = !a->sym_clip;
     opt.log_file = a->log;
-    if (opt.method == QuantMethod::kAwq && !a->calib_tokens.empty()) {
+    opt.mixed = a->mixed == "auto";
+    opt.budget_bpw = a->budget;
+    const bool calibrated = opt.method == QuantMethod::kAwq || opt.mixed;
+    if (calibrated && !a->calib_tokens.empty()) {
       std::ifstream f(a->calib_tokens);
       if (!f) throw Error(a->calib_tokens + ": cannot read the calibration token ids");
       long long id;
       while (f >> id) opt.calib_tokens.push_back(int32_t(id));
       if (!f.eof()) throw Error(a->calib_tokens + ": not a list of integer token ids");
-    } else if (opt.method == QuantMethod::kAwq) {
+    } else if (calibrated) {
       const std::string path = calib_path(a->calib, a->model);
       const auto tok = load_tokenizer(a->model);
       opt.calib_tokens = tok->encode(read_text(path));
@@ -113,6 +135,7 @@ Action add_quantize(CLI::App& app) {
                 r.blocks ? "" : "\n");
     if (r.blocks) std::printf(", %zu calibration blocks of %lld tokens\n", r.blocks, (long long)a->seqlen);
     if (r.sanitized) std::printf("sanitized: %zu non-finite weights replaced by 0\n", r.sanitized);
+    if (opt.mixed) print_promotions(r, opt.budget_bpw);
     return 0;
   };
 }

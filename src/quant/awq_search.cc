@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "awq/error.h"
 #include "awq/model_ops.h"
@@ -48,8 +49,6 @@ double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const st
   return acc / double(tokens) / double(n);
 }
 
-namespace {
-
 double mse(const std::vector<float>& a, const std::vector<float>& b) {
   double acc = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -57,15 +56,6 @@ double mse(const std::vector<float>& a, const std::vector<float>& b) {
     acc += d * d;
   }
   return acc / double(a.size());
-}
-
-// XᵀX of x [T][k] (f32 accumulation in the GEMM).
-std::vector<float> gram(const std::vector<float>& x, int64_t T, int64_t k, ThreadPool& pool) {
-  std::vector<float> xt(static_cast<size_t>(k * T)), g(static_cast<size_t>(k * k));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t c = 0; c < k; ++c) xt[size_t(c * T + t)] = x[size_t(t * k + c)];
-  kernels::dense_f32_gemm(xt.data(), k, T, xt.data(), k, g.data(), &pool);
-  return g;
 }
 
 std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k) {
@@ -94,6 +84,37 @@ std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, i
   std::vector<float> m(static_cast<size_t>(k));
   for (int64_t c = 0; c < k; ++c) m[size_t(c)] = float(acc[size_t(c)] / double(rows));
   return m;
+}
+
+namespace {
+
+// XᵀX of x [T][k]. Token blocks are taken in order; each block's product is computed in f32 on
+// the kernels (rows of G split over the pool, upper triangle only) and added into a double
+// accumulator, so the result is the same for any thread count.
+std::vector<float> gram(const std::vector<float>& x, int64_t T, int64_t k, ThreadPool& pool) {
+  constexpr int64_t kTok = 256, kRowsPerTask = 32;
+  std::vector<double> acc(static_cast<size_t>(k * k));
+  std::vector<float> xt(static_cast<size_t>(k * kTok));
+  std::vector<std::vector<float>> part(size_t(pool.size()), std::vector<float>(static_cast<size_t>(k * kRowsPerTask)));
+  std::vector<std::unique_ptr<ThreadPool>> serial;
+  for (int i = 0; i < pool.size(); ++i) serial.push_back(std::make_unique<ThreadPool>(1));
+  for (int64_t t0 = 0; t0 < T; t0 += kTok) {
+    const int64_t rows = std::min(kTok, T - t0);
+    pool.run(k, [&](int64_t c, int) {
+      for (int64_t t = 0; t < rows; ++t) xt[size_t(c * rows + t)] = x[size_t((t0 + t) * k + c)];
+    });
+    pool.run((k + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int th) {
+      const int64_t a0 = task * kRowsPerTask, na = std::min(kRowsPerTask, k - a0);
+      float* y = part[size_t(th)].data();  // y[b − a0][j] = Σ_t x[t][a0 + j]·x[t][b], b >= a0
+      kernels::dense_f32_gemm(xt.data() + a0 * rows, na, rows, xt.data() + a0 * rows, k - a0, y, serial[size_t(th)].get());
+      for (int64_t j = 0; j < na; ++j)
+        for (int64_t b = a0; b < k; ++b) acc[size_t((a0 + j) * k + b)] += double(y[size_t((b - a0) * na + j)]);
+    });
+  }
+  std::vector<float> g(static_cast<size_t>(k * k));
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = a; b < k; ++b) g[size_t(a * k + b)] = g[size_t(b * k + a)] = float(acc[size_t(a * k + b)]);
+  return g;
 }
 
 struct Candidate {
@@ -135,6 +156,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
   log.loss_rtn = run({"identity", 0, {}});
   for (const Candidate& c : candidates(xm, wm, p)) {
     const double l = c.kind == "identity" ? log.loss_rtn : run(c);
+    log.trials.push_back({c.kind, c.alpha, l});
     if (std::isfinite(l) && l < log.loss_best) {
       log.loss_best = l;
       log.choice = c.kind;
@@ -227,6 +249,25 @@ ClipLog clip_linear(LayerTensors& L, int i, const std::string& name, const std::
   return log;
 }
 
+// ‖ΔW·X‖² / ‖W·X‖² of linear i as it will be stored (its clip ratios applied), through the Gram
+// matrix G of its inputs; NaN when the linear stays dense.
+double relative_error(const LayerTensors& L, int i, const std::vector<float>& G, const AwqParams& p, int64_t tokens, ThreadPool& pool) {
+  if (L.dense[size_t(i)]) return std::numeric_limits<double>::quiet_NaN();
+  const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)], gs = p.group_size, ng = k / gs;
+  const auto& w = L.w[size_t(i)];
+  const auto& lo = L.clip_lo[size_t(i)];
+  const auto& hi = L.clip_hi[size_t(i)];
+  std::vector<float> wq(w.size()), zero(w.size(), 0.0f);
+  pool.run(n, [&](int64_t r, int) {
+    for (int64_t g = 0; g < ng; ++g) {
+      const size_t gi = size_t(r * ng + g);
+      fake_quant_group(w.data() + r * k + g * gs, gs, p.q, lo.empty() ? 1.0f : lo[gi], hi.empty() ? 1.0f : hi[gi], wq.data() + r * k + g * gs);
+    }
+  });
+  const double err = gram_loss(wq.data(), w.data(), n, k, G, tokens, pool), ref = gram_loss(w.data(), zero.data(), n, k, G, tokens, pool);
+  return ref > 0 ? err / ref : 0.0;
+}
+
 std::vector<float> scaled_gram(std::vector<float> G, int64_t k, const std::vector<float>& s) {
   if (s.empty()) return G;
   for (int64_t a = 0; a < k; ++a)
@@ -249,7 +290,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   std::vector<float> s_qkv, s_o, s_gu, s_down;
 
   // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense).
-  if (!any_dense({0, 1, 2})) {
+  if (p.search && !any_dense({0, 1, 2})) {
     std::vector<float> ref(static_cast<size_t>(tokens * H)), oin(static_cast<size_t>(tokens * qd)), out(static_cast<size_t>(tokens * H));
     const int64_t seq = p.seq_len, nb = tokens / seq;
     self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, in.qkv_in.data(), nb, seq, oin.data(), ref.data(), pool);
@@ -262,7 +303,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
                                 s_qkv));
   }
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
-  const bool v_o = L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
+  const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
   if (v_o)
     log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
@@ -270,7 +311,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
                                 },
                                 s_o));
   // 3. gate, up by post_attention_layernorm; loss on the MLP's output (down_proj dense).
-  if (!any_dense({4, 5})) {
+  if (p.search && !any_dense({4, 5})) {
     std::vector<float> ref(static_cast<size_t>(tokens * H)), din(static_cast<size_t>(tokens * I)), out(static_cast<size_t>(tokens * H));
     mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, in.mlp_in.data(), tokens, din.data(), ref.data(), pool);
     log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), p, pool,
@@ -281,7 +322,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
                                 s_gu));
   }
   // 4. down by up; Gram form.
-  if (!any_dense({5, 6}))
+  if (p.search && !any_dense({5, 6}))
     log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
@@ -314,13 +355,16 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   }
   // Clip search on v, o, gate, up, down (q and k are skipped, as AutoAWQ does: their error passes
   // through the q·k product, which a per-group output loss does not see).
-  if (p.clip) {
-    const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  if (p.clip || p.sensitivity) {
     const std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
                              Gd = scaled_gram(G_down, I, s_down);
-    const std::vector<float>* grams[7] = {nullptr, nullptr, &Gv, &Go, &Gm, &Gm, &Gd};
-    for (int i = 2; i < 7; ++i)
-      if (!L.dense[size_t(i)]) log.clips.push_back(clip_linear(L, i, names[i], *grams[i], p, tokens, pool));
+    const std::vector<float>* grams[7] = {&Gv, &Gv, &Gv, &Go, &Gm, &Gm, &Gd};
+    if (p.clip)
+      for (int i = 2; i < 7; ++i)
+        if (!L.dense[size_t(i)]) log.clips.push_back(clip_linear(L, i, names[i], *grams[i], p, tokens, pool));
+    if (p.sensitivity)
+      for (int i = 0; i < 7; ++i) log.rel_error[size_t(i)] = relative_error(L, i, *grams[i], p, tokens, pool);
   }
   return log;
 }

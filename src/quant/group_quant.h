@@ -1,10 +1,12 @@
 // Group-wise integer quantization of one weight row-group (internal to quant/).
 //   zero point: range [min(lo,0), max(hi,0)] (0 always representable, so a one-signed group never
-//     saturates as AutoAWQ's clamped zero makes it), s = range / (2^b − 1) rounded to f16,
-//     z = clamp(round(−lo/s), 0, 2^b − 1), q = clamp(round(w/s) + z, 0, 2^b − 1).
-//   symmetric: s = max|w| / (2^(b−1) − 1) rounded to f16, z = 2^(b−1).
-//   A constant group c is stored exactly (up to c's f16 rounding): s = |c|, q − z = ±1; a group of
-//   zeros gets s = 1e-5 (f16), q = z. Rounding is to nearest, ties to even (torch.round).
+//     saturates as AutoAWQ's clamped zero makes it), s = max(range, 1e-5) / (2^b − 1),
+//     z = clamp(−round(lo/s), 0, 2^b − 1), q = clamp(round(w/s) + z, 0, 2^b − 1).
+//   symmetric: s = max(max|w|, 1e-5) / (2^(b−1) − 1), z = 2^(b−1).
+//   Each step is rounded to f16 as AutoAWQ's torch fp16 arithmetic rounds it, so a group that
+//   straddles 0 gets AutoAWQ's codes, scale and zero bit for bit. A constant group c ≠ 0 is stored
+//   exactly (up to c's f16 rounding): s = |c|, q − z = ±1 (AutoAWQ turns 0.013 into 1e-5). Rounding
+//   is to nearest, ties to even (torch.round).
 #pragma once
 #include <cstdint>
 

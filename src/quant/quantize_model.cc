@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <array>
 #include <cstring>
 
 #include "awq/convert.h"
@@ -97,9 +98,13 @@ Spec as_dtype(const std::string& name, DType dt, const std::vector<float>& v) {
 }
 
 // Saves one finished layer (atomic: SafetensorsWriter writes a temporary and renames it).
+// With `rel_error` (--mixed auto) each quantized linear's (scaled) weight is saved too, as
+// "<module>.weight" in the model's dtype, so a module promoted at the end can be written dense,
+// and the errors go into the file's metadata ("rel_error", a JSON array in LayerLinear order).
 void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig& cfg, const LayerTensors& L, int64_t group,
-                const QParams& qp, ThreadPool& pool) {
+                const QParams& qp, const std::array<double, kLinears>* rel_error, ThreadPool& pool) {
   std::vector<Spec> specs;
+  std::map<std::string, std::string> meta{{"format", "awq-progress"}};
   for (LayerLinear which : kAllLayerLinears) {
     const int i = li(which);
     if (L.dense[size_t(i)]) continue;
@@ -109,6 +114,15 @@ void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig&
     specs.push_back(raw(m + ".codes", DType::U8, {n, k}, q.codes));
     specs.push_back(raw(m + ".scales", DType::F32, {n, k / group}, q.scales));
     specs.push_back(raw(m + ".zeros", DType::I32, {n, k / group}, q.zeros));
+    if (rel_error) {
+      specs.push_back(as_dtype(m + ".weight", dir.get(m + ".weight").dtype, L.w[size_t(i)]));
+      specs.back().spec.shape = {n, k};
+    }
+  }
+  if (rel_error) {
+    json e = json::array();
+    for (double v : *rel_error) e.push_back(std::isfinite(v) ? json(v) : json());
+    meta["rel_error"] = e.dump();
   }
   const auto override_of = [&](const std::string& name, const std::vector<float>& v) {
     specs.push_back(as_dtype(name, dir.get(name).dtype, v));
@@ -118,7 +132,7 @@ void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig&
   if (L.v_bias_changed) override_of(cfg.linear_name(L.layer, LayerLinear::kV) + ".bias", L.b[size_t(li(LayerLinear::kV))]);
   std::vector<TensorSpec> ts;
   for (const auto& s : specs) ts.push_back(s.spec);
-  SafetensorsWriter w(path, ts, {{"format", "awq-progress"}});
+  SafetensorsWriter w(path, ts, meta);
   for (const auto& s : specs) w.append(s.bytes.data(), s.bytes.size());
   w.commit();
 }
@@ -126,18 +140,21 @@ void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig&
 // The saved layers as a quantized checkpoint for convert_model.
 class SavedReader : public FormatReader {
  public:
-  SavedReader(const std::vector<std::unique_ptr<SafetensorsFile>>& files, const QuantizeOptions& opt) {
+  // `promoted`: modules written dense from their saved weight (listed in modules_to_not_convert).
+  SavedReader(const std::vector<std::unique_ptr<SafetensorsFile>>& files, const QuantizeOptions& opt, const std::set<std::string>& promoted) {
     scheme_.format = "autoawq-gemm";
     scheme_.bits = opt.bits;
     scheme_.group_size = opt.group_size;
     scheme_.zero_point = opt.zero_point;
     scheme_.version = "gemm";
     scheme_.modules_to_not_convert = opt.not_convert;
+    for (const auto& m : promoted) scheme_.modules_to_not_convert.push_back(m);
     for (const auto& f : files)
       for (const auto& t : f->tensors()) {
         const std::string& nm = t.name;
         if (nm.size() > 6 && nm.compare(nm.size() - 6, 6, ".codes") == 0) {
           const std::string m = nm.substr(0, nm.size() - 6);
+          if (promoted.count(m)) continue;
           modules_.push_back(m);
           codes_[m] = &t;
           scales_[m] = f->find(m + ".scales");
@@ -192,7 +209,7 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
           {"formula", int(o.formula)}, {"grid", o.grid}, {"identity", o.identity_candidate}, {"clip", o.clip},
-          {"asym_clip", o.asym_clip}};
+          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}};
 }
 
 std::string layer_file(const fs::path& dir, int64_t i) {
@@ -213,6 +230,57 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
       throw Error(model + ": in_features " + std::to_string(cfg.linear_shape(w).second) + " of " + cfg.linear_name(0, w) +
                   " is not a multiple of --group-size " + std::to_string(o.group_size));
   if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
+  if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
+}
+
+// --mixed auto: the saved relative errors of every quantized linear, most sensitive first; each is
+// kept dense (its saved scaled weight written in the model's dtype) while the bits per weight of
+// all decoder linears stay within the budget. A quantized weight costs bits + (16 + bits)/group
+// (f16 scale and a packed zero per group); a dense one its dtype's width.
+std::set<std::string> choose_promotions(const std::vector<std::unique_ptr<SafetensorsFile>>& files, const ModelDir& dir, const ModelConfig& cfg,
+                                        const QuantizeOptions& opt, QuantizeResult& res) {
+  struct Mod {
+    ModuleSensitivity s;
+    double dense_bits = 16;
+  };
+  std::vector<Mod> mods;
+  double weights = 0, bits = 0;
+  const double qbits = double(opt.bits) + (16.0 + double(opt.bits)) / double(opt.group_size);
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    const SafetensorsFile& f = *files[size_t(i)];
+    const auto it = f.metadata().find("rel_error");
+    if (it == f.metadata().end()) throw Error(f.path() + ": saved layer has no rel_error (made without --mixed auto)");
+    const json e = json::parse(it->second);
+    for (LayerLinear which : kAllLayerLinears) {
+      const std::string m = cfg.linear_name(i, which);
+      const TensorView& w = dir.get(m + ".weight");
+      const double nw = double(w.numel()), db = 8.0 * double(dtype_size(w.dtype));
+      weights += nw;
+      if (kept_dense(m, opt.not_convert) || e.at(size_t(li(which))).is_null()) {
+        bits += nw * db;
+        continue;
+      }
+      bits += nw * qbits;
+      mods.push_back({{m, e.at(size_t(li(which))).get<double>(), int64_t(nw), false}, db});
+    }
+  }
+  std::stable_sort(mods.begin(), mods.end(), [](const Mod& a, const Mod& b) { return a.s.rel_error > b.s.rel_error; });
+  res.bpw_quantized = weights > 0 ? bits / weights : 0;
+  std::set<std::string> promoted;
+  for (Mod& m : mods) {
+    const double extra = double(m.s.weights) * (m.dense_bits - qbits);
+    if (bits + extra <= opt.budget_bpw * weights) {
+      bits += extra;
+      m.s.promoted = true;
+      promoted.insert(m.s.module);
+    }
+    res.sensitivity.push_back(m.s);
+  }
+  res.bpw_final = weights > 0 ? bits / weights : 0;
+  if (res.bpw_quantized > opt.budget_bpw)
+    res.warnings.push_back("--budget " + std::to_string(opt.budget_bpw) + " is below the all-quantized " + std::to_string(res.bpw_quantized) +
+                           " bits per weight: nothing promoted");
+  return promoted;
 }
 
 }  // namespace
@@ -228,10 +296,11 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     throw Error(opt.out_dir + ": exists and is not empty (use --force to replace it)");
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
+  const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;
 
   std::vector<std::vector<int32_t>> blocks;
   Activations act;
-  if (opt.method == QuantMethod::kAwq) {
+  if (calibrated) {
     blocks = calibration_blocks(opt.calib_tokens, opt.samples, opt.seqlen);
     if (blocks.empty())
       throw Error("calibration text too short: " + std::to_string(opt.calib_tokens.size()) + " tokens, fewer than one block of " +
@@ -269,22 +338,25 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.formula = opt.formula;
   ap.grid = opt.grid;
   ap.identity = opt.identity_candidate;
-  ap.clip = opt.clip;
+  ap.search = awq;
+  ap.clip = awq && opt.clip;
   ap.asym_clip = opt.asym_clip;
+  ap.sensitivity = opt.mixed;
   ap.seq_len = opt.seqlen;
 
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < cfg.layers; ++i) {
     const std::string file = layer_file(prog, i);
     const bool done = fs::exists(file);
-    if (done && opt.method == QuantMethod::kRtn) {
+    if (done && !calibrated) {
       ++res.resumed_layers;
       continue;
     }
     LayerTensors L = load_layer(dir, cfg, i, opt.group_size, opt.sanitize == SanitizePolicy::kZero, &res.sanitized);
     for (LayerLinear w : kAllLayerLinears) L.dense[size_t(li(w))] = kept_dense(cfg.linear_name(i, w), opt.not_convert);
     double ratio = 0;
-    if (opt.method == QuantMethod::kAwq) {
+    LayerLog lg;
+    if (calibrated) {
       LayerInputs in;
       layer_forward(cfg, L, act, done ? nullptr : &in, pool);  // the next layer sees the dense layer's output
       if (done) {
@@ -292,7 +364,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
         continue;
       }
       const auto ts = std::chrono::steady_clock::now();
-      const LayerLog lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
+      lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       double before = 0, after = 0;
       for (const auto& g : lg.groups) {
@@ -312,7 +384,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       }
       ratio = before > 0 ? after / before : 0;
     }
-    save_layer(file, dir, cfg, L, opt.group_size, qp, pool);
+    save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, pool);
     ++res.layers;
     if (on_layer)
       on_layer(i + 1, cfg.layers, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), ratio);
@@ -320,7 +392,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
 
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   for (int64_t i = 0; i < cfg.layers; ++i) files.push_back(std::make_unique<SafetensorsFile>(layer_file(prog, i)));
-  SavedReader reader(files, opt);
+  std::set<std::string> promoted;
+  if (opt.mixed) promoted = choose_promotions(files, dir, cfg, opt, res);
+  SavedReader reader(files, opt, promoted);
   res.modules = reader.modules().size();
   ConvertOptions co;
   co.out_dir = opt.out_dir;

@@ -9,10 +9,12 @@
 
 #include "awq/dtype.h"
 #include "awq/error.h"
+#include "awq/model.h"
 #include "awq/model_dir.h"
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
+#include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
 #include "quant/group_quant.h"
 #include "test_util.h"
@@ -150,6 +152,128 @@ TEST(AwqSearch, ChosenLossRecomputesFromOriginalsAndNeverLosesToRtn) {
   EXPECT_NEAR(again, log.groups.back().loss_best, 1e-3 * log.groups.back().loss_best + 1e-12);
 }
 
+// AutoAWQ/llm-awq on a CPU: `.cpu()` returns the same tensor, so each grid trial's in-place
+// W·s leaks into the next. Here every trial's logged loss must equal the loss of that candidate
+// recomputed alone from a pristine copy of the original weights, for every trial of the down
+// group (Gram loss) and of the gate/up group (MLP output loss); and the test shows that a leaked
+// trial would be caught (the loss from weights a previous trial modified differs).
+TEST(AwqSearch, EveryGridTrialStartsFromTheUnmodifiedWeights) {
+  ModelDir dir(data_path("models/llama2"));
+  const ModelConfig cfg = parse_model_config(dir.config(), "config.json");
+  LayerTensors L = load_layer(dir, cfg, 1, 32, false, nullptr);
+  const LayerTensors orig = L;
+  std::vector<std::vector<int32_t>> blocks;
+  std::mt19937 rng(5);
+  for (int b = 0; b < 4; ++b) {
+    blocks.emplace_back();
+    for (int t = 0; t < 32; ++t) blocks.back().push_back(int32_t(rng() % uint32_t(cfg.vocab)));
+  }
+  Activations act = embed_blocks(dir, cfg, blocks);
+  ThreadPool pool(2);
+  LayerInputs in;
+  layer_forward(cfg, L, act, &in, pool);
+  AwqParams p;
+  p.group_size = 32;
+  p.seq_len = 32;
+  p.clip = false;
+  p.formula = ScaleFormula::kBoth;
+  const int64_t T = 128;
+  const LayerLog log = awq_layer(cfg, L, in, T, p, pool);
+  const GroupLog* down = nullptr;
+  const GroupLog* gate_up = nullptr;
+  for (const auto& g : log.groups) {
+    if (g.group == "down") down = &g;
+    if (g.group == "gate_up") gate_up = &g;
+  }
+  ASSERT_TRUE(down && gate_up);
+  ASSERT_EQ(down->trials.size(), 1u + 21u + 20u);  // identity, duo α = 0..1, x-only α = 0.05..1
+  const auto scales_of = [&](const Trial& t, const std::vector<float>& xm, const std::vector<float>& wm) {
+    return t.kind == "identity" ? std::vector<float>{}
+                                : scale_candidate(xm, wm, t.kind == "x" ? ScaleFormula::kXOnly : ScaleFormula::kDuo, t.alpha);
+  };
+  // down: Gram loss.
+  const int d = li(LayerLinear::kDown);
+  const int64_t dn = orig.n[size_t(d)], dk = orig.k[size_t(d)];
+  std::vector<float> G(size_t(dk * dk));
+  for (int64_t a = 0; a < dk; ++a)
+    for (int64_t b = 0; b < dk; ++b) {
+      double acc = 0;
+      for (int64_t t = 0; t < T; ++t) acc += double(in.down_in[size_t(t * dk + a)]) * double(in.down_in[size_t(t * dk + b)]);
+      G[size_t(a * dk + b)] = float(acc);
+    }
+  const std::vector<float> xm_d = x_mean(in.down_in, T, dk), wm_d = w_mean(orig, {d}, 32);
+  std::vector<float> wq(size_t(dn * dk));
+  for (const Trial& t : down->trials) {
+    const std::vector<float> pristine = orig.w[size_t(d)];  // a fresh copy per trial
+    const std::vector<float> s = scales_of(t, xm_d, wm_d);
+    fake_quant_scaled(pristine.data(), dn, dk, s.empty() ? nullptr : s.data(), 32, p.q, wq.data(), pool);
+    const double alone = gram_loss(wq.data(), pristine.data(), dn, dk, G, T, pool);
+    EXPECT_NEAR(alone, t.loss, 1e-5 * t.loss + 1e-12) << "down " << t.kind << " α " << t.alpha;
+  }
+  // gate/up: MLP output loss, each trial recomputed alone.
+  const int g = li(LayerLinear::kGate), u = li(LayerLinear::kUp);
+  const int64_t I = cfg.intermediate, H = cfg.hidden;
+  std::vector<float> ref(size_t(T * H)), out(size_t(T * H)), din(size_t(T * I));
+  mlp(cfg, orig.w[size_t(g)].data(), orig.w[size_t(u)].data(), orig.w[size_t(d)].data(), orig, in.mlp_in.data(), T, din.data(), ref.data(),
+      pool);
+  const std::vector<float> xm_m = x_mean(in.mlp_in, T, H), wm_m = w_mean(orig, {g, u}, 32);
+  std::vector<float> qg(orig.w[size_t(g)].size()), qu(orig.w[size_t(u)].size());
+  double leaked_diff = 0;
+  for (size_t i = 0; i < gate_up->trials.size(); ++i) {
+    const Trial& t = gate_up->trials[i];
+    const std::vector<float> s = scales_of(t, xm_m, wm_m);
+    const float* sp = s.empty() ? nullptr : s.data();
+    fake_quant_scaled(orig.w[size_t(g)].data(), I, H, sp, 32, p.q, qg.data(), pool);
+    fake_quant_scaled(orig.w[size_t(u)].data(), I, H, sp, 32, p.q, qu.data(), pool);
+    mlp(cfg, qg.data(), qu.data(), orig.w[size_t(d)].data(), orig, in.mlp_in.data(), T, din.data(), out.data(), pool);
+    EXPECT_EQ(mse(out, ref), t.loss) << "gate_up " << t.kind << " α " << t.alpha;
+    if (i > 0 && sp) {  // the bug: this trial's Q(W·s)/s applied to weights the previous trial left scaled
+      const std::vector<float> sprev = scales_of(gate_up->trials[i - 1], xm_m, wm_m);
+      std::vector<float> leaked = orig.w[size_t(g)], leaked_u = orig.w[size_t(u)];
+      for (int64_t r = 0; r < I; ++r)
+        for (int64_t c = 0; c < H; ++c) {
+          const float f = sprev.empty() ? 1.0f : sprev[size_t(c)];
+          leaked[size_t(r * H + c)] *= f;
+          leaked_u[size_t(r * H + c)] *= f;
+        }
+      fake_quant_scaled(leaked.data(), I, H, sp, 32, p.q, qg.data(), pool);
+      fake_quant_scaled(leaked_u.data(), I, H, sp, 32, p.q, qu.data(), pool);
+      mlp(cfg, qg.data(), qu.data(), orig.w[size_t(d)].data(), orig, in.mlp_in.data(), T, din.data(), out.data(), pool);
+      leaked_diff = std::max(leaked_diff, std::fabs(mse(out, ref) - t.loss) / t.loss);
+    }
+  }
+  EXPECT_GT(leaked_diff, 0.1);  // a leak would change losses by far more than the bar above
+}
+
+// RTN against AutoAWQ's own code: tools/make_golden_quantize.py ran AwqQuantizer._apply_quant
+// (pseudo_quantize_tensor + WQLinear_GEMM.from_linear) on each dense fp16 model; every qweight,
+// qzeros and scales tensor we write must be byte-identical to AutoAWQ's.
+TEST(QuantizeCmd, RtnEqualsAutoAwqBitForBit) {
+  for (const auto& [name, group] : std::vector<std::pair<std::string, int>>{
+           {"quantize-rtn-llama-g32", 32}, {"quantize-rtn-qwen2-g64", 64}, {"quantize-rtn-llama-g128", 128}}) {
+    TempDir tmp;
+    const std::string out = tmp / "q";
+    const auto r = run_awq({"quantize", data_path("golden/" + name + "/dense"), "-o", out, "--method", "rtn", "--group-size",
+                            std::to_string(group), "-q"});
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    SafetensorsFile expected(data_path("golden/" + name + "/expected.safetensors"));
+    ModelDir q(out);
+    size_t compared = 0;
+    for (const auto& e : expected.tensors()) {
+      const TensorView* t = q.find(e.name);
+      ASSERT_TRUE(t) << name << ": " << e.name << " missing";
+      ASSERT_EQ(t->dtype, e.dtype) << e.name;
+      ASSERT_EQ(t->shape, e.shape) << e.name;
+      ASSERT_EQ(t->nbytes, e.nbytes) << e.name;
+      size_t diff = 0;
+      for (size_t i = 0; i < e.nbytes; ++i) diff += t->data[i] != e.data[i];
+      EXPECT_EQ(diff, 0u) << name << ": " << e.name << " differs in " << diff << " bytes";
+      ++compared;
+    }
+    EXPECT_GE(compared, 21u) << name;  // 7 linears × (qweight, qzeros, scales) per layer
+  }
+}
+
 TEST(QuantizeCmd, RtnPassesCheckAndKeepsTied) {
   TempDir tmp;
   const std::string out = tmp / "q";
@@ -213,4 +337,76 @@ TEST(QuantizeCmd, NonFiniteWeightNamesRowAndGroupAndSanitizeFixesIt) {
   const auto s = run_awq({"quantize", model, "-o", tmp / "q", "--method", "rtn", "--group-size", "32", "--sanitize", "zero", "-q"});
   ASSERT_EQ(s.status, 0) << s.err;
   EXPECT_EQ(run_awq({"check", tmp / "q"}).status, 0);
+}
+
+namespace {
+std::string calib_ids(const TempDir& tmp, int n, unsigned seed, int vocab) {
+  std::string ids;
+  std::mt19937 rng(seed);
+  for (int i = 0; i < n; ++i) ids += std::to_string(rng() % unsigned(vocab)) + (i % 10 == 9 ? "\n" : " ");
+  write_bytes(tmp / "calib.txt", ids);
+  return tmp / "calib.txt";
+}
+}  // namespace
+
+TEST(QuantizeCmd, AwqIsDeterministicForTheSameThreadCount) {
+  TempDir tmp;
+  const std::string calib = calib_ids(tmp, 200, 13, 300);
+  std::vector<std::string> bytes;
+  for (const char* o : {"a", "b"}) {
+    const auto r = run_awq({"quantize", data_path("models/llama2"), "-o", tmp / o, "--group-size", "32", "--calib-tokens", calib, "--samples",
+                            "6", "--seqlen", "32", "--threads", "2", "-q"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    bytes.push_back(read_bytes(tmp / o + "/model.safetensors"));
+  }
+  EXPECT_TRUE(bytes[0] == bytes[1]);
+}
+
+// --mixed auto keeps the most sensitive linears dense within the budget: they are listed in
+// modules_to_not_convert, stored as dense weights (AWQ-scaled, matching the folded norms), and the
+// output passes check. With a budget that admits every linear, the output is the dense model up to
+// rounding: the scaled dense weights and the divided norms cancel exactly as they must.
+TEST(QuantizeCmd, MixedAutoPromotesTheMostSensitiveWithinTheBudget) {
+  TempDir tmp;
+  const std::string calib = calib_ids(tmp, 200, 17, 300);
+  const auto r = run_awq({"quantize", data_path("models/llama2"), "-o", tmp / "m", "--group-size", "32", "--calib-tokens", calib, "--samples",
+                          "6", "--seqlen", "32", "--mixed", "auto", "--budget", "8"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("promoted"), std::string::npos) << r.out;
+  EXPECT_EQ(run_awq({"check", tmp / "m"}).status, 0);
+  ModelDir q(tmp / "m");
+  const auto skip = q.quant_config()["modules_to_not_convert"];
+  ASSERT_TRUE(skip.is_array() && !skip.empty()) << q.quant_config().dump();
+  for (const auto& m : skip) {
+    EXPECT_TRUE(q.find(m.get<std::string>() + ".weight")) << m;
+    EXPECT_FALSE(q.find(m.get<std::string>() + ".qweight")) << m;
+  }
+  double quantized = 0, budget = 0, written = 0;
+  const size_t at = r.out.find("mixed precision: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + at, "mixed precision: %lf bits per weight all quantized, budget %lf, %lf written", &quantized, &budget,
+                        &written),
+            3)
+      << r.out;
+  EXPECT_NEAR(quantized, 4 + 20.0 / 32, 1e-3);  // 4-bit codes + f16 scale + 4-bit zero per 32 weights
+  EXPECT_GT(written, quantized);
+  EXPECT_LE(written, 8.0);
+
+  // Every linear promoted: the dense model back, up to f32 rounding.
+  const auto full = run_awq({"quantize", data_path("models/llama2"), "-o", tmp / "full", "--group-size", "32", "--calib-tokens", calib,
+                             "--samples", "6", "--seqlen", "32", "--mixed", "auto", "--budget", "64", "-q"});
+  ASSERT_EQ(full.status, 0) << full.err;
+  ModelDir f(tmp / "full");
+  EXPECT_EQ(f.quant_config()["modules_to_not_convert"].size(), 14u);
+  const auto dense = Model::load(data_path("models/llama2"));
+  const auto back = Model::load(tmp / "full");
+  std::vector<int32_t> ids = {1, 17, 250, 3, 99, 42, 7, 300, 12, 64};
+  const std::vector<float> a = dense->prompt_logits(ids), b = back->prompt_logits(ids);
+  ASSERT_EQ(a.size(), b.size());
+  double mx = 0, var = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    mx = std::max(mx, std::fabs(double(a[i]) - double(b[i])));
+    var += double(a[i]) * double(a[i]);
+  }
+  EXPECT_LT(mx / std::sqrt(var / double(a.size())), 1e-4);
 }
