@@ -408,7 +408,7 @@ TEST(QuantizeCmd, MixedAutoPromotesTheMostSensitiveWithinTheBudget) {
   EXPECT_NE(all.err.find("nothing would be quantized"), std::string::npos) << all.err;
 }
 
-// quantize's own f32 forward (embedding, every layer through the GEMM-form causal attention, final
+// quantize's own f32 forward (embedding, every layer, final
 // norm, head) gives the runtime's logits (which are checked against transformers), on two blocks.
 TEST(AwqForward, MatchesTheRuntimeLogits) {
   for (const char* name : {"models/llama2", "models/qwen3", "models/mistral"}) {
@@ -441,4 +441,34 @@ TEST(AwqForward, MatchesTheRuntimeLogits) {
       EXPECT_LT(worst / std::sqrt(var / double(150 * cfg.vocab)), 1e-4) << name << " block " << b;
     }
   }
+}
+
+// --propagate calibrates layer i on the stored (quantized) layers before it: layer 0 sees the same
+// input either way and is quantized identically; layer 1's calibration input differs, and so do
+// some of its codes or scales. The output passes check.
+TEST(QuantizeCmd, PropagateChangesOnlyTheLayersAfterTheFirst) {
+  TempDir tmp;
+  const std::string calib = calib_ids(tmp, 200, 19, 300);
+  for (const char* o : {"plain", "prop"}) {
+    std::vector<std::string> args = {"quantize", data_path("models/llama2"), "-o", tmp / o, "--group-size", "32", "--calib-tokens", calib,
+                                     "--samples", "6", "--seqlen", "32", "-q"};
+    if (std::string(o) == "prop") args.push_back("--propagate");
+    const auto r = run_awq(args);
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  EXPECT_EQ(run_awq({"check", tmp / "prop"}).status, 0);
+  ModelDir a(tmp / "plain"), b(tmp / "prop");
+  size_t same0 = 0, diff1 = 0;
+  for (const auto* t : a.tensors()) {
+    const TensorView* u = b.find(t->name);
+    ASSERT_TRUE(u) << t->name;
+    const bool same = t->nbytes == u->nbytes && std::memcmp(t->data, u->data, t->nbytes) == 0;
+    if (t->name.rfind("model.layers.0.", 0) == 0) {
+      EXPECT_TRUE(same) << t->name;
+      same0 += same;
+    }
+    if (t->name.rfind("model.layers.1.", 0) == 0 && !same) ++diff1;
+  }
+  EXPECT_GT(same0, 0u);
+  EXPECT_GT(diff1, 0u);
 }
