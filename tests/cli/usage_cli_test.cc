@@ -37,6 +37,9 @@ TEST(UsageCli, UsageErrorsExitTwoInEverySubcommand) {
       {"bench", "gemv", "--shape", "4096"},
       {"bench", "gemm", "--m", "0"},
       {"bench", "gemv", "--threads", "0"},
+      {"run", kTiny, "-p", "x", "--threads", "0"},             // MODEL/--threads: one adder for run and bench run
+      {"run", kTiny, "-p", "x", "--threads", "1,2"},           // run takes one count
+      {"bench", "run", kTiny, "--threads", "1,2000"},
       {"bench", "dequant", "--dtype", "int8"},
       {"bench", "gemv", "--target", "NOPE"},
   };
