@@ -175,7 +175,7 @@ ordered_json inspect_dense_model(const ModelDir& dir) {
                                                                                    : ordered_json(nullptr);
   r["dims"] = dims_json(d);
   r["runtime_supported"] = d.model.has_value();
-  if (!d.model) r["runtime_refusal"] = d.model_error;
+  if (!d.model) r["runtime_refusal"] = dir.has_config() ? d.model_error : "there is no config.json";
 
   struct Kind {
     uint64_t count = 0, bytes = 0, parameters = 0;
