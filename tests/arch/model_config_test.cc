@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
+#include "awq/gguf_arch.h"
 #include "awq/model_config.h"
+#include "test_util.h"
 
 using namespace awq;
 using nlohmann::json;
@@ -158,4 +161,29 @@ TEST(ModelConfig, TensorNamesByArchitectureName) {
   EXPECT_EQ(architecture_tensor_names("Qwen3ForCausalLM")->k_norm, "model.layers.{}.self_attn.k_norm.weight");
   EXPECT_TRUE(architecture_tensor_names("LlamaForCausalLM")->q_norm.empty());
   EXPECT_FALSE(architecture_tensor_names("MixtralForCausalLM").has_value());
+}
+
+// A qwen3 GGUF without attention.key_length means llama.cpp's n_embd / n_head, which the config
+// read back from it states explicitly (else Qwen3Config's default of 128 would apply).
+TEST(GgufConfig, Qwen3WithoutKeyLengthKeepsLlamaCppsHeadDim) {
+  test::TempDir t;
+  const std::string path = t / "q3.gguf";
+  {
+    GgufWriter w(path);
+    w.add_string("general.architecture", "qwen3");
+    w.add_u32("qwen3.embedding_length", 64);
+    w.add_u32("qwen3.feed_forward_length", 128);
+    w.add_u32("qwen3.block_count", 1);
+    w.add_u32("qwen3.attention.head_count", 4);
+    w.add_u32("qwen3.attention.head_count_kv", 2);
+    w.add_f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
+    w.add_tensor("token_embd.weight", {64, 10}, GgmlType::F32);
+    w.begin_data();
+    const std::vector<float> zeros(640, 0.0f);
+    w.append(zeros.data(), zeros.size() * sizeof(float));
+    w.commit();
+  }
+  const json c = hf_config_from_gguf(GgufFile(path));
+  EXPECT_EQ(c["head_dim"], 16);
+  EXPECT_EQ(parse_model_config(c, path).head_dim, 16);
 }
