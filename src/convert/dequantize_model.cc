@@ -126,7 +126,12 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     ++res.modules;
   }
   for (const TensorView* t : dir.tensors())
-    if (!consumed.count(t->name)) plan.push_back(guarded_copy(*t, reader.dense_tensor_name(t->name), dt, policy, casts));
+    if (!consumed.count(t->name)) {
+      const TensorView* src = t;
+      for (const TensorView* o : opt.dense_overrides)
+        if (o->name == t->name) src = o;
+      plan.push_back(guarded_copy(*src, reader.dense_tensor_name(t->name), dt, policy, casts));
+    }
   write_dequantized(std::move(plan), dir.path(), nlohmann::ordered_json::parse(dir.config().dump()), dir.auxiliary_files(), needs,
                     opt, res);
   for (const auto& c : *casts) res.casts.push_back({c.from, c.to, c.tensors, c.max_rel, c.worst_tensor});
