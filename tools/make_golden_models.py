@@ -5,6 +5,8 @@ Run from the repository root in a venv made from tools/requirements-models.txt (
 
     python tools/make_golden_models.py            # (re)write tests/data/models/<name>/
     python tools/make_golden_models.py --check    # recompute the logits, compare with the files
+    python tools/make_golden_models.py --kjv      # only the bundled model's goldens (after
+                                                  # tools/make_bundled_model.py)
 
 Each case is a seeded random model of one architecture, saved by transformers'
 save_pretrained (config.json + model.safetensors), reloaded from disk, cast to f32 and run by
@@ -287,6 +289,54 @@ def make_awq_case(index: int) -> dict:
     return info
 
 
+# ---------------------------------------------------------------------------------------------
+# The bundled model (models/kjv-llama, made by tools/make_bundled_model.py)
+
+KJV_DIR = os.path.join("models", "kjv-llama")
+KJV_PROMPT = "In the beginning God created the heaven and the earth."
+KJV_TOKEN_TEXTS = [
+    KJV_PROMPT,
+    "And God said, Let there be light: and there was light.",
+    "",
+    "  leading spaces,   runs   of spaces,\ttabs\n\nand blank lines\n",
+    "Numbers: 7, 42, 1611, 31102 and 3.14159; Psalm 23:1-6.",
+    "I'll say it's THEIR'S, we've done; you'd've?!",
+    "Unicode: naïve café, Straße, ελληνικά, русский, 日本語, עברית, emoji 🙂🎉👍🏽.",
+    "<|begin_of_text|>special tokens written in the text<|end_of_text|>",
+    "line one\r\nline two\rline three\n\n\n   \n",
+]
+
+
+def make_kjv() -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(KJV_DIR)
+    model = AutoModelForCausalLM.from_pretrained(KJV_DIR, torch_dtype=torch.float32).float().eval()
+    ids = torch.tensor([tok(KJV_PROMPT).input_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+    save_file({"input_ids": ids.to(torch.int32).contiguous(), "logits": logits.contiguous()},
+              os.path.join(OUT_ROOT, "kjv-llama-logits.safetensors"))
+    cases = []
+    for text in KJV_TOKEN_TEXTS:
+        enc = tok(text).input_ids
+        cases.append({"text": text, "ids": enc,
+                      "ids_without_special": tok(text, add_special_tokens=False).input_ids,
+                      "decoded": tok.decode(enc, skip_special_tokens=True)})
+    doc = {"tokenizer": "models/kjv-llama/tokenizer.json",
+           "made_by": "tools/make_golden_models.py --kjv (transformers AutoTokenizer, i.e. the "
+                      "tokenizers library, tokenizers==" + __import__("tokenizers").__version__ + ")",
+           "ids": "tokenizer(text).input_ids: with the BOS the post-processor adds",
+           "ids_without_special": "tokenizer(text, add_special_tokens=False).input_ids",
+           "decoded": "tokenizer.decode(ids, skip_special_tokens=True)",
+           "cases": cases}
+    with open(os.path.join(OUT_ROOT, "kjv-llama-tokens.json"), "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+    info = {"name": "kjv-llama", "prompt_tokens": ids.shape[1]}
+    info.update(margin_stats(logits))
+    print(json.dumps(info))
+
+
 def check() -> int:
     bad = 0
     for i, (name, _, model_cls, _, _, _) in enumerate(cases()):
@@ -303,9 +353,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="recompute and compare, write nothing")
     ap.add_argument("--skip-awq", action="store_true", help="only the dense cases")
+    ap.add_argument("--kjv", action="store_true",
+                    help="only the bundled model's golden files (kjv-llama-logits.safetensors, "
+                         "kjv-llama-tokens.json) from models/kjv-llama")
     args = ap.parse_args()
     if args.check:
         return check()
+    if args.kjv:
+        make_kjv()
+        return 0
     os.makedirs(OUT_ROOT, exist_ok=True)
     infos = []
     for i, (name, cfg_cls, model_cls, kw, dtype, note) in enumerate(cases()):
