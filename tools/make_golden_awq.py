@@ -19,7 +19,7 @@ What it does, per case (see tests/data/README.md):
      quantization_config, generation_config.json, model.safetensors via
      huggingface_hub.save_torch_state_dict);
   4. decode every quantized module with tools/refdecode.py (numpy, written from
-     FORMATS.md); for GEMM the decoder is first asserted bit-identical to AutoAWQ's
+     docs/formats.md); for GEMM the decoder is first asserted bit-identical to AutoAWQ's
      awq.utils.packing_utils.dequantize_gemm, and the GEMV_fast unpacker is asserted to
      invert AutoAWQ's pack_intweight; then write expected.safetensors + meta.json.
 
@@ -312,7 +312,7 @@ def write_case(case, *, arch, version, group_size, seed, model_dir=None, notes="
                   % seed)
     if version == "gemv_fast":
         base_notes += ("GEMV_fast dequant w = RNE(q*s + sz) differs from AutoAWQ's fp16 fake-quant (q-z)*s "
-                       "in %d of %d elements (expected; FORMATS.md 2.3). "
+                       "in %d of %d elements (expected; docs/formats.md §5). "
                        % (stats["fakequant_mismatch"], stats["elements"]))
     meta = {
         "format": fmt,

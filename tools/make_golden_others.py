@@ -18,9 +18,9 @@ Formats and which peer code writes / dequantizes them (imported, never copied):
     dequant), asserted equal to refdecode.dequant_gptq.
   * ModelOpt W4A16_AWQ HF export: modelopt (0.47.0) quant_utils.pack_int4_in_uint8 +
     convert_hf_quant_config_format; amax/scale computed as get_scaling_factor does
-    (amax.float()/7); file layout written from FORMATS.md 7.3/7.4 (the full mtq.quantize +
+    (amax.float()/7); file layout written from docs/formats.md §9 (the full mtq.quantize +
     export_hf_checkpoint flow is not run).  Expected from refdecode (no peer dequant exists).
-  * TensorRT-LLM <= 0.7 NGC/AMMO npz: written from FORMATS.md 7.7; expected from
+  * TensorRT-LLM <= 0.7 NGC/AMMO npz: written from docs/formats.md §10; expected from
     refdecode.dequant_trtllm_npz which re-executes the arithmetic of TRT-LLM 0.7
     examples/llama/weight.py load_from_awq_llama (tensorrt_llm 0.7.1 is not installable:
     PyPI only has a 6.9 kB placeholder sdist).
@@ -519,7 +519,7 @@ def make_modelopt(case, seed, G=128):
         "quantized_layers": sorted(lins), "expected_dtype": "f16",
         "source": f"modelopt {V_MO}: modelopt.torch.export.quant_utils.pack_int4_in_uint8 and "
                   f"convert_hf_config.convert_hf_quant_config_format; tensors named/laid out per "
-                  f"FORMATS.md 7.3 (HF unified export)",
+                  f"docs/formats.md §9 (HF unified export)",
         "notes": ("Not produced by mtq.quantize + export_hf_checkpoint (no calibration run): RTN with "
                   "block amax, weight_scale = amax.float()/7 (F32 [N, K/G]) as get_scaling_factor, packed "
                   "by the peer's pack_int4_in_uint8 (U8 [N/2, K], low nibble = row 2p). pre_quant_scale "
@@ -635,7 +635,7 @@ def make_trtllm_npz(case, seed, compressed: bool, G=128, inter=256):
     meta = {
         "format": "trtllm-npz", "bits": 4, "group_size": G, "zero_point": False,
         "quantized_layers": sorted(qnames), "expected_dtype": "f16",
-        "source": "written from FORMATS.md 7.7 (numpy " + np.__version__ + (" savez_compressed" if compressed else " savez")
+        "source": "written from docs/formats.md §10 (numpy " + np.__version__ + (" savez_compressed" if compressed else " savez")
                   + "); expected = tools/refdecode.py dequant_trtllm_npz_module, a re-execution of TRT-LLM 0.7 "
                   "examples/llama/weight.py load_from_awq_llama (read from the code index; tensorrt_llm 0.7.1 is "
                   "not installable from PyPI)",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference (numpy-only) decoders for 4-bit AWQ-style checkpoint layouts.
 
-Written from /work/shared/reference/FORMATS.md (sections 1, 2, 8), NOT copied
+Written from the layouts in docs/formats.md (§2 to §5), NOT copied
 from any peer implementation.  tools/make_golden_awq.py validates the GEMM
 decoder bit-for-bit against AutoAWQ's own ``awq.utils.packing_utils.
 dequantize_gemm`` and the GEMV_fast unpacker against AutoAWQ's own
@@ -13,7 +13,7 @@ A small registry (FORMATS) maps the format name used in meta.json to
 (decoder, tensor suffixes).  Other decoders (compressed-tensors, GPTQ,
 ModelOpt, ...) can be added the same way.
 
-Rounding rules (FORMATS.md section 11, item 3):
+Rounding rules (docs/formats.md §1):
   * GEMM / GEMV:  w = RNE_f16( f32(s) * f32(q - z) )     (exact product, one rounding)
   * GEMV_fast:    w = RNE_f16( f32(q) * f32(s) + f32(sz) ) (exact in f32, one rounding)
 
@@ -31,7 +31,7 @@ import sys
 import numpy as np
 
 # ----------------------------------------------------------------------------
-# safetensors (FORMATS.md section 8) -- a minimal independent reader
+# safetensors (docs/formats.md §2) -- a minimal independent reader
 # ----------------------------------------------------------------------------
 
 _ST_DTYPES = {
@@ -46,7 +46,7 @@ def read_safetensors(path: str, strict: bool = True):
     """Returns (tensors: dict[name -> np.ndarray], metadata: dict | None).
 
     BF16 tensors are returned as raw np.uint16 bit patterns.
-    With strict=True also checks the writer invariants of FORMATS.md section 8
+    With strict=True also checks the writer invariants of docs/formats.md §2
     (contiguous coverage, header padded to a multiple of 8, sizes)."""
     with open(path, "rb") as f:
         buf = f.read()
@@ -117,7 +117,7 @@ def _rne_f16_from_exact_f32(x: np.ndarray) -> np.ndarray:
 
 
 def calculate_zeros_width(in_features: int, group_size: int, pack_num: int = 8) -> int:
-    """FORMATS.md section 2.1: Wz = ceil(ceil((K/G)/8)/mult)*mult."""
+    """docs/formats.md §4: Wz = ceil(ceil((K/G)/8)/mult)*mult."""
     if group_size >= 128:
         mult = 1
     elif group_size == 64:
@@ -149,7 +149,7 @@ def unpack_sequential_int(packed: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# AutoAWQ GEMM  (FORMATS.md section 1)
+# AutoAWQ GEMM  (docs/formats.md §3)
 # ----------------------------------------------------------------------------
 
 def dequant_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
@@ -170,7 +170,7 @@ def dequant_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray
 
 
 # ----------------------------------------------------------------------------
-# AutoAWQ GEMV  (FORMATS.md section 2.1)
+# AutoAWQ GEMV  (docs/formats.md §4)
 # ----------------------------------------------------------------------------
 
 def dequant_awq_gemv(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray,
@@ -192,11 +192,11 @@ def dequant_awq_gemv(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray
 
 
 # ----------------------------------------------------------------------------
-# AutoAWQ GEMV_fast / llm-awq v3  (FORMATS.md section 2.3)
+# AutoAWQ GEMV_fast / llm-awq v3  (docs/formats.md §5)
 # ----------------------------------------------------------------------------
 
 def unpack_gemv_fast_int(qweight: np.ndarray, interleave: int = 4, kstride: int = 64) -> np.ndarray:
-    """int16 [N/4, K] -> uint8 [N, K] using the closed form of FORMATS.md 2.3:
+    """int16 [N/4, K] -> uint8 [N, K] using the closed form of docs/formats.md §5:
     nibble v of qweight[i][64j + 16r + w] = q[4i + r][64j + 32*(w>>3) + 8v + (w&7)]."""
     assert interleave == 4 and kstride == 64
     Ni, K = qweight.shape
@@ -278,8 +278,8 @@ def compare_bits(a: np.ndarray, b: np.ndarray) -> int:
 
 # ============================================================================
 # Non-AWQ formats (added for tools/make_golden_others.py): compressed-tensors
-# pack-quantized (FORMATS.md 5), GPTQ (6), ModelOpt W4A16_AWQ (7.1-7.4) and the
-# TensorRT-LLM <= 0.7 NGC/AMMO .npz (7.7).  Written from FORMATS.md; the CT and
+# pack-quantized (docs/formats.md §8), GPTQ (§7), ModelOpt W4A16_AWQ (§9) and the
+# TensorRT-LLM <= 0.7 NGC/AMMO .npz (§10).  Written from those notes; the CT and
 # GPTQ decoders are asserted bit-identical to the peers' own dequantization
 # (compressed_tensors decompress_weight, auto_gptq QuantLinear torch forward)
 # before any expected file is written.  BF16 values are handled as raw uint16.
@@ -309,7 +309,7 @@ def _round_out(prod_f32: np.ndarray, is_bf16: bool, out_dtype=np.float16) -> np.
 def dequant_ct_pack_quantized(weight_packed: np.ndarray, weight_scale: np.ndarray,
                               weight_shape, weight_zero_point: np.ndarray | None = None,
                               g_idx: np.ndarray | None = None, scale_is_bf16: bool = False) -> np.ndarray:
-    """compressed-tensors pack-quantized (FORMATS.md 5.1/5.2).
+    """compressed-tensors pack-quantized (docs/formats.md §8).
     weight_packed I32 [N, ceil(K/8)] (sequential along K, u = q+8), weight_scale [N, ng],
     weight_zero_point None | I32 [ceil(N/8), ng] (packed along N, u = zp+8) | I8 [N, ng]
     (pre-0.9.4, signed).  Returns W [N, K] = RNE(s * (q - zp)) in the scale dtype."""
@@ -353,7 +353,7 @@ def gptq_zero_points(qzeros: np.ndarray, N: int, zero_mode: str) -> np.ndarray:
 
 def dequant_gptq(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, g_idx: np.ndarray,
                  zero_mode: str = "v1_mask_after", scale_is_bf16: bool = False) -> np.ndarray:
-    """GPTQ (FORMATS.md 6): qweight I32 [K/8, N] (sequential along K), qzeros I32 [ng, N/8],
+    """GPTQ (docs/formats.md §7): qweight I32 [K/8, N] (sequential along K), qzeros I32 [ng, N/8],
     scales [ng, N], g_idx I32 [K] -> W [N, K] = RNE(s[g_idx[k]] * (q - z[g_idx[k]]))."""
     K = qweight.shape[0] * 8
     N = qweight.shape[1]
@@ -368,7 +368,7 @@ def dequant_gptq(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, g_
 
 
 def unpack_modelopt_int4(packed: np.ndarray) -> np.ndarray:
-    """ModelOpt pack_int4_in_uint8 layout (FORMATS.md 7.2): U8/I8 [N/2, K] -> int8 [N, K];
+    """ModelOpt pack_int4_in_uint8 layout (docs/formats.md §9): U8/I8 [N/2, K] -> int8 [N, K];
     low nibble = row 2p, high nibble = row 2p+1, 4-bit two's complement."""
     b = packed.view(np.uint8).astype(np.int16)
     lo, hi = b & 0xF, (b >> 4) & 0xF
@@ -397,7 +397,7 @@ def _f16(x):
 
 def dequant_trtllm_npz_module(arrays: dict, prefix: str, qkv: bool = False) -> np.ndarray:
     """TensorRT-LLM <= 0.7 load_from_awq_llama (.npz branch, dtype float16) re-executed in numpy,
-    then dequantized with the pre_quant_scale folded in (FORMATS.md 7.7):
+    then dequantized with the pre_quant_scale folded in (docs/formats.md §10):
       default: amax = wsf*7 (F32); scale = amax/8 (F32); x = f16(f32(w)/scale); q = clamp(rne(x), -8, 7)
                engine scale = f16(scale), engine pqs = f16(pqs)
       qkv=True: (reSmooth_and_get_scale) the file's wsf is ignored: amax = max|w| per group (F16),

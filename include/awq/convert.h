@@ -1,5 +1,5 @@
 // `awq convert`: one quantized layout -> another, through the canonical QuantLinear, keeping every
-// code and scale. Targets (FORMATS.md names): autoawq-gemm (default), autoawq-gemv,
+// code and scale. Targets (docs/formats.md names): autoawq-gemm (default), autoawq-gemv,
 // autoawq-gemv-fast, compressed-tensors, gptq (--gptq-format v1|v2), modelopt, dense (= dequantize).
 // A target that cannot represent the source exactly (asymmetric into symmetric-only, act-order
 // into a layout without g_idx, a zero point of 0 into GPTQ v1, shapes the layout forbids) is

@@ -25,8 +25,4 @@ struct DequantizeResult {
 
 DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reader, const DequantizeOptions& opt);
 
-// "float16" / "bfloat16" / "float32" <-> DType.
-std::string torch_dtype_name(DType t);
-std::optional<DType> parse_torch_dtype(const std::string& s);
-
 }  // namespace awq

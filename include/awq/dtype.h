@@ -21,6 +21,10 @@ std::optional<DType> parse_dtype(std::string_view s);
 // (so "F16", the spelling dtype_name prints, is accepted too).
 std::optional<DType> parse_float_dtype_cli(std::string_view s);
 bool is_float(DType t);
+// PyTorch's names as config.json's `torch_dtype` writes them: "float16" / "bfloat16" / "float32"
+// (also "half", "float") <-> DType. Other dtypes print as dtype_name(); parsing them gives nullopt.
+std::string torch_dtype_name(DType t);
+std::optional<DType> parse_torch_dtype(std::string_view s);
 
 // --- 16-bit float conversions. f16/bf16 -> f32 are exact. f32 -> f16/bf16 round to nearest even,
 // NaN stays NaN (quiet), overflow goes to +-Inf, f16 subnormals are produced exactly.

@@ -42,6 +42,9 @@ class FormatReader {
   // Reads one module into canonical form (check() first); throws awq::Error. QuantLinear::bias is
   // filled for kernels, but the stored bias stays an ordinary tensor: it is not in module_tensors().
   virtual QuantLinear read(const std::string& module) const = 0;
+  // Whether the module stores an act-order g_idx (QuantLinear::act_order() of what read() returns),
+  // answered by reading only the stored g_idx (K integers). Throws what check() throws.
+  virtual bool act_order(const std::string& module) const { return false; }
   // Name of the module's weight in a dense Hugging Face checkpoint.
   virtual std::string dense_name(const std::string& module) const { return module + ".weight"; }
   // Names of the non-quantized tensors as a dense HF checkpoint would call them (identity for HF
@@ -62,6 +65,11 @@ std::unique_ptr<FormatReader> open_format(const ModelDir& dir);
 // Best effort for diagnostics: ignores the quantization config and returns the first layout the
 // tensors alone fit (group size inferred from shapes), or nullptr when none does.
 std::unique_ptr<FormatReader> open_format_from_tensors(const ModelDir& dir);
+
+// Layout fact shared by the AutoAWQ GEMV / GEMV_fast readers and writers: the padded width Wz of
+// qzeros, AutoAWQ's calculate_zeros_width(K, G) = ceil(ceil((K/G)/8) / m) * m with m = 1 for
+// G >= 128, 2 for G = 64, 4 for G = 32. Returns 0 for a group size AutoAWQ rejects.
+int64_t awq_zeros_width(int64_t k, int64_t g);
 
 // Names of every readable format, in the order detection tries them.
 std::vector<std::string> format_names();

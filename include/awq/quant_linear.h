@@ -46,6 +46,17 @@ struct QuantLinear {
   int32_t zero_at(int64_t row, int64_t g) const {
     return zero_mode == ZeroMode::kInteger ? zeros[size_t(row * n_groups + g)] : (1 << (bits - 1));
   }
+  // Act-order (GPTQ desc_act): g_idx groups the input columns out of their natural order
+  // col / group_size. False for an empty or natural g_idx. The one test every layer uses.
+  bool act_order() const { return is_act_order(g_idx, group_size); }
+  // The same test on a stored g_idx (any integer type), before a QuantLinear exists.
+  template <class Int>
+  static bool is_act_order(const std::vector<Int>& g_idx, int64_t group_size) {
+    if (group_size <= 0) return !g_idx.empty();
+    for (size_t c = 0; c < g_idx.size(); ++c)
+      if (int64_t(g_idx[c]) != int64_t(c) / group_size) return true;
+    return false;
+  }
   // Checks internal consistency (sizes, code range, g_idx range); throws awq::Error naming the module.
   void validate() const;
 };

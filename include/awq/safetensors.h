@@ -1,5 +1,5 @@
 // safetensors files: a validating reader over mmap, and a streaming atomic writer.
-// Layout (FORMATS.md §8): u64 LE header length N | N bytes of JSON | byte buffer.
+// Layout (docs/formats.md §2): u64 LE header length N | N bytes of JSON | byte buffer.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -1,5 +1,5 @@
 // Config-level checks: the quantization config (present, where loaders look, agreeing with the
-// tensors, with the keys vLLM requires) and the tied-embedding layout (FORMATS.md §10).
+// tensors, with the keys vLLM requires) and the tied-embedding layout (docs/formats.md §12).
 #include <algorithm>
 
 #include "awq/model_dir.h"

@@ -1,4 +1,4 @@
-// File-level checks (FORMATS.md §8): each safetensors file parses and says format "pt"; the shard
+// File-level checks (docs/formats.md §2): each safetensors file parses and says format "pt"; the shard
 // index names files that exist, lists every stored tensor exactly once, and has the right total_size.
 #include <algorithm>
 #include <filesystem>

@@ -1,5 +1,5 @@
 // Tensor-parallel fitness of an AutoAWQ GEMM checkpoint under vLLM, from vLLM's own source
-// (FORMATS.md §4.1, §4.2). Two sets of rules: vLLM 0.20-0.23 (quantization/awq.py and
+// (docs/formats.md §11). Two sets of rules: vLLM 0.20-0.23 (quantization/awq.py and
 // awq_marlin.py; read in 0.20.0 and 0.23.0, identical checks) and vLLM 0.24-0.34 (both merged
 // into quantization/auto_awq.py, Marlin tile shapes padded; read in 0.24.0 and 0.34.0, identical
 // checks, padding also present in 0.25.0, 0.27.0, 0.31.0). Column-parallel layers (q/k/v, gate/up)

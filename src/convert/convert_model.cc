@@ -41,17 +41,6 @@ TargetSpec parse_target(const ConvertOptions& opt, const QuantScheme& src) {
   return t;
 }
 
-// Act-order: the module stores a g_idx that is not k / G (read at plan time; K integers).
-bool act_order(const ModelDir& dir, const FormatReader& r, const std::string& m, int64_t k, int64_t g) {
-  for (const auto& t : r.module_tensors(m)) {
-    if (t.size() < 5 || t.compare(t.size() - 5, 5, "g_idx") != 0) continue;
-    const TensorView& v = dir.get(t);
-    for (int64_t i = 0; i < v.numel() && i < k; ++i)
-      if (int64_t(load_as_double(v.data, v.dtype, size_t(i))) != i / g) return true;
-  }
-  return false;
-}
-
 // True when every zero point of every module is 2^(bits-1): a symmetric quantization stored with
 // explicit zeros (AutoAWQ layouts cannot say "symmetric"), so symmetric-capable targets get it back.
 bool all_zeros_mid(const FormatReader& r) {
@@ -301,7 +290,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     if (out_name.size() > 7 && out_name.compare(out_name.size() - 7, 7, ".weight") == 0) out_name.resize(out_name.size() - 7);
     ModuleShape s{out_name, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
-    s.has_g_idx = act_order(dir, reader, m, s.k, s.group_size);
+    s.has_g_idx = reader.act_order(m);
     for (const auto& tn : reader.module_tensors(m))
       if (tn.find("pre_quant_scale") != std::string::npos || tn.find("prequant_scaling_factor") != std::string::npos) {
         s.has_pqs = true;
@@ -313,7 +302,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     if (!g_idx_target && opt.requantize) s.has_g_idx = false;  // re-quantized with plain groups
     tracker->any_act_order = tracker->any_act_order || s.has_g_idx;
     if (s.has_g_idx && !g_idx_target)
-      fail(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead");
+      throw NotRepresentable(where(dir.path(), m, "uses act-order (g_idx not k / group_size), which " + opt.to + " cannot represent (no g_idx); convert to gptq or compressed-tensors instead"));
     if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
     const auto specs = module_specs(t, s);
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -333,7 +322,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             q = to_integer_zeros(raw);
                             q.scale_dtype = s.scale_dtype;  // planned: same, or F32 scales that are exact model-dtype values
                             bufs = pack_module(t, q, s);
-                          } catch (const Error& e) {
+                          } catch (const NotRepresentable& e) {
                             if (!requant) throw;
                             RequantError err;
                             QuantLinear base = raw;

@@ -1,5 +1,5 @@
 // Packers, one per target layout; each mirrors its reader in src/formats (see the layout comments
-// there and FORMATS.md §1.2, §2.1, §2.3, §5.1, §6.1).
+// there and docs/formats.md §3, §4, §5, §7, §8).
 #include "convert/pack.h"
 
 #include <algorithm>
@@ -7,19 +7,19 @@
 #include <cstring>
 
 #include "awq/error.h"
-#include "formats/awq_common.h"
+#include "awq/formats.h"
 
 namespace awq::convert_detail {
 namespace {
 
 constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // nibble i holds column 8c + kAwqOrder[i]
 
-[[noreturn]] void refuse(const std::string& module, const std::string& why) { fail("", module, why); }
+[[noreturn]] void refuse(const std::string& module, const std::string& why) { throw NotRepresentable(where("", module, why)); }
 
 void put_u32(std::string& b, size_t i, uint32_t v) { std::memcpy(b.data() + 4 * i, &v, 4); }
 void put_float(std::string& b, DType t, size_t i, float v) { store_float(reinterpret_cast<uint8_t*>(b.data()), t, i, v); }
 
-int64_t wz_of(const ModuleShape& s) { return fmt_detail::awq_zeros_width(s.k, s.group_size); }
+int64_t wz_of(const ModuleShape& s) { return awq_zeros_width(s.k, s.group_size); }
 
 float z_at(const QuantLinear& q, int64_t n, int64_t g) { return float(q.zeros[size_t(n * q.n_groups + g)]); }
 float s_at(const QuantLinear& q, int64_t n, int64_t g) { return q.scales[size_t(n * q.n_groups + g)]; }
@@ -258,12 +258,6 @@ std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s) 
   return {};
 }
 
-bool has_act_order(const QuantLinear& q) {
-  for (size_t k = 0; k < q.g_idx.size(); ++k)
-    if (q.g_idx[k] != int32_t(int64_t(k) / q.group_size)) return true;
-  return false;
-}
-
 QuantLinear to_integer_zeros(const QuantLinear& src) {
   QuantLinear q = src;
   const int32_t hi = (1 << q.bits) - 1;
@@ -295,10 +289,10 @@ std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, 
   if (!q.pre_quant_scale.empty() && t.target != Target::kModelOpt)
     refuse(q.name, "has a pre_quant_scale (ModelOpt AWQ), which the target layouts cannot store; fold it into the previous layer first");
   if (q.bits != 4) refuse(q.name, std::to_string(q.bits) + "-bit modules are not converted (the targets are 4-bit layouts)");
-  if (has_act_order(q) != s.has_g_idx && t.target == Target::kCompressedTensors)
+  if (q.act_order() != s.has_g_idx && t.target == Target::kCompressedTensors)
     refuse(q.name, "g_idx changed between planning and packing");
   if (t.target == Target::kModelOpt && q.pre_quant_scale.empty() != !s.has_pqs) refuse(q.name, "pre_quant_scale changed between planning and packing");
-  if (t.target != Target::kGptq && t.target != Target::kCompressedTensors && has_act_order(q))
+  if (t.target != Target::kGptq && t.target != Target::kCompressedTensors && q.act_order())
     refuse(q.name, "act-order g_idx (columns grouped out of order) cannot be represented in a layout without g_idx");
   std::vector<std::string> out;
   switch (t.target) {

@@ -36,8 +36,6 @@ std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s);
 // that is an integer that reproduces sz exactly (else throws awq::Error naming the module). Keeps
 // scaled_zeros as stored, for GEMV_fast targets.
 QuantLinear to_integer_zeros(const QuantLinear& q);
-// True when g_idx is present and is not k / group_size (act-order).
-bool has_act_order(const QuantLinear& q);
 
 // Packs one integer-zero module into module_specs()'s tensors (bytes each). Throws awq::Error
 // naming the module when a value cannot be represented (zero point 0 in GPTQ v1, act-order into a

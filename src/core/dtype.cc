@@ -128,4 +128,20 @@ void store_float(uint8_t* data, DType t, size_t i, float f) {
   }
 }
 
+std::string torch_dtype_name(DType t) {
+  switch (t) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    case DType::F32: return "float32";
+    default: return std::string(dtype_name(t));
+  }
+}
+
+std::optional<DType> parse_torch_dtype(std::string_view s) {
+  if (s == "float16" || s == "half") return DType::F16;
+  if (s == "bfloat16") return DType::BF16;
+  if (s == "float32" || s == "float") return DType::F32;
+  return std::nullopt;
+}
+
 }  // namespace awq

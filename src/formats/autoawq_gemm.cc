@@ -1,4 +1,4 @@
-// AutoAWQ GEMM layout (FORMATS.md §1): qweight I32 [K, N/8] packed along N with the AWQ
+// AutoAWQ GEMM layout (docs/formats.md §3): qweight I32 [K, N/8] packed along N with the AWQ
 // interleave (nibble i holds column 8c + [0,2,4,6,1,3,5,7][i]); qzeros I32 [K/G, N/8] the same;
 // scales F16/BF16 [K/G, N]. w = s·(q − z).
 #include <algorithm>

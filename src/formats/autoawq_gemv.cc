@@ -1,4 +1,4 @@
-// AutoAWQ GEMV layout (FORMATS.md §2.1; llm-awq 2023-09..2024-02): qweight I32 [N, K/8] packed
+// AutoAWQ GEMV layout (docs/formats.md §4; llm-awq 2023-09..2024-02): qweight I32 [N, K/8] packed
 // along K in sequential order (nibble i of word c holds k = 8c + i); qzeros I32 [N, Wz] (nibble j
 // of word c holds group 8c + j, slots past K/G are 0); scales F16 [N, 8·Wz] zero-padded past K/G.
 // w = s·(q − z).

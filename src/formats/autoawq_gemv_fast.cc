@@ -1,4 +1,4 @@
-// AutoAWQ GEMV_fast / llm-awq v3 layout (FORMATS.md §2.3): qweight I16 [N/4, K] with a 4-row
+// AutoAWQ GEMV_fast / llm-awq v3 layout (docs/formats.md §5): qweight I16 [N/4, K] with a 4-row
 // interleave and k-stride 64:
 //   nibble v of qweight[i][64j + 16r + w] = q[4i + r][64j + 32·(w>>3) + 8v + (w&7)];
 // scales [8·Wz, N] and scaled zeros sz = RNE(−s·z) [8·Wz, N] (AutoAWQ names them `qzeros`,

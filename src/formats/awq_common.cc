@@ -2,7 +2,7 @@
 
 #include "formats/common.h"
 
-namespace awq::fmt_detail {
+namespace awq {
 
 int64_t awq_zeros_width(int64_t k, int64_t g) {
   if (g <= 0 || k <= 0) return 0;
@@ -14,6 +14,8 @@ int64_t awq_zeros_width(int64_t k, int64_t g) {
   const int64_t base = ((k / g) + 7) / 8;
   return (base + mult - 1) / mult * mult;
 }
+
+namespace fmt_detail {
 
 int64_t infer_padded_group_size(const ModelDir& dir, bool transposed) {
   const auto mods = modules_with_suffix(dir, ".qweight");
@@ -38,4 +40,5 @@ int64_t infer_padded_group_size(const ModelDir& dir, bool transposed) {
   return 128;
 }
 
-}  // namespace awq::fmt_detail
+}  // namespace fmt_detail
+}  // namespace awq

@@ -1,4 +1,4 @@
-// compressed-tensors "pack-quantized" layout (FORMATS.md §5; llm-compressor W4A16 / W4A16_ASYM,
+// compressed-tensors "pack-quantized" layout (docs/formats.md §8; llm-compressor W4A16 / W4A16_ASYM,
 // AWQModifier and GPTQModifier output). Per quantized Linear <m>:
 //   <m>.weight_packed      I32 [N, ceil(K/pf)]  pf = 32/bits values per word, packed along K in
 //                          sequential order (bits·i of word c hold column pf·c + i), offset-binary
@@ -111,6 +111,12 @@ class CompressedTensorsReader final : public SuffixReader {
   ModuleInfo check(const std::string& m) const override {
     const Dims d = shapes(m);
     return {d.n, d.k, dir_.get(m + ".weight_scale").dtype};
+  }
+
+  bool act_order(const std::string& m) const override {
+    const Dims d = shapes(m);
+    const TensorView* gi = dir_.find(m + ".weight_g_idx");
+    return gi && QuantLinear::is_act_order(load_ints(*gi), d.g);
   }
 
   QuantLinear read(const std::string& m) const override {

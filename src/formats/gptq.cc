@@ -1,4 +1,4 @@
-// GPTQ layout (FORMATS.md §6; AutoGPTQ / GPTQModel / optimum). Per quantized Linear <m>, with
+// GPTQ layout (docs/formats.md §7; AutoGPTQ / GPTQModel / optimum). Per quantized Linear <m>, with
 // pf = 32/bits values per int32 word (bits 2, 4 or 8; 3-bit's word-spanning packing is refused):
 //   <m>.qweight  I32 [K/pf, N]        packed along K, sequential: bits·i of qweight[r][n] = q[pf·r+i][n]
 //   <m>.qzeros   I32 [ceil(K/G), N/pf] packed along N, sequential: bits·i of qzeros[g][c] = zs[g][pf·c+i]
@@ -34,6 +34,12 @@ class GptqReader final : public SuffixReader {
   ModuleInfo check(const std::string& m) const override {
     const Dims d = shapes(m);
     return {d.n, d.k, dir_.get(m + ".scales").dtype};
+  }
+
+  bool act_order(const std::string& m) const override {
+    const Dims d = shapes(m);
+    const TensorView* gi = dir_.find(m + ".g_idx");
+    return gi && QuantLinear::is_act_order(load_ints(*gi), d.g);
   }
 
   QuantLinear read(const std::string& m) const override {

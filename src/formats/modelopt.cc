@@ -1,4 +1,4 @@
-// NVIDIA ModelOpt W4A16_AWQ, Hugging Face unified export (FORMATS.md §7.1–7.4). Per quantized
+// NVIDIA ModelOpt W4A16_AWQ, Hugging Face unified export (docs/formats.md §9). Per quantized
 // Linear <m> (a module whose `.weight` is U8/I8 and has a `.weight_scale` sibling):
 //   <m>.weight           U8 (or I8) [N/2, K]: byte (p, k) holds row 2p in the low nibble and row
 //                        2p+1 in the high nibble, 4-bit two's complement q in [−8, 7]

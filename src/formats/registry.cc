@@ -1,5 +1,6 @@
 // Format detection: config first, tensors always; errors that say what was found and what fit least badly.
 #include <algorithm>
+#include <exception>
 
 #include "formats/common.h"
 #include "formats/readers.h"
@@ -115,15 +116,17 @@ std::unique_ptr<FormatReader> open_format_from_tensors(const ModelDir& dir) {
 
 std::unique_ptr<FormatReader> open_format(const ModelDir& dir) {
   const Claim claim = config_claim(dir);
-  if (!claim.unreadable.empty()) throw Error(dir.path() + ": this is " + claim.unreadable);
+  if (!claim.unreadable.empty()) throw Unsupported(dir.path() + ": this is " + claim.unreadable);
   std::string claimed_err;
+  std::exception_ptr claimed_exc;  // rethrown as raised, so its kind (Unsupported, ...) survives
   if (!claim.layout.empty()) {
     const Layout* l = layout_named(claim.layout);
-    if (!l) throw Error(dir.path() + ": the config names layout " + claim.layout + ", which this build cannot read yet");
+    if (!l) throw Unsupported(dir.path() + ": the config names layout " + claim.layout + ", which this build cannot read yet");
     try {
       return l->open(dir, claim.cfg);
     } catch (const Error& e) {
       claimed_err = e.what();
+      claimed_exc = std::current_exception();
     }
   }
   // Config absent or contradicted: which layouts do the tensors fit?
@@ -133,14 +136,15 @@ std::unique_ptr<FormatReader> open_format(const ModelDir& dir) {
     try {
       auto r = l.open(dir, nullptr);
       if (claim.layout.empty()) return r;
-      throw Error(dir.path() + ": the quantization config (" + dir.quant_config_source() + ") says " + claim.layout +
-                  ", but the tensors are laid out as " + l.name + "; " + claim.layout + " failed with: " + claimed_err);
+      throw FormatConflict(dir.path() + ": the quantization config (" + dir.quant_config_source() + ") says " + claim.layout +
+                           ", but the tensors are laid out as " + l.name + "; " + claim.layout + " failed with: " + claimed_err);
+    } catch (const FormatConflict&) {
+      throw;
     } catch (const Error& e) {
-      if (std::string(e.what()).find("the tensors are laid out as") != std::string::npos) throw;
       tried.emplace_back(l.name, e.what());
     }
   }
-  if (!claimed_err.empty()) throw Error(claimed_err);
+  if (claimed_exc) std::rethrow_exception(claimed_exc);
   // Nearest layout: the first whose signature tensors exist.
   std::string nearest;
   for (size_t i = 0; i < layouts().size(); ++i)

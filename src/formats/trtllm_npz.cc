@@ -1,4 +1,4 @@
-// TensorRT-LLM <= 0.7 NGC / AMMO .npz checkpoints (FORMATS.md §7.7), e.g. llama_tp1_rank0.npz next
+// TensorRT-LLM <= 0.7 NGC / AMMO .npz checkpoints (docs/formats.md §10), e.g. llama_tp1_rank0.npz next
 // to llama_tp1.json. Members are named "_np:<path with ':'>"; a quantized Linear <p> has
 //   <p>:weight                   F16/BF16/F32 [N, K], *unquantized* (already AWQ-smoothed)
 //   <p>:weights_scaling_factor   F32 (or F16) with N·K/G elements = amax/7 per (row, group)
@@ -29,8 +29,8 @@
 #include <filesystem>
 #include <regex>
 
+#include "awq/dtype.h"
 #include "awq/npz.h"
-#include "awq/dequantize_model.h"
 #include "formats/common.h"
 #include "formats/readers.h"
 
@@ -236,9 +236,9 @@ std::unique_ptr<FormatReader> open_trtllm_npz(const ModelDir& dir, const nlohman
   if (j.is_object()) {
     const std::string quant = cfg_str(j, {"quantization"}, "int4_awq");
     if (quant != "int4_awq")
-      fail(jpath, "", "quantization is \"" + quant + "\"; only int4_awq .npz checkpoints are read");
+      throw Unsupported(where(jpath, "", "quantization is \"" + quant + "\"; only int4_awq .npz checkpoints are read"));
     const int64_t tp = cfg_int(j, {"tensor_parallel"}, 1);
-    if (tp != 1) fail(jpath, "", "tensor_parallel is " + std::to_string(tp) + "; only single-rank (tp1) .npz checkpoints are read");
+    if (tp != 1) throw Unsupported(where(jpath, "", "tensor_parallel is " + std::to_string(tp) + "; only single-rank (tp1) .npz checkpoints are read"));
     const int64_t block = cfg_int(j, {"awq_block_size"}, g);
     if (block != g)
       fail(jpath, "", "awq_block_size is " + std::to_string(block) + ", but " + ds->name + " implies group size " + std::to_string(g) +

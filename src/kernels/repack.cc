@@ -50,13 +50,6 @@ namespace {
 
 int64_t round_up8(int64_t v) { return (v + kChunkCols - 1) / kChunkCols * kChunkCols; }
 
-bool trivial_g_idx(const QuantLinear& q) {
-  if (q.g_idx.empty()) return true;
-  for (int64_t c = 0; c < q.k; ++c)
-    if (q.g_idx[size_t(c)] != c / q.group_size) return false;
-  return true;
-}
-
 bool f16_exact(float s) { return std::isfinite(s) && f16_to_f32(f32_to_f16(s)) == s; }
 
 // Throws awq::Error naming the module for anything repack cannot pack (it indexes by these sizes).
@@ -169,7 +162,7 @@ void store_codes(const QuantLinear& q, const ColumnPlan& plan, int64_t row, int6
 PackedLinear repack(const QuantLinear& q) {
   const std::string who = q.name.empty() ? std::string("QuantLinear") : q.name;
   check_repackable(q, who);
-  const bool natural = trivial_g_idx(q);
+  const bool natural = !q.act_order();
   ColumnPlan plan = natural ? natural_plan(q) : act_order_plan(q);
 
   PackedLinear p;

@@ -145,7 +145,7 @@ TEST(Convert, ActOrderIntoGemmIsRefused) {
   try {
     convert(test::data_path("golden/gptq-actorder-g64/model"), tmp / "o", {"autoawq-gemm", ""});
     FAIL() << "not refused";
-  } catch (const Error& e) {
+  } catch (const NotRepresentable& e) {
     EXPECT_NE(std::string(e.what()).find("act-order"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::is_empty(tmp.path()));
@@ -157,7 +157,7 @@ TEST(Convert, ZeroPointZeroIntoGptqV1IsRefusedV2Works) {
   try {
     convert(test::data_path("golden/awq-gemm-const-group/model"), tmp / "o", {"gptq", "v1"});
     FAIL() << "not refused";
-  } catch (const Error& e) {
+  } catch (const NotRepresentable& e) {
     EXPECT_NE(std::string(e.what()).find("zero point 0"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::is_empty(tmp.path()));

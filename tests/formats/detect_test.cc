@@ -1,6 +1,8 @@
 // Detection and refusal: config and tensors together; errors that name the tensor and expectation.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "awq/error.h"
 #include "awq/formats.h"
 #include "test_util.h"
@@ -141,6 +143,64 @@ TEST(Detect, MissingShardIsNamed) {
   const std::string e = open_error(t / "m");
   EXPECT_NE(e.find("missing shard file(s): model-00002-of-00002.safetensors"), std::string::npos) << e;
 }
+
+// Error kinds are types: callers catch them by type, never by message text.
+namespace kinds {
+
+template <class E>
+void expect_open_throws(const std::string& dir) {
+  ModelDir md(dir);
+  EXPECT_THROW(open_format(md), E) << dir;
+}
+
+TEST(DetectErrorKinds, ConfigContradictingTensorsIsFormatConflict) {
+  Copy m("awq-gemm-g128");
+  test::edit_json(m.cfg(), [](nlohmann::json& j) { j["quantization_config"]["version"] = "gemv"; });
+  expect_open_throws<FormatConflict>(m.dir);
+}
+
+TEST(DetectErrorKinds, MarlinIsUnsupported) {
+  Copy m("awq-gemm-g128");
+  test::edit_json(m.cfg(), [](nlohmann::json& j) { j["quantization_config"]["version"] = "marlin"; });
+  expect_open_throws<Unsupported>(m.dir);
+}
+
+// The claimed layout's own error keeps its type when no other layout fits either.
+TEST(DetectErrorKinds, ClaimedLayoutErrorIsRethrownAsRaised) {
+  Copy m("awq-gemm-g128");
+  test::edit_json(m.cfg(), [](nlohmann::json& j) { j["quantization_config"]["bits"] = 8; });
+  ModelDir md(m.dir);
+  try {
+    open_format(md);
+    FAIL() << "opened 8-bit AWQ";
+  } catch (const FormatConflict& e) {
+    FAIL() << "not a conflict: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bits = 8"), std::string::npos) << e.what();
+  }
+}
+
+// FormatReader::act_order answers from the stored g_idx what QuantLinear::act_order says of the
+// module read in full, on every golden checkpoint; the act-order one says yes.
+TEST(DetectErrorKinds, ReaderActOrderAgreesWithQuantLinear) {
+  std::error_code ec;
+  int act = 0, modules = 0;
+  for (const auto& e : std::filesystem::directory_iterator(test::data_path("golden"), ec)) {
+    if (!std::filesystem::exists(e.path() / "model" / "config.json")) continue;
+    ModelDir md((e.path() / "model").string());
+    auto r = open_format(md);
+    for (const auto& m : r->modules()) {
+      const bool want = r->read(m).act_order();
+      EXPECT_EQ(r->act_order(m), want) << e.path() << " " << m;
+      act += want;
+      ++modules;
+    }
+  }
+  EXPECT_GT(modules, 20);
+  EXPECT_GT(act, 0) << "no golden checkpoint with act-order (gptq-actorder-g64)";
+}
+
+}  // namespace kinds
 
 }  // namespace
 }  // namespace awq
