@@ -24,6 +24,7 @@ void add_key_file_option(CLI::App* sub);
 void apply_key_file();
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
+Action add_eval(CLI::App& app);
 // `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
 Action add_bench_run(CLI::App& bench);
 
