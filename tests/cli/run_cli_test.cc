@@ -179,3 +179,24 @@ TEST_F(RunCli, ErrorsAreOneLineAndExitOne) {
 
 }  // namespace
 }  // namespace awq
+
+namespace awq {
+namespace {
+
+// The bundled model (models/<name>/ in the source tree): `awq run` with no MODEL, run from a
+// directory without models/, finds it through the compiled-in source path and generates text.
+TEST(RunCliBundled, RunsWithNoModelArgument) {
+  const fs::path models = fs::path(AWQ_TEST_DATA).parent_path().parent_path() / "models";
+  bool present = false;
+  if (fs::is_directory(models))
+    for (const auto& e : fs::directory_iterator(models)) present = present || fs::exists(e.path() / "config.json");
+  if (!present) GTEST_SKIP() << "no bundled model under " << models;
+  test::TempDir cwd;
+  const auto r = run_in(cwd.path(), {"run", "-p", "In the beginning", "-n", "8"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("In the beginning", 0), 0u) << r.out;
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace awq
