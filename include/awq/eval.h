@@ -57,7 +57,8 @@ struct EvalOptions {
   // The first divergent layer: the first whose local_rel_error exceeds both divergence_factor × the
   // lower median of all layers' local_rel_error and divergence_floor.
   double divergence_factor = 4, divergence_floor = 1e-3;
-  // Called after each window with (windows done, windows in all); may be empty.
+  // Called after each layer of each window with (steps done, steps in all): windows × layers steps,
+  // twice that with a reference (the second pass attributes the first divergent layer). May be empty.
   std::function<void(int64_t, int64_t)> on_progress;
 };
 

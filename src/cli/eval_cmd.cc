@@ -15,6 +15,7 @@
 #include "awq/model.h"
 #include "awq/progress.h"
 #include "awq/tokenizer.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -58,8 +59,12 @@ std::string read_text(const std::string& path) {
 
 int run(const Args& a) {
   const std::string dir = resolve_model_dir(a.model);
-  if (!a.html.empty()) refuse_output_overlapping_inputs(a.html, a.ref.empty() ? std::vector<std::string>{dir} : std::vector<std::string>{dir, a.ref});
   const std::string text_file = text_path(a, dir);
+  if (!a.html.empty()) {
+    std::vector<std::string> inputs{dir, text_file};
+    if (!a.ref.empty()) inputs.push_back(a.ref);
+    refuse_output_overlapping_inputs(a.html, inputs);
+  }
   const std::string text = read_text(text_file);
   auto tok = tokenizer_for(dir, a.ref);
   const std::vector<int32_t> ids = tok->encode(text);
@@ -69,18 +74,17 @@ int run(const Args& a) {
   EvalOptions opt;
   opt.ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(512, model->config().max_positions);
   if (ref && a.ctx <= 0) opt.ctx = std::min(opt.ctx, ref->config().max_positions);
+  if (a.stride > opt.ctx)
+    throw UsageError("--stride " + std::to_string(a.stride) + " exceeds the window (--ctx " + std::to_string(opt.ctx) +
+                     "): tokens between windows would never be scored");
   opt.stride = a.stride;
+  // Progress with ETA on a terminal (stderr): one step per decoder layer of each window.
   std::unique_ptr<Progress> bar;
-  int64_t bar_total = 0;
+  uint64_t bar_done = 0;
   opt.on_progress = [&](int64_t done, int64_t total) {
-    if (!bar || total != bar_total) {
-      if (bar) bar->finish();
-      bar = std::make_unique<Progress>(ref ? "eval (Q and ref)" : "eval", uint64_t(total));
-      bar->advance(uint64_t(done - 1));
-      bar_total = total;
-    }
-    bar->advance(1);
-    if (done == total) bar->finish();
+    if (!bar) bar = std::make_unique<Progress>(ref ? "eval vs ref" : "eval", uint64_t(total), true, "layer-windows");
+    bar->advance(uint64_t(done) - bar_done);
+    bar_done = uint64_t(done);
   };
   const EvalResult r = evaluate(*model, ref.get(), ids, opt);
   if (bar) bar->finish();

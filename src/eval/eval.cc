@@ -89,34 +89,41 @@ EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_
   r.windows = int64_t(windows.size());
   r.has_ref = ref != nullptr;
   const int64_t V = cfg.vocab, H = cfg.hidden, L = cfg.layers;
-  const int64_t passes = ref ? 2 : 1;  // the second: attributing the first divergent layer
+  // Progress steps: one per layer of each window; with a reference a second pass of as many steps
+  // (attributing the first divergent layer; skipped, and counted done, when none diverges).
+  const int64_t passes = ref ? 2 : 1, total_steps = r.windows * L * passes;
+  int64_t done = 0;
+  auto step = [&](int64_t n) {
+    done += n;
+    if (opt.on_progress) opt.on_progress(done, total_steps);
+  };
   TokenStats stats;
   std::vector<HiddenError> prop(size_t(ref ? L : 0)), local(size_t(ref ? L : 0));
-  int64_t done = 0;
   for (const EvalWindow& w : windows) {
     const std::span<const int32_t> win = ids.subspan(size_t(w.begin), size_t(w.end - w.begin));
     // Rows of the window whose logits score a token: positions first_scored-1 .. end-2.
     const int64_t r0 = w.first_scored - 1 - w.begin, r1 = w.end - 1 - w.begin;
-    std::vector<float> logits, ref_logits;
-    if (!ref) {
-      logits = model.prompt_logits(win);
-    } else {
-      std::vector<float> xq = model.embed(win), xr = ref->embed(win), xl;
-      for (int64_t l = 0; l < L; ++l) {
+    // Layer by layer (Model::run_layer chained equals forward() bit for bit): progress per layer.
+    std::vector<float> xq = model.embed(win), xr, xl;
+    if (ref) xr = ref->embed(win);
+    for (int64_t l = 0; l < L; ++l) {
+      if (ref) {
         xl = xr;
         model.run_layer(l, xl);  // this layer alone, on the reference's input
-        model.run_layer(l, xq);
         ref->run_layer(l, xr);
+      }
+      model.run_layer(l, xq);
+      if (ref) {
         prop[size_t(l)].add(xq, xr, H, r0, r1);
         local[size_t(l)].add(xl, xr, H, r0, r1);
       }
-      logits = model.logits_of(xq);
-      ref_logits = ref->logits_of(xr);
+      step(1);
     }
+    const std::vector<float> logits = model.logits_of(xq);
+    const std::vector<float> ref_logits = ref ? ref->logits_of(xr) : std::vector<float>();
     for (int64_t row = r0; row < r1; ++row)
       stats.add(logits.data() + row * V, ref ? ref_logits.data() + row * V : nullptr, V,
                 win[size_t(row + 1)]);
-    if (opt.on_progress) opt.on_progress(++done, r.windows * passes);
   }
   stats.summarize(r);
   if (ref) {
@@ -139,13 +146,13 @@ EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_
       ref->run_layer(d, xr);
       attn_only.add(xa, xr, H, r0, r1);
       mlp_only.add(xm, xr, H, r0, r1);
-      if (opt.on_progress) opt.on_progress(++done, r.windows * passes);
+      step(L);
     }
     r.attention_only_error = attn_only.rel();
     r.mlp_only_error = mlp_only.rel();
     r.cause = r.attention_only_error >= r.mlp_only_error ? "attention" : "mlp";
-  } else if (ref && opt.on_progress) {
-    opt.on_progress(r.windows * passes, r.windows * passes);
+  } else if (ref) {
+    step(total_steps - done);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

@@ -15,14 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "awq/compare.h"
-#include "awq/dequantize_model.h"
 #include "awq/error.h"
 #include "awq/eval.h"
-#include "awq/formats.h"
 #include "awq/model.h"
-#include "awq/model_dir.h"
 #include "awq/tokenizer.h"
 #include "check/checkpoint_util.h"
+#include "eval/eval_test_util.h"
 #include "test_util.h"
 
 namespace awq {
@@ -109,7 +107,7 @@ TEST(EvalRef, BundledModelAgainstItself) {
   const EvalResult r = evaluate(*m, ref.get(), ids, opt);
   const EvalResult plain = evaluate(*m, nullptr, ids, opt);
   EXPECT_GT(calls, 0);
-  EXPECT_EQ(last_total, 2 * r.windows);
+  EXPECT_EQ(last_total, 2 * r.windows * m->config().layers);
   EXPECT_GT(r.scored, 100);
   EXPECT_EQ(r.kld.mean, 0);
   EXPECT_EQ(r.kld_q.max, 0);
@@ -117,7 +115,7 @@ TEST(EvalRef, BundledModelAgainstItself) {
   EXPECT_EQ(r.dp_rms.mean, 0);
   EXPECT_EQ(r.ppl, r.ppl_ref);
   EXPECT_EQ(r.ln_ppl_ratio.mean, 0);
-  EXPECT_EQ(r.ppl, plain.ppl) << "the layer-by-layer path computes the same logits as forward";
+  EXPECT_EQ(r.ppl, plain.ppl) << "with or without a reference, the same logits";
   ASSERT_EQ(r.layers.size(), size_t(m->config().layers));
   for (const auto& l : r.layers) {
     EXPECT_EQ(l.cosine, 1);
@@ -133,24 +131,9 @@ struct Damaged {
   std::string ref_dir() const { return tmp / "ref"; }
   std::unique_ptr<test::Checkpoint> quant;
   explicit Damaged(const std::string& module) {
-    ModelDir dir(test::data_path("models/llama-awq-gemm-g32"));
-    auto reader = open_format(dir);
-    DequantizeOptions opt;
-    opt.out_dir = ref_dir();
-    opt.dtype = DType::F32;
-    opt.progress = false;
-    dequantize_model(dir, *reader, opt);
+    test::dense_reference(test::data_path("models/llama-awq-gemm-g32"), ref_dir());
     quant = std::make_unique<test::Checkpoint>("models/llama-awq-gemm-g32");
-    if (module.empty()) return;
-    quant->edit_tensors([&](std::vector<test::EditTensor>& ts) {
-      test::EditTensor& t = test::tensor(ts, module + ".scales");
-      for (size_t i = 0; i + 1 < t.bytes.size(); i += 2) {
-        uint16_t h;
-        std::memcpy(&h, &t.bytes[i], 2);
-        h = f32_to_f16(3 * f16_to_f32(h));
-        std::memcpy(&t.bytes[i], &h, 2);
-      }
-    });
+    if (!module.empty()) test::multiply_scales(quant->file("model.safetensors"), module, 3);
   }
   EvalResult eval() const {
     auto q = Model::load(quant->dir()), r = Model::load(ref_dir());
