@@ -1,8 +1,9 @@
 // The eval HTML page rendered in headless Chromium: both charts must draw. The model is the
 // AutoAWQ tiny model with layer 1's down_proj scales tripled against its own f32 dequantization, so
 // the divergence curve has non-zero points and the KLD histogram non-empty bins. The line chart
-// (above) draws its second series in red; the KLD bar chart (below it) only in blue, so blue pixels
-// below the last red row prove the bars drew.
+// (above) draws its second series in red (on this 2-layer model it covers the blue one: both
+// errors are equal); the KLD bar chart (below it) only in blue, so blue pixels below the last red
+// row prove the bars drew.
 #include <gtest/gtest.h>
 
 #include "awq/eval.h"
@@ -50,7 +51,7 @@ TEST(EvalHtml, ChartsDrawInChromium) {
     if (count_rows(img, y, y + 1, 0xd0, 0x4a, 0x4a) > 0) red_top = std::min(red_top, y), red_bottom = y;
   ASSERT_GE(red_bottom, 0) << "the divergence curve's red series did not draw";
   EXPECT_GT(count_rows(img, red_top, red_bottom + 1, 0xd0, 0x4a, 0x4a), 50u) << "the red series is a line, not a dot";
-  EXPECT_GT(count_rows(img, red_top, red_bottom + 1, 0x4a, 0x7b, 0xd0), 50u) << "the blue series did not draw";
+  EXPECT_GT(red_bottom - red_top, 100) << "the curve climbs from layer 0 (rounding) to layer 1 (damaged)";
   EXPECT_GT(count_rows(img, red_bottom + 1, img.height, 0x4a, 0x7b, 0xd0), 200u) << "the KLD histogram's bars did not draw";
 }
 
