@@ -7,6 +7,7 @@
         [--variants mended,unmended,rtn] [--threads 1] [--force]
 
 Writes, under OUT_ROOT:
+  (with --dtype other than float16, each name below ends in -DTYPE)
   autoawq-mended/    AwqQuantizer (w4 g128 zero point, GEMM, duo scaling, clip on: AutoAWQ's
                      defaults) with its CPU aliasing bug mended (see below);
   autoawq-unmended/  the same, exactly as AutoAWQ 0.2.9 runs on a CPU (the bug's effect);
@@ -30,11 +31,14 @@ The bug and the mend. _compute_best_scale saves the inspected module's weights w
 `{k: v.cpu() for k, v in module2inspect.state_dict().items()}`. On a CPU `.cpu()` returns the same
 tensor, so the "saved" weights alias the live ones; the first grid trial's in-place
 `fc.weight.mul_(scales)` scales them, and load_state_dict then "restores" the scaled weights
-before every later trial and after the search (llm-awq issue 28; docs/ AWQ notes in the issue).
+before every later trial and after the search (llm-awq issue 28; issue 18).
 The mend (variant `mended`) replaces nothing in site-packages: for the duration of each
 _compute_best_scale call, module2inspect.state_dict returns clones. The probe (both variants)
 compares the inspected module's weights before and after each search: AutoAWQ intends them
-unchanged; `weights_changed` counts the searches that left them changed.
+unchanged; `weights_changed` counts the searches that left them changed, and
+`left_as_first_trial_scaled` those whose weights are then exactly the originals times the first
+trial's (ratio 0) scales, bit for bit. With duo scaling (the default) those scales are
+1/(mean normalised |w| + 1e-4), normalised; with x-only scaling they are 1, so the bug is silent.
 
 Threads: --threads (default 1: the machine is shared); torch.get_num_threads() is recorded. Times
 are wall and process CPU seconds of quantize() alone and of load + quantize + save.
@@ -89,14 +93,23 @@ def quantizer_classes():
         def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs={}):
             before = {k: v.detach().clone() for k, v in module2inspect.state_dict().items()}
             best = self._search(x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs)
+            after = module2inspect.state_dict()
             worst = 0.0
-            for k, v in module2inspect.state_dict().items():
+            for k, v in after.items():
                 ref = before[k].float()
                 worst = max(worst, float((v.float() - ref).abs().max() / ref.abs().max().clamp(min=1e-30)))
+            # The bug's signature: the weights left behind are the originals times the first grid
+            # trial's scales (ratio 0), computed exactly as _compute_best_scale does.
+            s0 = (x_mean.view(-1).pow(0.0) / (w_mean.view(-1).pow(1.0) + 1e-4)).clamp(min=1e-4) \
+                if self.duo_scaling else x_mean.view(-1).pow(0.0).clamp(min=1e-4)
+            s0 = (s0 / (s0.max() * s0.min()).sqrt()).view(1, -1)
+            inner = {id(m): (n + "." if n else "") + "weight" for n, m in module2inspect.named_modules()}
+            first_trial = all(torch.equal(after[inner[id(fc)]], before[inner[id(fc)]] * s0) for fc in linears2scale)
             names = {id(m): n for n, m in self.model.named_modules()}
             self.probe.append({"module": names.get(id(module2inspect), "?"),
                                "linears": [names.get(id(m), "?") for m in linears2scale],
-                               "max_rel_change": worst})
+                               "max_rel_change": worst,
+                               "left_as_first_trial_scaled": worst > 0 and first_trial})
             return best
 
         def _search(self, *args):
@@ -164,10 +177,12 @@ def run_variant(variant: str, args, blocks, out: str, dtype) -> dict:
     copy_tokenizer(args.model, out)
     t3, c3 = time.perf_counter(), time.process_time()
     changed = [p for p in Probed.probe if p["max_rel_change"] > 0]
+    first_trial = [p for p in changed if p["left_as_first_trial_scaled"]]
     return {"variant": variant, "dir": out,
             "quantize_wall_s": round(t2 - t1, 2), "quantize_cpu_s": round(c2 - c1, 2),
             "total_wall_s": round(t3 - t0, 2), "total_cpu_s": round(c3 - c0, 2),
             "scale_searches": len(Probed.probe), "weights_changed": len(changed),
+            "left_as_first_trial_scaled": len(first_trial),
             "probe": Probed.probe}
 
 
@@ -217,8 +232,9 @@ def main() -> int:
         "runs": [],
     }
     dtype = getattr(torch, args.dtype)
+    suffix = "" if args.dtype == "float16" else "-" + args.dtype
     for v in variants:
-        out = os.path.join(args.out_root, "autoawq-" + v)
+        out = os.path.join(args.out_root, "autoawq-" + v + suffix)
         if os.path.exists(out):
             if not args.force:
                 raise SystemExit(f"{out} exists (use --force to replace it)")
@@ -231,8 +247,9 @@ def main() -> int:
         report["runs"].append(r)
         print(f"{v}: quantize {r['quantize_wall_s']} s wall, {r['quantize_cpu_s']} s CPU "
               f"({report['threads']} thread(s), {report['cpu']}); scale searches {r['scale_searches']}, "
-              f"weights changed by the search in {r['weights_changed']}", flush=True)
-        with open(os.path.join(args.out_root, "autoawq_reference.json"), "w") as f:
+              f"weights changed by the search in {r['weights_changed']} "
+              f"({r['left_as_first_trial_scaled']} left as the first trial scaled them)", flush=True)
+        with open(os.path.join(args.out_root, f"autoawq_reference{suffix}.json"), "w") as f:
             json.dump(report, f, indent=1)
     return 0
 
