@@ -1,5 +1,7 @@
 // awq run [MODEL] -p PROMPT: generates text with the runtime, streaming it as it is decoded, and
 // ends with the prompt and generation speeds (stderr). --logits-out writes the prompt's logits.
+// MODEL may be a GGUF file: how its weights were loaded (which block types run on the 4-bit kernels,
+// which were dequantized to dense) is printed to stderr first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -89,6 +91,7 @@ int run(const Args& a) {
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   auto model = Model::load(dir, {.threads = a.threads});
+  for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());
   if (t == 0) throw Error("the prompt encodes to no tokens");
@@ -134,7 +137,7 @@ int run(const Args& a) {
 Action add_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Generate text from a prompt (no MODEL: the bundled model)");
   auto a = std::make_shared<Args>();
-  sub->add_option("MODEL", a->model, "model directory (default: the bundled model in models/)");
+  sub->add_option("MODEL", a->model, "model directory or .gguf file (default: the bundled model in models/)");
   sub->add_option("-p,--prompt", a->prompt, "the prompt text")->required();
   sub->add_option("-n", a->n, "tokens to generate at most (default 128; stops early at an end-of-sequence token)");
   sub->add_option("--temperature", a->temperature, "0 = greedy (default); > 0 samples");
