@@ -43,18 +43,18 @@ class GgufLoader {
       w_.embed.row_bytes = ggml_nbytes(emb.type, cfg_.hidden);
     }
     w_.notes.push_back(emb.name + ": " + ggml_type_name(emb.type) + (is_dense_type(emb.type) ? ", rows read in place" : ", each row dequantized as ggml does when looked up"));
-    w_.final_norm = vector(nm.final_norm, cfg_.hidden, 0);
+    w_.final_norm = norm_vector(nm.final_norm, cfg_.hidden, 0);
     const std::string head = cfg_.tied_embeddings ? nm.embed : nm.lm_head;
     Part h = part(head, cfg_.vocab, cfg_.hidden, 0, false);
     w_.lm_head = h.quant ? packed_linear(*h.quant) : std::move(h.dense);
     using L = LayerLinear;
     for (int64_t i = 0; i < cfg_.layers; ++i) {
       LayerWeights lw;
-      lw.attn_norm = vector(ModelConfig::layer_name(nm.attn_norm, i), cfg_.hidden, 0);
-      lw.mlp_norm = vector(ModelConfig::layer_name(nm.mlp_norm, i), cfg_.hidden, 0);
+      lw.attn_norm = norm_vector(ModelConfig::layer_name(nm.attn_norm, i), cfg_.hidden, 0);
+      lw.mlp_norm = norm_vector(ModelConfig::layer_name(nm.mlp_norm, i), cfg_.hidden, 0);
       if (cfg_.qk_norm) {
-        lw.q_norm = vector(ModelConfig::layer_name(nm.q_norm, i), cfg_.head_dim, 0);
-        lw.k_norm = vector(ModelConfig::layer_name(nm.k_norm, i), cfg_.head_dim, 0);
+        lw.q_norm = norm_vector(ModelConfig::layer_name(nm.q_norm, i), cfg_.head_dim, 0);
+        lw.k_norm = norm_vector(ModelConfig::layer_name(nm.k_norm, i), cfg_.head_dim, 0);
       }
       lw.qkv = group(i, {L::kQ, L::kK, L::kV});
       lw.o = group(i, {L::kO});
@@ -109,7 +109,7 @@ class GgufLoader {
     return out;
   }
 
-  std::vector<float> vector(const std::string& hf, int64_t n, int64_t heads) const {
+  std::vector<float> norm_vector(const std::string& hf, int64_t n, int64_t heads) const {
     const GgufTensorInfo& t = get(hf, "a norm or bias");
     expect_shape(t, {n}, "one value per channel");
     return values(t, n, 1, heads);
@@ -135,7 +135,7 @@ class GgufLoader {
     expect_shape(t, {k, n}, "in_features, out_features");
     Part p;
     std::vector<float> bias;
-    if (has_bias) bias = vector(hf.substr(0, hf.size() - 7) + ".bias", n, heads);
+    if (has_bias) bias = norm_vector(hf.substr(0, hf.size() - 7) + ".bias", n, heads);
     if (gguf_maps_to_quant_linear(t.type)) {
       QuantLinear q = gguf_quant_linear(t, f_.path(), hf.substr(0, hf.size() - 7));
       if (heads > 0) unpermute_rows(q, heads);

@@ -24,14 +24,14 @@ using nlohmann::json;
 
 enum TokenType : int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 
-struct Vocab {
+struct GgufVocab {
   std::vector<std::string> tokens;
   std::vector<int64_t> types;
   std::vector<double> scores;
 };
 
-Vocab read_vocab(const GgufFile& f) {
-  Vocab v;
+GgufVocab read_vocab(const GgufFile& f) {
+  GgufVocab v;
   const GgufValue* t = f.find("tokenizer.ggml.tokens");
   if (!t || t->type != GgufType::ARRAY || t->elem != GgufType::STRING || t->arr.empty())
     fail(f.path(), "tokenizer.ggml.tokens", "missing or not an array of strings (the file has no tokenizer)");
@@ -72,19 +72,19 @@ bool flag(const GgufFile& f, const std::string& key, bool fallback) {
 
 // Every token in the model's vocabulary (its id is its position); control and user-defined tokens
 // are also added tokens, matched in the raw text before anything else runs.
-void add_tokens(const Vocab& v, json& doc) {
+void add_tokens(const GgufVocab& v, json& doc) {
   json vocab = json::object(), added = json::array();
   for (size_t i = 0; i < v.tokens.size(); ++i) {
     if (!vocab.contains(v.tokens[i])) vocab[v.tokens[i]] = i;
     if (v.types[i] == kControl || v.types[i] == kUserDefined)
-      added.push_back({{"id", i}, {"content", v.tokens[i]}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+      added.push_back(json{{"id", i}, {"content", v.tokens[i]}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
                        {"normalized", false}, {"special", v.types[i] == kControl}});
   }
   doc["model"]["vocab"] = std::move(vocab);
   doc["added_tokens"] = std::move(added);
 }
 
-json gpt2_doc(const GgufFile& f, const Vocab& v, bool* add_bos_default) {
+json gpt2_doc(const GgufFile& f, const GgufVocab& v, bool* add_bos_default) {
   const std::string pre = f.find("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
   const GgufPreTokenizer* known = nullptr;
   for (const auto& k : gguf_pre_tokenizers())
@@ -108,9 +108,8 @@ json gpt2_doc(const GgufFile& f, const Vocab& v, bool* add_bos_default) {
   if (known->regex.empty()) {
     doc["pre_tokenizer"] = byte_level;
   } else {
-    doc["pre_tokenizer"] = {{"type", "Sequence"},
-                            {"pretokenizers",
-                             {{{"type", "Split"}, {"pattern", {{"Regex", known->regex}}}, {"behavior", "Isolated"}, {"invert", false}}, byte_level}}};
+    const json split = {{"type", "Split"}, {"pattern", {{"Regex", known->regex}}}, {"behavior", "Isolated"}, {"invert", false}};
+    doc["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({split, byte_level})}};
   }
   doc["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
   return doc;
@@ -125,7 +124,7 @@ std::vector<size_t> char_starts(const std::string& s) {
   return out;
 }
 
-json llama_doc(const GgufFile& f, const Vocab& v) {
+json llama_doc(const GgufFile& f, const GgufVocab& v) {
   json doc;
   doc["model"] = {{"type", "BPE"}, {"byte_fallback", true}, {"fuse_unk", true}, {"ignore_merges", false}};
   add_tokens(v, doc);
@@ -156,16 +155,19 @@ json llama_doc(const GgufFile& f, const Vocab& v) {
     return std::make_pair(a.left, a.right) < std::make_pair(b.left, b.right);
   });
   json mj = json::array();
-  for (const Merge& m : merges) mj.push_back({v.tokens[size_t(m.left)], v.tokens[size_t(m.right)]});
+  for (const Merge& m : merges) mj.push_back(json::array({v.tokens[size_t(m.left)], v.tokens[size_t(m.right)]}));
   doc["model"]["merges"] = std::move(mj);
   const std::string space = "\xE2\x96\x81";  // U+2581
   const bool prefix = flag(f, "tokenizer.ggml.add_space_prefix", true);
   json norm = json::array();
-  if (prefix) norm.push_back({{"type", "Prepend"}, {"prepend", space}});
-  norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}});
+  if (prefix) norm.push_back(json{{"type", "Prepend"}, {"prepend", space}});
+  norm.push_back(json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}});
   doc["normalizer"] = {{"type", "Sequence"}, {"normalizers", norm}};
-  json dec = json::array({{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}}, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}});
-  if (prefix) dec.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  json dec = json::array();
+  dec.push_back(json{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}});
+  dec.push_back(json{{"type", "ByteFallback"}});
+  dec.push_back(json{{"type", "Fuse"}});
+  if (prefix) dec.push_back(json{{"type", "Strip"}, {"content", " "}, {"start", 1u}, {"stop", 0u}});
   doc["decoder"] = {{"type", "Sequence"}, {"decoders", dec}};
   return doc;
 }
@@ -176,7 +178,7 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& f) {
   const GgufValue* mv = f.find("tokenizer.ggml.model");
   if (!mv) fail(f.path(), "tokenizer.ggml.model", "missing (the file has no tokenizer)");
   const std::string model = f.get_string("tokenizer.ggml.model");
-  const Vocab v = read_vocab(f);
+  const GgufVocab v = read_vocab(f);
   json doc;
   bool add_bos = true;
   if (model == "gpt2") doc = gpt2_doc(f, v, &add_bos);

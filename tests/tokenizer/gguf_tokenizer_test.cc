@@ -32,9 +32,23 @@ const nlohmann::json& golden() {
   return g;
 }
 
-// Texts whose HF ids a GGUF tokenizer cannot reproduce, and why.
+// Texts whose HF ids a GGUF tokenizer cannot reproduce: tokenizer.ggml.* has no key for an added
+// token's lstrip / rstrip / single_word flags or for a normalizer, so neither llama.cpp nor we see them.
+//   gpt2 14     <mask> has lstrip (HF swallows the space before it)
+//   gpt2 15     "awq-tok" is single_word (HF does not match it inside "xawq-tok")
+//   qwen2 17    <|tool|> has lstrip and rstrip
+//   qwen2 19    the NFC normalizer composes e + U+0301 (GGUF keeps no normalizer)
+//   llama2 16   "hello world" is a normalized added token (HF matches "▁hello▁world"; GGUF's
+//               user-defined tokens are matched in the raw text, as llama.cpp does)
+//   mistral 2 12 13 24   HF's Metaspace(prepend_scheme "first") prepends ▁ only to the first piece
+//               and only when it does not start with ▁ already; llama.cpp's SPM tokenizer
+//               (llama-vocab.cpp tokenize_impl) prepends a space to the text and to every piece that
+//               follows a special token, whatever it starts with — the GGUF reading follows llama.cpp
+// On every one of these texts llama.cpp's llama-tokenize, run on the same GGUF (exported by `awq
+// convert` from a copy of tiny-llama-awq carrying that tokenizer, as tools/verify_gguf_llamacpp.py
+// builds them), gives exactly the ids load_tokenizer(FILE.gguf) gives (checked 2026-12-05).
 const std::map<std::string, std::set<size_t>> kNotCarried = {
-    {"gpt2", {}}, {"llama3", {}}, {"qwen2", {}}, {"llama2", {}}, {"mistral", {}},
+    {"gpt2", {14, 15}}, {"llama3", {}}, {"qwen2", {17, 19}}, {"llama2", {16}}, {"mistral", {2, 12, 13, 24}},
 };
 
 std::string write_vocab_gguf(const test::TempDir& tmp, const std::string& style) {
@@ -67,7 +81,7 @@ TEST_P(GgufTokenizer, IdsEqualTheLibrarys) {
     EXPECT_EQ(got, want) << GetParam() << " text " << i << ": " << texts[i].dump();
     EXPECT_EQ(tok->decode(want, true), cases[i]["decoded_skip"].get<std::string>()) << GetParam() << " text " << i;
   }
-  EXPECT_TRUE(tok->bos_id().has_value());
+  if (GetParam() != "gpt2" && GetParam() != "qwen2") EXPECT_TRUE(tok->bos_id().has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(Styles, GgufTokenizer, ::testing::Values("gpt2", "llama3", "qwen2", "llama2", "mistral"),
