@@ -1,7 +1,7 @@
 // The runtime: a decoder-only model loaded from a checkpoint directory, its forward pass on our
 // kernels, a KV cache for several sequences at once, and a sampler.
 //
-// Weights: quantized linears (any format `inspect` reads) are repacked at load into the kernels'
+// Weights: quantized linears (any format `inspect` reads, or a GGUF file's Q4_0/Q4_1/Q4_K) are repacked at load into the kernels'
 // layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 or f16, read in
 // place from the mapped file) go through the dense kernels (f32 accumulation); embeddings and lm_head
 // stay dense (tied embeddings share one tensor). Activations and the KV cache are f32.
@@ -54,8 +54,10 @@ class KvCache {
 
 class Model {
  public:
-  // Loads the model in `dir` (config.json + weights). Throws awq::Error naming the file, tensor or
-  // config key on anything unsupported or inconsistent.
+  // Loads the model in `dir` (config.json + weights), or the GGUF file `dir` names (llama, qwen2,
+  // qwen3; config from its metadata; Q4_0/Q4_1/Q4_K linears on the 4-bit kernels as stored, other
+  // block types dequantized to dense f32 — load_notes() says which). Throws awq::Error naming the
+  // file, tensor or config key on anything unsupported or inconsistent.
   static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
   ~Model();
   Model(const Model&) = delete;
@@ -67,6 +69,9 @@ class Model {
   void set_threads(int threads);
   kernels::Path path() const;
   bool quantized() const;  // whether any linear is 4-bit
+  // How the weights were loaded, one line each, for the user (a GGUF file: which block types run on
+  // the 4-bit kernels and which were dequantized to dense); empty for a checkpoint directory.
+  const std::vector<std::string>& load_notes() const;
 
   // A cache for `batch` sequences of up to `capacity` positions (<= max_position_embeddings).
   KvCache new_cache(int64_t batch, int64_t capacity) const;

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "awq/dequantize_model.h"
+#include "awq/gguf.h"
 #include "awq/inspect.h"
 #include "cli/commands.h"
 

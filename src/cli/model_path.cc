@@ -37,7 +37,7 @@ std::string resolve_model_dir(const std::string& given) {
 }
 
 void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list) {
-  sub->add_option("MODEL", o.model, "model directory (default: the bundled model in models/)");
+  sub->add_option("MODEL", o.model, "model directory or .gguf file (default: the bundled model in models/)");
   auto* t = sub->add_option("--threads", o.threads, thread_list ? "thread counts, comma-separated (default: all cores)"
                                                                  : "threads (default: all cores)")
                 ->check(CLI::Range(1, 1024));

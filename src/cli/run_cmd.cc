@@ -1,5 +1,7 @@
 // awq run [MODEL] -p PROMPT: generates text with the runtime, streaming it as it is decoded, and
 // ends with the prompt and generation speeds (stderr). --logits-out writes the prompt's logits.
+// MODEL may be a GGUF file: how its weights were loaded (which block types run on the 4-bit kernels,
+// which were dequantized to dense) is printed to stderr first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -88,6 +90,7 @@ int run(const Args& a) {
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   auto model = Model::load(dir, {.threads = a.threads.empty() ? 0 : a.threads[0]});
+  for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());
   if (t == 0) throw Error("the prompt encodes to no tokens");

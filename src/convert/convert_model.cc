@@ -254,7 +254,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   ConvertResult res;
   res.from = reader.scheme().format;
   res.to = opt.to;
-  if (opt.to == "gguf") return convert_to_gguf(dir, reader, opt);
+  if (opt.to == "gguf") return convert_to_gguf(dir, &reader, opt);
   if (opt.to == "dense") {
     DequantizeOptions d;
     d.out_dir = opt.out_dir;

@@ -15,14 +15,6 @@
 namespace awq {
 using namespace convert_detail;
 
-bool is_gguf_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return false;
-  std::ifstream f(path, std::ios::binary);
-  char m[4] = {};
-  return f.read(m, 4) && std::memcmp(m, "GGUF", 4) == 0;
-}
-
 DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOptions& opt) {
   auto file = std::make_shared<GgufFile>(path);
   const nlohmann::json config = hf_config_from_gguf(*file);

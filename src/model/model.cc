@@ -7,6 +7,8 @@
 #include <mutex>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
+#include "awq/gguf_arch.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
 #include "model/weights.h"
@@ -71,17 +73,24 @@ Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw Error(dir + ": no such model directory");
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");
+  const bool gguf = is_gguf_file(dir);
+  if (!gguf && !fs::is_directory(dir)) throw Error(dir + ": no such model directory or GGUF file");
   auto impl = std::make_unique<Impl>();
-  impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  std::unique_ptr<GgufFile> file;
+  if (gguf) {  // config from the metadata, through the same parser as config.json
+    file = std::make_unique<GgufFile>(dir);
+    impl->cfg = parse_model_config(hf_config_from_gguf(*file), dir + " (GGUF metadata)");
+  } else {
+    const std::string cfg_path = (fs::path(dir) / "config.json").string();
+    if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");
+    impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  }
   impl->path = options.path;
   impl->serial_scale = options.serial_threshold_scale;
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
-  impl->w = model::load_weights(dir, impl->cfg);
+  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg) : model::load_weights(dir, impl->cfg);
   impl->rope = kernels::make_rope_table(
       rope_inv_freq(impl->cfg.head_dim, impl->cfg.rope_theta, impl->cfg.rope_scaling), impl->cfg.max_positions);
   impl->pool = std::make_unique<ThreadPool>(options.threads);
@@ -96,6 +105,7 @@ void Model::set_threads(int threads) {
 }
 kernels::Path Model::path() const { return impl_->path; }
 bool Model::quantized() const { return impl_->w.quantized; }
+const std::vector<std::string>& Model::load_notes() const { return impl_->w.notes; }
 
 KvCache Model::new_cache(int64_t batch, int64_t capacity) const {
   const ModelConfig& c = impl_->cfg;
@@ -222,10 +232,7 @@ std::vector<float> Model::logits_of(std::span<const float> x) const {
 }
 
 void Model::Impl::embed(int64_t row, int32_t id) const {
-  const TensorView& e = *w.embed;
-  float* dst = x.data() + row * cfg.hidden;
-  const size_t base = size_t(id) * size_t(cfg.hidden);
-  for (int64_t i = 0; i < cfg.hidden; ++i) dst[i] = load_float(e.data, e.dtype, base + size_t(i));
+  w.embed.row(id, cfg.hidden, x.data() + row * cfg.hidden);
 }
 
 void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const {
