@@ -87,6 +87,25 @@ class Model {
   // Logits at every position of one prompt, [ids.size()][vocab] (a fresh cache).
   std::vector<float> prompt_logits(std::span<const int32_t> ids) const;
 
+  // Layer by layer (eval's divergence analysis). Hidden states are row-major [T][hidden] f32, the
+  // rows being positions 0..T-1 of one sequence (1 <= T <= max_position_embeddings).
+  //
+  // The residual stream entering decoder layer 0: the embeddings of ids. Throws awq::Error for an
+  // id outside the vocabulary or an empty or too long ids.
+  std::vector<float> embed(std::span<const int32_t> ids) const;
+  // Runs decoder layer `layer` on x in place: x becomes the residual stream after the layer, as the
+  // ordinary forward computes it. attn_from / mlp_from (null: this model) lend that block's weights
+  // (its RMSNorm and linears) from another model of the same shape (same hidden, heads, head_dim,
+  // intermediate, layers, norms and biases); RoPE, eps and threads are this model's. Throws
+  // awq::Error for a layer out of range, a size that is not a multiple of hidden, or a lender of
+  // another shape.
+  void run_layer(int64_t layer, std::vector<float>& x, const Model* attn_from = nullptr,
+                 const Model* mlp_from = nullptr) const;
+  // The final RMSNorm and lm_head on hidden states x [T][hidden]: logits [T][vocab].
+  std::vector<float> logits_of(std::span<const float> x) const;
+  // The residual stream after every decoder layer during forward() of ids: [layers][T][hidden].
+  std::vector<float> layer_outputs(std::span<const int32_t> ids) const;
+
  private:
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);

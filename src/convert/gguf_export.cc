@@ -133,7 +133,9 @@ void add_arch_metadata(GgufWriter& w, const ModelConfig& c, const nlohmann::json
   w.add_u32(a + ".attention.head_count_kv", uint32_t(c.kv_heads));
   w.add_f32(a + ".rope.freq_base", float(c.rope_theta));
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", float(c.rms_eps));
-  if (cfg.contains("head_dim") && !cfg["head_dim"].is_null()) {
+  // llama.cpp derives n_embd / n_head when these are absent: written whenever head_dim is explicit
+  // or differs from that (Qwen3's default of 128).
+  if ((cfg.contains("head_dim") && !cfg["head_dim"].is_null()) || c.head_dim * c.heads != c.hidden) {
     w.add_u32(a + ".attention.key_length", uint32_t(c.head_dim));
     w.add_u32(a + ".attention.value_length", uint32_t(c.head_dim));
   }
@@ -167,7 +169,12 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
     }
   std::map<std::string, const TensorView*> dense;  // HF name -> stored tensor
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) dense[qreader ? qreader->dense_tensor_name(tv->name) : tv->name] = tv;
+    if (!consumed.count(tv->name)) {
+      const TensorView* src = tv;
+      for (const TensorView* o : opt.dense_overrides)  // quantize's folded norms (ConvertOptions)
+        if (o->name == tv->name) src = o;
+      dense[qreader ? qreader->dense_tensor_name(tv->name) : tv->name] = src;
+    }
 
   // Plan.
   std::vector<Planned> plan;
