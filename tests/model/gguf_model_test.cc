@@ -253,6 +253,26 @@ TEST(GgufRunDense, BundledModelExportRunsToTheSourcesLogits) {
   EXPECT_EQ(miss, 0);
 }
 
+// `awq eval` takes a GGUF as MODEL or --ref (its tokenizer from the file): our q4_1 export against
+// its source AWQ checkpoint differs only by the f16 rounding of m, so the KL divergence is tiny and
+// the perplexities agree; both tokenize the text alike.
+TEST(GgufEval, AcceptsAGgufAgainstItsSource) {
+  test::TempDir tmp;
+  const std::string src = test::data_path("tiny-llama-awq"), gguf = tmp / "m.gguf";
+  ASSERT_EQ(test::run_awq({"convert", src, "-o", gguf, "--to", "gguf", "-q"}).status, 0);
+  test::write_bytes(tmp / "text.txt", test::read_bytes(std::string(AWQ_TEST_DATA) + "/../../models/kjv-llama/eval.txt").substr(0, 3000));
+  const auto r = test::run_awq({"eval", gguf, "--ref", src, "--text", tmp / "text.txt", "--ctx", "64", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto own = test::run_awq({"eval", src, "--text", tmp / "text.txt", "--ctx", "64", "--json"});
+  ASSERT_EQ(own.status, 0) << own.err;
+  const auto jo = nlohmann::json::parse(own.out);
+  EXPECT_EQ(j["tokens"], jo["tokens"]);
+  EXPECT_LT(j["kld_mean"].get<double>(), 1e-5);
+  EXPECT_LT(std::fabs(j["ln_ppl_ratio"].get<double>()), 1e-3);
+  EXPECT_NEAR(j["ppl_ref"].get<double>(), jo["ppl"].get<double>(), 1e-6 * jo["ppl"].get<double>());
+}
+
 TEST(GgufRunErrors, NamesTheFileAndWhatIsMissing) {
   test::TempDir tmp;
   const std::string p = tmp / "x.gguf";
