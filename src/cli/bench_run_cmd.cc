@@ -65,7 +65,8 @@ int bench_run(const Args& a) {
   if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
   for (int t : threads)
     if (t < 1 || t > 1024) throw Error("--threads must be in [1, 1024]");
-  const kernels::Path path = a.path == "int8" ? kernels::Path::kInt8 : a.path == "bf16" ? kernels::Path::kBF16 : kernels::Path::kF32;
+  kernels::Path path = kernels::Path::kF32;
+  kernels::parse_path(a.path, &path);  // CLI11 checked the name
   auto m = Model::load(dir, {.threads = threads[0], .path = path});
   const ModelConfig& cfg = m->config();
   if (a.prompt_tokens + a.gen_tokens > cfg.max_positions)
@@ -115,8 +116,8 @@ Action add_bench_run(CLI::App& bench) {
   sub->add_option("--gen-tokens", a->gen_tokens, "decode steps (default 128)");
   sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   sub->add_option("--repeats", a->repeats, "timed runs per thread count; the median is reported (default 3)");
-  sub->add_option("--path", a->path, "quantized linears' arithmetic: f32 (default, as awq run) | int8 | bf16")
-      ->check(CLI::IsMember({"f32", "int8", "bf16"}));
+  sub->add_option("--path", a->path, "quantized linears' arithmetic: f32 (default, as awq run) | int8 | int16 | bf16")
+      ->check(CLI::IsMember({"f32", "int8", "int16", "bf16"}));
   sub->add_flag("--json", a->json,
                 "print a JSON list of {model, threads, prompt_tokens, gen_tokens, prefill_tps, decode_tps, peak_rss_bytes}");
   return [a, sub]() -> int { return sub->parsed() ? bench_run(*a) : -1; };
