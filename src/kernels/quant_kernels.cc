@@ -231,13 +231,15 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
 // (kP == 1): each broadcast activation quad feeds two dot products, and 16 independent integer
 // accumulators keep the dot-product units busy. y is updated in memory at each group's end with
 // the same f32 operations as MicroI8 (so results are identical).
-template <bool kWide>
+// kTwo (the int16 path): 4 activation rows, both planes (a and a + lo), the same 16 accumulators.
+template <bool kWide, bool kTwo = false>
 HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* HWY_RESTRICT codes1,
                             const uint8_t* HWY_RESTRICT params0, const uint8_t* HWY_RESTRICT params1, size_t pb,
                             int64_t ng, int64_t G, const int8_t* HWY_RESTRICT a, int64_t as,
                             const float* HWY_RESTRICT d, const float* HWY_RESTRICT ds, int64_t gs,
-                            float* HWY_RESTRICT y, int64_t ys, bool first) {
-  constexpr int MR = 8;
+                            float* HWY_RESTRICT y, int64_t ys, bool first, int64_t lo = 0) {
+  constexpr int MR = kTwo ? 4 : 8;
+  constexpr int kPl = kTwo ? 2 : 1;
   const DF df;
   const DU du;
   const DI di;
@@ -249,8 +251,9 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
   const VU m4 = hn::Set(du, 0x0F0F0F0Fu);
   const int64_t chunks = G / kChunkCols;
   for (int64_t g = 0; g < ng; ++g) {
-    VI acc0[MR], acc1[MR];
-    for (int m = 0; m < MR; ++m) acc0[m] = acc1[m] = hn::Zero(di);
+    VI acc0[kPl][MR], acc1[kPl][MR];
+    for (int pl = 0; pl < kPl; ++pl)
+      for (int m = 0; m < MR; ++m) acc0[pl][m] = acc1[pl][m] = hn::Zero(di);
     const uint8_t* c0 = codes0 + size_t(g * chunks) * kChunkBytes;
     const uint8_t* c1 = codes1 + size_t(g * chunks) * kChunkBytes;
     const int8_t* ag = a + g * G;
@@ -261,13 +264,14 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
       const VU v1 = hn::Load(du, reinterpret_cast<const uint32_t*>(c1 + size_t(c) * kChunkBytes));
       const VI lo0 = hn::BitCast(di, hn::And(v0, m4)), hi0 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v0), m4));
       const VI lo1 = hn::BitCast(di, hn::And(v1, m4)), hi1 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v1), m4));
-      for (int m = 0; m < MR; ++m) {
-        const int8_t* am = ag + m * as + c * kChunkCols;
-        acc0[m] = Dot4Mem(acc0[m], lo0, am);
-        acc1[m] = Dot4Mem(acc1[m], lo1, am);
-        acc0[m] = Dot4Mem(acc0[m], hi0, am + 4);
-        acc1[m] = Dot4Mem(acc1[m], hi1, am + 4);
-      }
+      for (int pl = 0; pl < kPl; ++pl)
+        for (int m = 0; m < MR; ++m) {
+          const int8_t* am = ag + pl * lo + m * as + c * kChunkCols;
+          acc0[pl][m] = Dot4Mem(acc0[pl][m], lo0, am);
+          acc1[pl][m] = Dot4Mem(acc1[pl][m], lo1, am);
+          acc0[pl][m] = Dot4Mem(acc0[pl][m], hi0, am + 4);
+          acc1[pl][m] = Dot4Mem(acc1[pl][m], hi1, am + 4);
+        }
     }
     VF s0, o0, s1, o1;
     LoadParams<kWide>(params0 + size_t(g) * pb, &s0, &o0);
@@ -275,9 +279,13 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
     for (int m = 0; m < MR; ++m) {
       const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
       float* ym = y + m * ys;
-      hn::StoreU(hn::MulAdd(hn::Mul(s0, dv), hn::ConvertTo(df, acc0[m]), hn::MulAdd(o0, dsv, hn::LoadU(df, ym))), df, ym);
-      hn::StoreU(hn::MulAdd(hn::Mul(s1, dv), hn::ConvertTo(df, acc1[m]), hn::MulAdd(o1, dsv, hn::LoadU(df, ym + kL))),
-                 df, ym + kL);
+      VF dot0 = hn::ConvertTo(df, acc0[0][m]), dot1 = hn::ConvertTo(df, acc1[0][m]);
+      if constexpr (kTwo) {  // 256·Σq·hi + Σq·lo, as MicroI8
+        dot0 = hn::MulAdd(dot0, hn::Set(df, 256.f), hn::ConvertTo(df, acc0[kPl - 1][m]));
+        dot1 = hn::MulAdd(dot1, hn::Set(df, 256.f), hn::ConvertTo(df, acc1[kPl - 1][m]));
+      }
+      hn::StoreU(hn::MulAdd(hn::Mul(s0, dv), dot0, hn::MulAdd(o0, dsv, hn::LoadU(df, ym))), df, ym);
+      hn::StoreU(hn::MulAdd(hn::Mul(s1, dv), dot1, hn::MulAdd(o1, dsv, hn::LoadU(df, ym + kL))), df, ym + kL);
     }
   }
 }
@@ -436,11 +444,13 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
     const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
     for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
       const int64_t ng = std::min(kb, w.n_groups - g0);
-      for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
-        const int64_t mr = std::min<int64_t>(kMaxMR, m - m0);
+      const int64_t mstep = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
+      for (int64_t m0 = 0; m0 < m; m0 += mstep) {
+        const int64_t mr = std::min<int64_t>(mstep, m - m0);
         for (int64_t t = t0; t < t1; ++t) {
           if constexpr (kP == 1) {
-            if (path == Path::kInt8 && mr == 8 && t + 1 < t1) {
+            const bool two = path == Path::kInt16;
+            if (((path == Path::kInt8 && mr == 8) || (two && mr == 4)) && t + 1 < t1) {
               const size_t pb = w.param_bytes();
               const int64_t goff = g0 * (w.group / kChunkCols) * kChunkBytes;
               const uint8_t* cA = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(goff);
@@ -451,10 +461,15 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
               const float* dm = S.d.data() + size_t(m0 * w.n_groups + g0);
               const float* dsm = S.ds.data() + size_t(m0 * w.n_groups + g0);
               float* yt = ys + size_t(m0) * size_t(np) + size_t(t * kPackRows);
-              if (w.wide)
-                MicroI8x2<true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+              const bool f = g0 == 0;
+              if (w.wide && two)
+                MicroI8x2<true, true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f, lo);
+              else if (w.wide)
+                MicroI8x2<true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f);
+              else if (two)
+                MicroI8x2<false, true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f, lo);
               else
-                MicroI8x2<false>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+                MicroI8x2<false>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f);
               ++t;
               continue;
             }
