@@ -26,6 +26,9 @@ struct ConvertOptions {
   // cannot hold exactly, instead of refusing; every other module keeps its codes and scales.
   bool requantize = false;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
+  // Stored tensors to write instead of the same-named ones of the model directory (same name,
+  // any dtype/shape): `quantize` passes the norms it folded AWQ scales into. Must outlive the call.
+  std::vector<const TensorView*> dense_overrides;
   // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
   // tensor, row and group) unless set; then carried through with one warning per tensor.
   bool allow_nonfinite = false;

@@ -19,6 +19,7 @@ Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
+Action add_quantize(CLI::App& app);
 // `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
 Action add_bench_run(CLI::App& bench);
 

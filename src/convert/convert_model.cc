@@ -261,6 +261,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     d.force = opt.force;
     d.progress = opt.progress;
     d.max_shard_bytes = opt.max_shard_bytes;
+    d.dense_overrides = opt.dense_overrides;
     d.allow_nonfinite = opt.allow_nonfinite;
     const auto r = dequantize_model(dir, reader, d);
     res.casts = r.casts;
@@ -380,7 +381,12 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     ++res.modules;
   }
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) plan.push_back(guarded_copy(*tv, reader.dense_tensor_name(tv->name), tv->dtype, policy, casts));
+    if (!consumed.count(tv->name)) {
+      const TensorView* src = tv;
+      for (const TensorView* o : opt.dense_overrides)
+        if (o->name == tv->name) src = o;
+      plan.push_back(guarded_copy(*src, reader.dense_tensor_name(tv->name), tv->dtype, policy, casts));
+    }
   // The safetensors Rust writer's order (dtype descending in its enum order, then name), so a
   // single-file output is laid out as the peers' own tools lay it out.
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) {

@@ -98,7 +98,12 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     ++res.modules;
   }
   for (const TensorView* t : dir.tensors())
-    if (!consumed.count(t->name)) plan.push_back(guarded_copy(*t, reader.dense_tensor_name(t->name), dt, policy, casts));
+    if (!consumed.count(t->name)) {
+      const TensorView* src = t;
+      for (const TensorView* o : opt.dense_overrides)
+        if (o->name == t->name) src = o;
+      plan.push_back(guarded_copy(*src, reader.dense_tensor_name(t->name), dt, policy, casts));
+    }
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
   for (size_t i = 1; i < plan.size(); ++i)
     if (plan[i].spec.name == plan[i - 1].spec.name)

@@ -168,7 +168,12 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
   }
   std::map<std::string, const TensorView*> dense;  // HF name -> stored tensor
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) dense[reader.dense_tensor_name(tv->name)] = tv;
+    if (!consumed.count(tv->name)) {
+      const TensorView* src = tv;
+      for (const TensorView* o : opt.dense_overrides)  // quantize's folded norms (ConvertOptions)
+        if (o->name == tv->name) src = o;
+      dense[reader.dense_tensor_name(tv->name)] = src;
+    }
 
   // Plan.
   std::vector<Planned> plan;
