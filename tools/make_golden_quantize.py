@@ -4,10 +4,10 @@
 Run from the repository root in the venv of tools/requirements-golden.txt (autoawq 0.2.9 with
 --no-deps, torch 2.6 CPU, transformers 4.51.3):
 
-    python tools/make_golden_quantize.py            # regenerate tests/data/golden/quantize-rtn-*
+    python tools/make_golden_quantize.py            # regenerate tests/data/quantize/rtn-*
     python tools/make_golden_quantize.py --verify   # recompute and compare with the files on disk
 
-Per case (tests/data/golden/quantize-rtn-<case>/):
+Per case (tests/data/quantize/rtn-<case>/):
   dense/     a tiny random model saved by transformers' save_pretrained in fp16 (AutoAWQ loads
              models in fp16, so its first step, `.half()`, changes nothing and both sides start
              from the same weights);
@@ -33,15 +33,15 @@ import make_golden_awq as mga  # noqa: E402  (stubs `datasets`, imports awq)
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-GOLDEN = os.path.join(mga.DATA, "golden")
+GOLDEN = os.path.join(mga.DATA, "quantize")  # not golden/: that folder holds checkpoints the format tests scan
 
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=256)
 CASES = {
     # name: (arch, group_size, seed, config overrides)
-    "quantize-rtn-llama-g32": ("llama", 32, 101, dict(SHAPE, tie_word_embeddings=True)),
-    "quantize-rtn-qwen2-g64": ("qwen2", 64, 102, dict(SHAPE, tie_word_embeddings=False)),
-    "quantize-rtn-llama-g128": ("llama", 128, 103, dict(SHAPE, hidden_size=128, intermediate_size=256,
+    "rtn-llama-g32": ("llama", 32, 101, dict(SHAPE, tie_word_embeddings=True)),
+    "rtn-qwen2-g64": ("qwen2", 64, 102, dict(SHAPE, tie_word_embeddings=False)),
+    "rtn-llama-g128": ("llama", 128, 103, dict(SHAPE, hidden_size=128, intermediate_size=256,
                                                          num_hidden_layers=1, tie_word_embeddings=False)),
 }
 

@@ -78,8 +78,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
 // rope), quantized linears mapped block for block (docs/GGUF.md): asymmetric 4-bit -> Q4_1,
 // symmetric -> Q4_0, symmetric 8-bit -> Q8_0, or Q4_K with opt.gguf_type "q4_k". Act-order,
 // pre_quant_scale, group sizes not a multiple of 32 and asymmetric 8-bit are refused unless
-// opt.requantize. Written to a temporary file, fsync'ed and renamed; an existing file is replaced
-// only with opt.force.
-ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
+// opt.requantize. reader == nullptr: a dense checkpoint (no quantization config): every linear in
+// opt.dense_type (f16, bf16 or q8_0). Written to a temporary file, fsync'ed and renamed; an
+// existing file is replaced only with opt.force.
+ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* reader, const ConvertOptions& opt);
 
 }  // namespace awq

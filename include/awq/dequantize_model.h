@@ -55,7 +55,4 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
 // Tensors no name maps back are an awq::Error naming them.
 DequantizeResult dequantize_gguf(const std::string& gguf_path, const DequantizeOptions& opt);
 
-// True when `path` is a regular file starting with the GGUF magic.
-bool is_gguf_file(const std::string& path);
-
 }  // namespace awq

@@ -254,7 +254,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   ConvertResult res;
   res.from = reader.scheme().format;
   res.to = opt.to;
-  if (opt.to == "gguf") return convert_to_gguf(dir, reader, opt);
+  if (opt.to == "gguf") return convert_to_gguf(dir, &reader, opt);
   if (opt.to == "dense") {
     DequantizeOptions d;
     d.out_dir = opt.out_dir;
@@ -393,15 +393,8 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     const int ra = st_dtype_rank(a.spec.dtype), rb = st_dtype_rank(b.spec.dtype);
     return ra != rb ? ra > rb : a.spec.name < b.spec.name;
   });
-  uint64_t total = 0;
-  for (const auto& o : plan) total += o.spec.nbytes();
-
   OutputDir out(opt.out_dir, opt.force, {dir.path()});
-  needs.output_bytes = total;
-  check_resources(needs);
-  Progress bar("convert", total, opt.progress);
-  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
-  bar.finish();
+  const ShardedResult sr = write_plan(out, plan, needs, "convert", opt.max_shard_bytes, opt.progress);
   write_configs(dir, t, src, *tracker, out);
   copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
   out.commit();

@@ -29,7 +29,7 @@ GroupQ quantize_group(const float* w, int64_t len, const QParams& p, float r_lo,
   }
   // AutoAWQ's arithmetic is torch fp16 (each operation rounded to fp16); every step below rounds
   // the same way, so codes, scales and zeros equal pseudo_quantize_tensor's bit for bit
-  // (tests/data/golden/quantize-rtn-*, tools/make_golden_quantize.py).
+  // (tests/data/quantize/rtn-*, tools/make_golden_quantize.py).
   float lo = mn * r_lo, hi = mx * r_hi;
   if (p.zero_point) {
     lo = std::min(lo, 0.0f);  // 0 representable: a one-signed group does not saturate (AutoAWQ's does)

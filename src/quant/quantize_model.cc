@@ -294,6 +294,18 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   refuse_output_overlapping_inputs(opt.out_dir, {model_dir});
   if (!opt.force && fs::is_directory(opt.out_dir) && !fs::is_empty(opt.out_dir))
     throw Error(opt.out_dir + ": exists and is not empty (use --force to replace it)");
+  if (opt.mixed) {  // a budget that keeps every linear dense leaves nothing to quantize (and no readable checkpoint)
+    double weights = 0, bits = 0;
+    for (int64_t i = 0; i < cfg.layers; ++i)
+      for (LayerLinear which : kAllLayerLinears) {
+        const TensorView& w = dir.get(cfg.linear_name(i, which) + ".weight");
+        weights += double(w.numel());
+        bits += double(w.numel()) * 8.0 * double(dtype_size(w.dtype));
+      }
+    if (opt.budget_bpw >= bits / weights)
+      throw Error("--budget " + std::to_string(opt.budget_bpw) + " bits per weight keeps every linear dense (" + std::to_string(bits / weights) +
+                  " bits per weight): nothing would be quantized");
+  }
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
   const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;

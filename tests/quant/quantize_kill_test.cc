@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::vector<std::string> args_for(const std::string& out) {
-  return {"quantize", test::data_path("../../models/kjv-llama"), "-o", out, "--samples", "16", "--seqlen", "512", "--threads", "2", "-q"};
+  return {"quantize", test::data_path("../../models/kjv-llama"), "-o", out, "--samples", "4", "--seqlen", "256", "--threads", "2", "-q"};
 }
 
 TEST(QuantizeKill, ResumesAtTheLastFinishedLayerAfterKillDashNine) {
