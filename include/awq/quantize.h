@@ -41,6 +41,9 @@ struct QuantizeOptions {
   bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
   bool clip = true;
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)
+  // Error propagation: each layer is calibrated on the previous layers' quantized outputs (their
+  // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
+  bool propagate = false;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
 
   // Mixed precision (--mixed auto): each linear's relative output error ‖ΔW·X‖²/‖W·X‖² on the

@@ -48,6 +48,60 @@ void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, c
   });
 }
 
+namespace {
+
+// Causal (optionally sliding-window) attention of every calibration block as GEMMs: per block, KV
+// head and query head, query chunks of kChunk rows against the keys they may see, S = Q·Kᵀ on the
+// dense kernel, scaled, softmax over each row's visible keys, O = P·V. The scores of one query are
+// the same products as kernels::attention's (q·k, then · scale); only the summation order differs.
+// Each (block, KV head, query head) task runs on one core.
+void causal_attention(const ModelConfig& cfg, const float* q, const float* k, const float* v, int64_t blocks, int64_t len, float* o,
+                      ThreadPool& pool) {
+  constexpr int64_t kChunk = 128;
+  const int64_t hd = cfg.head_dim, qd = cfg.heads * hd, kd = cfg.kv_heads * hd, group = cfg.heads / cfg.kv_heads;
+  const int64_t window = cfg.sliding_window;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  struct Scratch {
+    std::vector<float> kc, vt, qc, s, out;
+    std::unique_ptr<ThreadPool> serial;
+  };
+  std::vector<Scratch> sc(size_t(pool.size()));
+  for (auto& x : sc) {
+    x.kc.resize(size_t(len * hd));
+    x.vt.resize(size_t(hd * len));
+    x.qc.resize(size_t(kChunk * hd));
+    x.s.resize(size_t(kChunk * len));
+    x.out.resize(size_t(kChunk * hd));
+    x.serial = std::make_unique<ThreadPool>(1);
+  }
+  pool.run(blocks * cfg.kv_heads * group, [&](int64_t task, int th) {
+    Scratch& x = sc[size_t(th)];
+    const int64_t b = task / (cfg.kv_heads * group), h = task / group % cfg.kv_heads, g = task % group, head = h * group + g;
+    for (int64_t j = 0; j < len; ++j)
+      std::copy_n(k + (b * len + j) * kd + h * hd, hd, x.kc.data() + j * hd);
+    for (int64_t t0 = 0; t0 < len; t0 += kChunk) {
+      const int64_t t1 = std::min(len, t0 + kChunk), rows = t1 - t0;
+      const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 + 1 - window) : 0, nk = t1 - k0;
+      for (int64_t t = t0; t < t1; ++t) std::copy_n(q + (b * len + t) * qd + head * hd, hd, x.qc.data() + (t - t0) * hd);
+      kernels::dense_f32_gemm(x.kc.data() + k0 * hd, nk, hd, x.qc.data(), rows, x.s.data(), x.serial.get());  // s[t][j] = q_t·k_j
+      for (int64_t t = t0; t < t1; ++t) {
+        float* row = x.s.data() + (t - t0) * nk;
+        const int64_t lo = window > 0 ? std::max<int64_t>(k0, t + 1 - window) : k0;  // visible keys [lo, t]
+        for (int64_t j = lo; j <= t; ++j) row[j - k0] *= scale;
+        kernels::softmax(row + (lo - k0), t + 1 - lo);
+        std::fill(row, row + (lo - k0), 0.0f);
+        std::fill(row + (t + 1 - k0), row + nk, 0.0f);
+      }
+      for (int64_t d = 0; d < hd; ++d)
+        for (int64_t j = 0; j < nk; ++j) x.vt[size_t(d * nk + j)] = v[(b * len + k0 + j) * kd + h * hd + d];
+      kernels::dense_f32_gemm(x.vt.data(), hd, nk, x.s.data(), rows, x.out.data(), x.serial.get());  // out[t][d] = Σ_j p_tj·v_jd
+      for (int64_t t = t0; t < t1; ++t) std::copy_n(x.out.data() + (t - t0) * hd, hd, o + (b * len + t) * qd + head * hd);
+    }
+  });
+}
+
+}  // namespace
+
 void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, const float* wv, const float* wo, const LayerTensors& L,
                     const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool) {
   const int64_t T = blocks * len, hd = cfg.head_dim, qd = cfg.heads * hd, kd = cfg.kv_heads * hd, group = cfg.heads / cfg.kv_heads;
@@ -67,17 +121,7 @@ void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, co
     kernels::rope(qt, cfg.heads, hd, table.cos(pos), table.sin(pos));
     kernels::rope(kt, cfg.kv_heads, hd, table.cos(pos), table.sin(pos));
   });
-  const float scale = 1.0f / std::sqrt(float(hd));
-  std::vector<std::vector<float>> scratch(size_t(pool.size()), std::vector<float>(size_t(group * len)));
-  pool.run(T, [&](int64_t t, int th) {
-    const int64_t b = t / len, pos = t % len;
-    const int64_t start = cfg.sliding_window > 0 ? std::max<int64_t>(0, pos + 1 - cfg.sliding_window) : 0;
-    for (int64_t h = 0; h < cfg.kv_heads; ++h) {
-      const size_t base = size_t((b * len + start) * kd + h * hd);
-      kernels::attention(q.data() + t * qd + h * group * hd, group, hd, k.data() + base, v.data() + base, kd, pos + 1 - start, scale,
-                         o_in + t * qd + h * group * hd, scratch[size_t(th)].data());
-    }
-  });
+  causal_attention(cfg, q.data(), k.data(), v.data(), blocks, len, o_in, pool);
   linear(wo, L.b[3], cfg.hidden, qd, o_in, T, out, pool);
 }
 
