@@ -70,9 +70,10 @@ int run(const Args& a) {
   const std::string text = read_text(text_file);
   auto tok = tokenizer_for(dir, a.ref);
   const std::vector<int32_t> ids = tok->encode(text);
-  auto model = Model::load(dir, {.threads = a.threads});
+  // f32 activations: the quantization error under test must not drown in the runtime's own.
+  auto model = Model::load(dir, {.threads = a.threads, .path = kernels::Path::kF32});
   std::unique_ptr<Model> ref;
-  if (!a.ref.empty()) ref = Model::load(a.ref, {.threads = a.threads});
+  if (!a.ref.empty()) ref = Model::load(a.ref, {.threads = a.threads, .path = kernels::Path::kF32});
   EvalOptions opt;
   opt.ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(512, model->config().max_positions);
   if (ref && a.ctx <= 0) opt.ctx = std::min(opt.ctx, ref->config().max_positions);
