@@ -143,7 +143,7 @@ TEST_P(GgufRunOwnExport, LogitsEqualTheSourceCheckpoints) {
   r = test::run_awq({"dequantize", gguf, "-o", tmp / "dq", "--dtype", "f32", "-q"});
   ASSERT_EQ(r.status, 0) << r.err;
   const auto ids = load_tokenizer(gguf)->encode(prompt);
-  const std::vector<float> dense = Model::load(tmp / "dq", {.threads = 1})->prompt_logits(ids);
+  const std::vector<float> dense = Model::load(tmp / "dq", {.threads = 1, .path = kernels::Path::kF32})->prompt_logits(ids);
   const auto [rel_dense, miss_dense] = compare(got.v, Logits{dense, got.rows, got.vocab});
   EXPECT_LT(rel_dense, 1e-4);
   EXPECT_EQ(miss_dense, 0);
