@@ -1,6 +1,10 @@
 // Writes a synthetic AutoAWQ GEMM checkpoint with a real model's shapes (default: Llama-2-7B) and
 // random codes/scales, for memory and speed measurements that must not live in CI.
 //   awq_synth OUT_DIR [--layers L] [--hidden H] [--intermediate I] [--vocab V] [--group G]
+//             [--dense-bf16 DENSE_DIR]
+// --dense-bf16 also writes the same model as a dense bf16 checkpoint: every quantized linear
+// dequantized by the library's `awq dequantize` path (w = s·(q − z) in f32, rounded once to bf16),
+// every other tensor copied as is; so the two directories hold the same weights up to that rounding.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -8,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "awq/dequantize_model.h"
 #include "awq/dtype.h"
+#include "awq/formats.h"
+#include "awq/model_dir.h"
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/safetensors.h"
@@ -40,8 +47,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   Shape s;
+  std::string dense_dir;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--dense-bf16") {
+      dense_dir = argv[i + 1];
+      continue;
+    }
     const int64_t v = std::stoll(argv[i + 1]);
     if (k == "--layers") s.layers = v;
     else if (k == "--hidden") s.hidden = v;
@@ -89,6 +101,16 @@ int main(int argc, char** argv) {
                           ",\"torch_dtype\":\"float16\",\"tie_word_embeddings\":false,\"quantization_config\":{\"quant_method\":\"awq\","
                           "\"zero_point\":true,\"group_size\":" + std::to_string(s.group) + ",\"bits\":4,\"version\":\"gemm\"}}\n");
     std::printf("wrote %s (%zu tensors)\n", out.c_str(), specs.size());
+    if (!dense_dir.empty()) {
+      ModelDir dir(out);
+      auto reader = open_format(dir);
+      DequantizeOptions opt;
+      opt.out_dir = dense_dir;
+      opt.dtype = DType::BF16;
+      opt.progress = false;
+      const auto r = dequantize_model(dir, *reader, opt);
+      std::printf("wrote %s (dense bf16, %zu tensors, %zu shards)\n", dense_dir.c_str(), r.tensors, r.shards);
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "awq_synth: error: %s\n", e.what());
     return 1;

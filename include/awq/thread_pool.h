@@ -23,7 +23,8 @@ class ThreadPool {
 
   // Calls fn(task, thread) once for every task in [0, n_tasks); thread is in [0, size()) and no two
   // concurrent calls share a thread index, so per-thread scratch can be indexed by it. Tasks are
-  // handed out dynamically in increasing order. Returns when all tasks are done. Not reentrant:
+  // handed out dynamically in increasing order; the caller runs tasks too, and a worker that wakes
+  // after the caller took the last task does not join (so a descheduled worker delays nothing). Returns when all tasks are done. Not reentrant:
   // fn must not call run() on the same pool; one run() at a time per pool (callers serialize).
   // An exception thrown by fn is rethrown here (the first one; other tasks still run).
   void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
@@ -41,7 +42,12 @@ class ThreadPool {
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<int64_t> next_{0};
-  std::atomic<int> busy_{0};  // workers still inside the current run
+  // Workers joined to the current run (low bits) and whether the caller closed it to late joiners
+  // (kClosed); done_ counts joined workers that finished. The caller waits for joined == done_
+  // only, never for a worker that was still asleep when the tasks ran out.
+  static constexpr uint64_t kClosed = uint64_t(1) << 63;
+  std::atomic<uint64_t> join_{kClosed};
+  std::atomic<int> done_{0};
   std::exception_ptr error_;
   std::mutex error_mu_;
 };

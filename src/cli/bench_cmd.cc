@@ -495,7 +495,9 @@ Action add_bench(CLI::App& app) {
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
   sub->add_option("--target", a->target,
                   "SIMD target for our kernels (AVX3_DL, AVX3, AVX2, SSE4, SCALAR; default: the best this CPU runs)");
-  return [a]() {
+  Action run_model = add_bench_run(*sub);
+  return [a, run_model]() {
+    if (const int rc = run_model(); rc >= 0) return rc;  // `awq bench run`
     if (!a->target.empty()) force_target_by_name(a->target);
     std::vector<std::pair<int64_t, int64_t>> shapes;
     if (a->shapes.empty()) {

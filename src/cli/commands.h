@@ -2,6 +2,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace awq::cli {
 
@@ -21,5 +22,13 @@ Action add_decrypt(CLI::App& app);
 // from AWQ_KEY_FILE before the action runs.
 void add_key_file_option(CLI::App* sub);
 void apply_key_file();
+Action add_tokenize(CLI::App& app);
+Action add_run(CLI::App& app);
+// `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
+Action add_bench_run(CLI::App& bench);
+
+// MODEL as given, or with none the bundled model: the first directory with a config.json under
+// ./models/, else under the source tree's models/ (compiled in). Throws awq::Error when none.
+std::string resolve_model_dir(const std::string& given);
 
 }  // namespace awq::cli

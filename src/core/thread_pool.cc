@@ -35,9 +35,9 @@ void ThreadPool::work(int thread) {
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    // Back-to-back loops (a model's layers) arrive within microseconds: spin ~50 µs on the
+    // Back-to-back loops (a model's layers) arrive within microseconds: spin ~100 µs on the
     // generation before sleeping, so the next run() does not pay a futex wake-up per worker.
-    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
     while (generation_seen_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
@@ -49,8 +49,15 @@ void ThreadPool::worker(int index) {
       if (stop_) return;
       seen = generation_;
     }
-    work(index);
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
+    // Join the current loop unless the caller has already closed it (it ran every task while this
+    // worker slept or its vCPU was taken): a late worker then costs the caller nothing.
+    uint64_t st = join_.load(std::memory_order_acquire);
+    while (!(st & kClosed))
+      if (join_.compare_exchange_weak(st, st + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        work(index);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+        break;
+      }
   }
 }
 
@@ -65,15 +72,18 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     fn_ = &fn;
     n_tasks_ = n_tasks;
     next_.store(0, std::memory_order_relaxed);
-    busy_.store(int(workers_.size()), std::memory_order_relaxed);
     error_ = nullptr;
+    done_.store(0, std::memory_order_relaxed);
+    join_.store(0, std::memory_order_release);  // open: publishes fn_, n_tasks_ to joining workers
     ++generation_;
     generation_seen_.store(generation_, std::memory_order_release);
   }
   cv_.notify_all();
   work(0);
-  // Workers finish their last task shortly after the caller runs out; spin briefly, then yield.
-  for (int spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins)
+  // Close the loop: only the workers that joined before this point are waited for. They finish
+  // their last task shortly after the caller runs out; spin briefly, then yield.
+  const uint64_t joined = join_.fetch_or(kClosed, std::memory_order_acq_rel) & ~kClosed;
+  for (int spins = 0; uint64_t(done_.load(std::memory_order_acquire)) != joined; ++spins)
     if (spins > 1000) std::this_thread::yield();
   if (error_) std::rethrow_exception(error_);
 }

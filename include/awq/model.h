@@ -1,0 +1,116 @@
+// The runtime: a decoder-only model loaded from a checkpoint directory, its forward pass on our
+// kernels, a KV cache for several sequences at once, and a sampler.
+//
+// Weights: quantized linears (any format `inspect` reads) are repacked at load into the kernels'
+// layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 or f16, read in
+// place from the mapped file) go through the dense kernels (f32 accumulation); embeddings and lm_head
+// stay dense (tied embeddings share one tensor). Activations and the KV cache are f32.
+// Prefill (many tokens) runs each linear as one GEMM; a decode step (one token per sequence) as a
+// GEMV. Threads: one pool per model, all cores by default.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "awq/kernels.h"
+#include "awq/model_config.h"
+
+namespace awq {
+
+class ThreadPool;
+
+struct ModelOptions {
+  int threads = 0;  // <= 0: all hardware threads
+  // Arithmetic of the quantized linears; default kF32 (the path that meets the accuracy bar against
+  // transformers; the int8 path is faster, see README "awq run").
+  kernels::Path path = kernels::Path::kF32;
+  // Work below which an operation runs on the calling thread instead of the pool (a parallel
+  // region's wake-up and join cost more): ops touching < 64 K floats, linears reading < 256 KiB ×
+  // rows. Scaled by this factor; 0 sends everything to the pool (tests of the parallel paths).
+  double serial_threshold_scale = 1.0;
+};
+
+class Model;
+
+// KV cache and working buffers for `batch` sequences of at most `capacity` positions each.
+class KvCache {
+ public:
+  int64_t batch() const { return batch_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t length(int64_t seq) const { return len_[size_t(seq)]; }  // positions stored so far
+  void clear();                                                    // every sequence back to empty
+
+ private:
+  friend class Model;
+  int64_t batch_ = 0, capacity_ = 0;
+  std::vector<int64_t> len_;
+  // Per layer: [batch][kv_heads][capacity][head_dim] for K and for V.
+  std::vector<std::vector<float>> k_, v_;
+};
+
+class Model {
+ public:
+  // Loads the model in `dir` (config.json + weights). Throws awq::Error naming the file, tensor or
+  // config key on anything unsupported or inconsistent.
+  static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const;
+  int threads() const;
+  // Replaces the model's thread pool with one of `threads` threads (<= 0: all cores).
+  void set_threads(int threads);
+  kernels::Path path() const;
+  bool quantized() const;  // whether any linear is 4-bit
+
+  // A cache for `batch` sequences of up to `capacity` positions (<= max_position_embeddings).
+  KvCache new_cache(int64_t batch, int64_t capacity) const;
+
+  // Appends tokens[b] to sequence b of `cache` (tokens.size() == cache.batch(); a sequence with no
+  // tokens does not advance) and computes their logits. all_positions: logits of every new token,
+  // [Σ tokens][vocab] in sequence order; else of the last new token of each advancing sequence,
+  // [advancing sequences][vocab]. Throws awq::Error for ids outside the vocabulary or a sequence
+  // that would exceed the cache's capacity (the cache is then unchanged).
+  void forward(KvCache& cache, const std::vector<std::vector<int32_t>>& tokens, bool all_positions,
+               std::vector<float>& logits) const;
+
+  // Logits at every position of one prompt, [ids.size()][vocab] (a fresh cache).
+  std::vector<float> prompt_logits(std::span<const int32_t> ids) const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Next-token choice. temperature 0: greedy (the lowest id among equal maxima). Otherwise the
+// logits are divided by the temperature, restricted to the top_k largest (0: all), then to the
+// smallest set of most probable tokens whose probability reaches top_p (1: all), and one is drawn
+// with a seeded generator: the same seed and logits give the same tokens on every machine.
+struct SamplerOptions {
+  float temperature = 0;
+  int64_t top_k = 0;
+  float top_p = 1;
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  // Throws awq::Error for a negative temperature or top_k, or top_p outside (0, 1].
+  explicit Sampler(const SamplerOptions& options);
+  int32_t sample(std::span<const float> logits);
+
+ private:
+  SamplerOptions o_;
+  std::mt19937_64 rng_;
+};
+
+// Index of the largest value (the lowest such index on ties).
+int32_t argmax(std::span<const float> v);
+
+}  // namespace awq

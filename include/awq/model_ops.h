@@ -1,0 +1,66 @@
+// The decoder's hot operations besides the linear layers: RMSNorm, rotary embeddings, softmax,
+// SiLU-gated product, attention over a KV cache, and dense f32/f16-weight GEMMs. All in f32, following
+// Hugging Face transformers' f32 arithmetic (formulas below). Each has a scalar reference (*_ref,
+// kept forever); the others are Highway SIMD, dispatched once per call to the best target this CPU
+// runs (kernels::force_target in kernels.h picks another one, for tests).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace awq {
+class ThreadPool;
+}
+
+namespace awq::kernels {
+
+// y = (x · 1/sqrt(mean(x²) + eps)) · w over n values (transformers' LlamaRMSNorm in f32, same
+// order of the two products). y may equal x.
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y);
+void rms_norm_ref(const float* x, const float* w, int64_t n, float eps, float* y);
+
+// Rotates `heads` consecutive vectors of head_dim values in place with the rotate-half convention
+// of transformers (apply_rotary_pos_emb): with h = head_dim/2 and i < h,
+//   x'[i] = x[i]·cos[i] − x[i+h]·sin[i],   x'[i+h] = x[i+h]·cos[i] + x[i]·sin[i].
+// cos/sin hold the h values of one position (RopeTable::cos/sin).
+void rope(float* x, int64_t heads, int64_t head_dim, const float* cos, const float* sin);
+void rope_ref(float* x, int64_t heads, int64_t head_dim, const float* cos, const float* sin);
+
+// cos/sin of position·inv_freq[i] for positions [0, positions), i < head_dim/2 (inv_freq from
+// rope_inv_freq in model_config.h); the angle is the f32 product, as transformers computes it.
+struct RopeTable {
+  int64_t half = 0, positions = 0;
+  std::vector<float> cos_, sin_;  // [positions][half]
+  const float* cos(int64_t pos) const { return cos_.data() + pos * half; }
+  const float* sin(int64_t pos) const { return sin_.data() + pos * half; }
+};
+RopeTable make_rope_table(const std::vector<float>& inv_freq, int64_t positions);
+
+// In-place softmax over n values: exp(x − max) / Σ.
+void softmax(float* x, int64_t n);
+void softmax_ref(float* x, int64_t n);
+
+// out[i] = silu(gate[i])·up[i], silu(g) = g / (1 + exp(−g)). out may alias gate or up.
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+
+// Attention of `group` query heads that share one KV head (GQA) over n_keys cached positions:
+//   out[g] = softmax(scale · q[g]·K[j] for j < n_keys) · V
+// q: group × head_dim contiguous; K and V rows j at k + j·kv_stride, v + j·kv_stride (head_dim
+// values each); out: group × head_dim. scratch: at least group·n_keys floats. n_keys >= 1.
+void attention(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v, int64_t kv_stride,
+               int64_t n_keys, float scale, float* out, float* scratch);
+void attention_ref(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v,
+                   int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
+
+// Dense baseline for f32 weights: y[m][n] = Σ_k x[m][k]·W[n][k] with W f32 row-major [n][k]
+// (any alignment), split over the pool's threads (nullptr: default_pool()).
+void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
+                    ThreadPool* pool = nullptr);
+void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
+// The same with f16 weights (bits, any 2-byte alignment), widened exactly to f32: checkpoints store
+// embeddings and lm_head in f16, and reading them as f16 halves the bytes of the dense f32 copy.
+void dense_f16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
+                    ThreadPool* pool = nullptr);
+void dense_f16_gemm_ref(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
+
+}  // namespace awq::kernels

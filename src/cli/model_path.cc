@@ -1,0 +1,39 @@
+// Where commands find the bundled model when no MODEL is given.
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "awq/error.h"
+#include "cli/commands.h"
+
+#ifndef AWQ_SOURCE_DIR
+#define AWQ_SOURCE_DIR ""
+#endif
+
+namespace awq::cli {
+namespace {
+namespace fs = std::filesystem;
+
+// The first directory (by name) under `root` that holds a config.json, or "".
+std::string model_under(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return "";
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.is_directory(ec) && fs::exists(e.path() / "config.json", ec)) found.push_back(e.path().string());
+  std::sort(found.begin(), found.end());
+  return found.empty() ? "" : found.front();
+}
+}  // namespace
+
+std::string resolve_model_dir(const std::string& given) {
+  if (!given.empty()) return given;
+  for (const fs::path root : {fs::current_path() / "models", fs::path(AWQ_SOURCE_DIR) / "models"}) {
+    if (root.parent_path().empty()) continue;
+    const std::string m = model_under(root);
+    if (!m.empty()) return m;
+  }
+  throw Error(std::string("no MODEL given and no bundled model found in ./models/ or ") + AWQ_SOURCE_DIR + "/models/");
+}
+
+}  // namespace awq::cli

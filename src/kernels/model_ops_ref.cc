@@ -1,0 +1,97 @@
+// Scalar references of the decoder's hot operations (model_ops.h), kept forever, and the RoPE
+// cos/sin table (computed once per model, not hot).
+#include <algorithm>
+#include <cmath>
+
+#include "awq/dtype.h"
+#include "awq/model_ops.h"
+
+namespace awq::kernels {
+
+void rms_norm_ref(const float* x, const float* w, int64_t n, float eps, float* y) {
+  float ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float r = 1.0f / std::sqrt(ss / float(n) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * r) * w[i];
+}
+
+void rope_ref(float* x, int64_t heads, int64_t head_dim, const float* cos, const float* sin) {
+  const int64_t h = head_dim / 2;
+  for (int64_t hd = 0; hd < heads; ++hd) {
+    float* p = x + hd * head_dim;
+    for (int64_t i = 0; i < h; ++i) {
+      const float a = p[i], b = p[i + h];
+      p[i] = a * cos[i] - b * sin[i];
+      p[i + h] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void softmax_ref(float* x, int64_t n) {
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - mx));
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void attention_ref(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v,
+                   int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch) {
+  for (int64_t g = 0; g < group; ++g) {
+    const float* qg = q + g * head_dim;
+    float* s = scratch + g * n_keys;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      float d = 0;
+      for (int64_t i = 0; i < head_dim; ++i) d += qg[i] * k[j * kv_stride + i];
+      s[j] = d * scale;
+    }
+    softmax_ref(s, n_keys);
+    float* o = out + g * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    for (int64_t j = 0; j < n_keys; ++j)
+      for (int64_t i = 0; i < head_dim; ++i) o[i] += s[j] * v[j * kv_stride + i];
+  }
+}
+
+void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y) {
+  for (int64_t mi = 0; mi < m; ++mi)
+    for (int64_t r = 0; r < n; ++r) {
+      float acc = 0;
+      for (int64_t c = 0; c < k; ++c) acc += x[mi * k + c] * w[r * k + c];
+      y[mi * n + r] = acc;
+    }
+}
+
+void dense_f16_gemm_ref(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y) {
+  for (int64_t mi = 0; mi < m; ++mi)
+    for (int64_t r = 0; r < n; ++r) {
+      float acc = 0;
+      for (int64_t c = 0; c < k; ++c) acc += x[mi * k + c] * f16_to_f32(w[r * k + c]);
+      y[mi * n + r] = acc;
+    }
+}
+
+RopeTable make_rope_table(const std::vector<float>& inv, int64_t positions) {
+  RopeTable t;
+  t.half = int64_t(inv.size());
+  t.positions = positions;
+  t.cos_.resize(size_t(positions * t.half));
+  t.sin_.resize(size_t(positions * t.half));
+  for (int64_t p = 0; p < positions; ++p)
+    for (int64_t i = 0; i < t.half; ++i) {
+      const float a = float(p) * inv[size_t(i)];  // f32 product, as transformers' matmul
+      t.cos_[size_t(p * t.half + i)] = std::cos(a);
+      t.sin_[size_t(p * t.half + i)] = std::sin(a);
+    }
+  return t;
+}
+
+}  // namespace awq::kernels

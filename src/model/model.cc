@@ -1,0 +1,239 @@
+// Model: loading (config, weights, RoPE table, thread pool) and the forward pass over a KV cache.
+#include "awq/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+
+#include "awq/error.h"
+#include "awq/model_ops.h"
+#include "awq/thread_pool.h"
+#include "model/weights.h"
+
+namespace awq {
+
+using model::LinearGroup;
+
+struct Model::Impl {
+  ModelConfig cfg;
+  model::Weights w;
+  kernels::RopeTable rope;
+  std::unique_ptr<ThreadPool> pool;
+  kernels::Path path = kernels::Path::kF32;
+  double serial_scale = 1.0;
+  mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
+
+  // Working buffers, grown on demand (guarded by mu).
+  struct Rows {
+    int64_t seq, pos;
+  };
+  mutable std::vector<float> x, h, qkv, attn, tmp, gu, scratch;
+  mutable std::vector<Rows> rows;
+
+  void forward(KvCache& c, const std::vector<std::vector<int32_t>>& tokens, bool all, std::vector<float>& out) const;
+  void embed(int64_t row, int32_t id) const;
+  void attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const;
+  void mlp_block(const model::LayerWeights& l, int64_t m) const;
+  // fn(task, thread) for tasks [0, n): over the pool when the work (in floats touched) is worth a
+  // parallel region's wake-up and join (~64 K floats), else inline on the calling thread.
+  template <class F>
+  void for_tasks(int64_t n, int64_t work, F&& fn) const {
+    if (n == 1 || double(work) < double(1 << 16) * serial_scale) {
+      for (int64_t t = 0; t < n; ++t) fn(t, 0);
+      return;
+    }
+    pool->run(n, fn);
+  }
+  template <class F>
+  void for_rows(int64_t m, int64_t per_row, F&& fn) const {
+    for_tasks(m, m * per_row, [&](int64_t r, int) { fn(r); });
+  }
+};
+
+namespace {
+template <class T>
+T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+}  // namespace
+
+void KvCache::clear() { std::fill(len_.begin(), len_.end(), 0); }
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw Error(dir + ": no such model directory");
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  impl->path = options.path;
+  impl->serial_scale = options.serial_threshold_scale;
+  std::string why;
+  if (!kernels::path_available(impl->path, &why))
+    throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
+  impl->w = model::load_weights(dir, impl->cfg);
+  impl->rope = kernels::make_rope_table(
+      rope_inv_freq(impl->cfg.head_dim, impl->cfg.rope_theta, impl->cfg.rope_scaling), impl->cfg.max_positions);
+  impl->pool = std::make_unique<ThreadPool>(options.threads);
+  return std::unique_ptr<Model>(new Model(std::move(impl)));
+}
+
+const ModelConfig& Model::config() const { return impl_->cfg; }
+int Model::threads() const { return impl_->pool->size(); }
+void Model::set_threads(int threads) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->pool = std::make_unique<ThreadPool>(threads);
+}
+kernels::Path Model::path() const { return impl_->path; }
+bool Model::quantized() const { return impl_->w.quantized; }
+
+KvCache Model::new_cache(int64_t batch, int64_t capacity) const {
+  const ModelConfig& c = impl_->cfg;
+  if (batch < 1) throw Error("a KV cache needs at least one sequence");
+  if (capacity < 1 || capacity > c.max_positions)
+    throw Error("a KV cache of " + std::to_string(capacity) + " positions: the model allows 1 to " +
+                std::to_string(c.max_positions) + " (max_position_embeddings)");
+  KvCache kv;
+  kv.batch_ = batch;
+  kv.capacity_ = capacity;
+  kv.len_.assign(size_t(batch), 0);
+  const size_t per_layer = size_t(batch) * size_t(c.kv_heads) * size_t(capacity) * size_t(c.head_dim);
+  kv.k_.assign(size_t(c.layers), std::vector<float>(per_layer));
+  kv.v_.assign(size_t(c.layers), std::vector<float>(per_layer));
+  return kv;
+}
+
+void Model::forward(KvCache& cache, const std::vector<std::vector<int32_t>>& tokens, bool all_positions,
+                    std::vector<float>& logits) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->forward(cache, tokens, all_positions, logits);
+}
+
+std::vector<float> Model::prompt_logits(std::span<const int32_t> ids) const {
+  if (ids.empty()) throw Error("an empty prompt has no logits");
+  KvCache c = new_cache(1, int64_t(ids.size()));
+  std::vector<float> out;
+  forward(c, {std::vector<int32_t>(ids.begin(), ids.end())}, true, out);
+  return out;
+}
+
+void Model::Impl::embed(int64_t row, int32_t id) const {
+  const TensorView& e = *w.embed;
+  float* dst = x.data() + row * cfg.hidden;
+  const size_t base = size_t(id) * size_t(cfg.hidden);
+  for (int64_t i = 0; i < cfg.hidden; ++i) dst[i] = load_float(e.data, e.dtype, base + size_t(i));
+}
+
+void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const {
+  const int64_t H = cfg.hidden, hd = cfg.head_dim, nq = cfg.heads * hd, nkv = cfg.kv_heads * hd;
+  const int64_t qkv_n = nq + 2 * nkv, group = cfg.heads / cfg.kv_heads, cap = c.capacity_;
+  for_rows(m, H, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.attn_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
+  l.qkv.apply(h.data(), m, qkv.data(), tmp.data(), path, *pool, serial_scale);
+  float* kc = c.k_[size_t(layer)].data();
+  float* vc = c.v_[size_t(layer)].data();
+  // Per row: q/k norms (Qwen3), RoPE at the row's position, K and V into the cache.
+  for_rows(m, qkv_n, [&](int64_t r) {
+    float* q = qkv.data() + r * qkv_n;
+    float* k = q + nq;
+    const float* v = k + nkv;
+    const int64_t seq = rows[size_t(r)].seq, pos = rows[size_t(r)].pos;
+    if (cfg.qk_norm) {
+      for (int64_t i = 0; i < cfg.heads; ++i) kernels::rms_norm(q + i * hd, l.q_norm.data(), hd, float(cfg.rms_eps), q + i * hd);
+      for (int64_t i = 0; i < cfg.kv_heads; ++i) kernels::rms_norm(k + i * hd, l.k_norm.data(), hd, float(cfg.rms_eps), k + i * hd);
+    }
+    kernels::rope(q, cfg.heads, hd, rope.cos(pos), rope.sin(pos));
+    kernels::rope(k, cfg.kv_heads, hd, rope.cos(pos), rope.sin(pos));
+    for (int64_t j = 0; j < cfg.kv_heads; ++j) {
+      const size_t at = ((size_t(seq) * size_t(cfg.kv_heads) + size_t(j)) * size_t(cap) + size_t(pos)) * size_t(hd);
+      std::copy(k + j * hd, k + (j + 1) * hd, kc + at);
+      std::copy(v + j * hd, v + (j + 1) * hd, vc + at);
+    }
+  });
+  // Attention: one task per (row, KV head), the query heads of its group together.
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const size_t per_thread = size_t(group) * size_t(cap);
+  float* scr = grow(scratch, per_thread * size_t(pool->size()));
+  auto task = [&](int64_t t, int thread) {
+    const int64_t r = t / cfg.kv_heads, j = t % cfg.kv_heads;
+    const int64_t seq = rows[size_t(r)].seq, pos = rows[size_t(r)].pos;
+    const int64_t first = cfg.sliding_window > 0 ? std::max<int64_t>(0, pos + 1 - cfg.sliding_window) : 0;
+    const size_t at = ((size_t(seq) * size_t(cfg.kv_heads) + size_t(j)) * size_t(cap) + size_t(first)) * size_t(hd);
+    kernels::attention(qkv.data() + r * qkv_n + j * group * hd, group, hd, kc + at, vc + at, hd, pos + 1 - first, scale,
+                       attn.data() + r * nq + j * group * hd, scr + size_t(thread) * per_thread);
+  };
+  int64_t keys = 0;
+  for (const auto& row : rows) keys += row.pos + 1;
+  for_tasks(m * cfg.kv_heads, keys * 2 * nq, task);
+  l.o.apply(attn.data(), m, tmp.data() + 0, tmp.data() + m * H, path, *pool, serial_scale);
+  for (int64_t i = 0; i < m * H; ++i) x[size_t(i)] += tmp[size_t(i)];
+}
+
+void Model::Impl::mlp_block(const model::LayerWeights& l, int64_t m) const {
+  const int64_t H = cfg.hidden, I = cfg.intermediate;
+  for_rows(m, H, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.mlp_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
+  l.gate_up.apply(h.data(), m, gu.data(), tmp.data(), path, *pool, serial_scale);
+  // silu(gate)·up into the first I columns of each row of gu.
+  for_rows(m, 3 * I, [&](int64_t r) { kernels::silu_mul(gu.data() + r * 2 * I, gu.data() + r * 2 * I + I, I, gu.data() + r * 2 * I); });
+  // down reads rows of stride 2I: compact them first (the kernels take x row-major [m][k]).
+  for (int64_t r = 1; r < m; ++r) std::copy(gu.data() + r * 2 * I, gu.data() + r * 2 * I + I, gu.data() + r * I);
+  l.down.apply(gu.data(), m, tmp.data(), tmp.data() + m * H, path, *pool, serial_scale);
+  for (int64_t i = 0; i < m * H; ++i) x[size_t(i)] += tmp[size_t(i)];
+}
+
+void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& tokens, bool all,
+                          std::vector<float>& out) const {
+  if (int64_t(tokens.size()) != c.batch_)
+    throw Error("forward: " + std::to_string(tokens.size()) + " token lists for a cache of " + std::to_string(c.batch_) +
+                " sequences");
+  if (c.k_.size() != size_t(cfg.layers) || (cfg.layers > 0 && c.k_[0].size() != size_t(c.batch_) * size_t(cfg.kv_heads) *
+                                                                                   size_t(c.capacity_) * size_t(cfg.head_dim)))
+    throw Error("forward: the KV cache was not made by this model");
+  rows.clear();
+  for (int64_t b = 0; b < c.batch_; ++b) {
+    const auto& seq = tokens[size_t(b)];
+    if (c.len_[size_t(b)] + int64_t(seq.size()) > c.capacity_)
+      throw Error("sequence " + std::to_string(b) + ": " + std::to_string(c.len_[size_t(b)] + int64_t(seq.size())) +
+                  " tokens exceed the context of " + std::to_string(c.capacity_));
+    for (size_t t = 0; t < seq.size(); ++t) {
+      if (seq[t] < 0 || seq[t] >= cfg.vocab)
+        throw Error("token id " + std::to_string(seq[t]) + " is outside the vocabulary [0, " + std::to_string(cfg.vocab) + ")");
+      rows.push_back({b, c.len_[size_t(b)] + int64_t(t)});
+    }
+  }
+  const int64_t m = int64_t(rows.size());
+  out.clear();
+  if (m == 0) return;
+  const int64_t H = cfg.hidden, nq = cfg.heads * cfg.head_dim, I = cfg.intermediate;
+  const int64_t qkv_n = nq + 2 * cfg.kv_heads * cfg.head_dim;
+  const size_t mm = size_t(m);
+  grow(x, mm * size_t(H));
+  grow(h, mm * size_t(H));
+  grow(qkv, mm * size_t(qkv_n));
+  grow(attn, mm * size_t(nq));
+  grow(gu, mm * size_t(2 * I));
+  grow(tmp, mm * size_t(std::max({H, qkv_n, 2 * I, nq})) * 2);
+  size_t r = 0;
+  for (const auto& seq : tokens)
+    for (int32_t id : seq) embed(int64_t(r++), id);
+  for (int64_t layer = 0; layer < cfg.layers; ++layer) {
+    const auto& l = w.layers[size_t(layer)];
+    attention_block(l, layer, c, m);
+    mlp_block(l, m);
+  }
+  // Rows whose logits are wanted: all, or the last new row of each advancing sequence.
+  std::vector<int64_t> pick;
+  for (int64_t i = 0; i < m; ++i)
+    if (all || i + 1 == m || rows[size_t(i + 1)].seq != rows[size_t(i)].seq) pick.push_back(i);
+  for (size_t i = 0; i < pick.size(); ++i)
+    kernels::rms_norm(x.data() + pick[i] * H, w.final_norm.data(), H, float(cfg.rms_eps), h.data() + int64_t(i) * H);
+  out.resize(pick.size() * size_t(cfg.vocab));
+  w.lm_head.apply(h.data(), int64_t(pick.size()), out.data(), path, *pool, serial_scale);
+  for (int64_t b = 0; b < c.batch_; ++b) c.len_[size_t(b)] += int64_t(tokens[size_t(b)].size());
+}
+
+}  // namespace awq
