@@ -1,0 +1,43 @@
+"""awqkit: read, dequantize, check, convert and run 4-bit quantized LLM checkpoints.
+
+The Python face of the awq C++ library (imported as ``awqkit``: AutoAWQ owns the name ``awq``).
+
+    ck = awqkit.open(path, key_file=None)   # any checkpoint `awq inspect` reads
+    ck.info, ck.modules, ck.read(module), ck.dequantize(module, dtype="float16")
+    m = awqkit.Model(path, threads=None)
+    m.tokenize(text), m.detokenize(ids), m.logits(ids)
+    awqkit.check(path), awqkit.convert(path, out, to=...), awqkit.quantize(path, out, **options)
+
+Every failure raises awqkit.Error (a RuntimeError) with the library's message.
+"""
+from ._awqkit import Error, Checkpoint, Model, convert_targets
+from . import _awqkit
+
+__all__ = ["Error", "Checkpoint", "Model", "open", "check", "convert", "quantize", "convert_targets"]
+
+
+def open(path, key_file=None):
+    """Opens a checkpoint (directory, .safetensors or .npz; encrypted given key_file).
+
+    Returns a Checkpoint: .info (the dict `awq inspect --json` prints), .modules (quantized module
+    names, sorted), .read(module) (dict of numpy arrays), .dequantize(module, dtype)."""
+    return Checkpoint(str(path), None if key_file is None else str(key_file))
+
+
+def check(path, numeric=True, key_file=None):
+    """Runs `awq check`: returns {"path", "format", "findings": [{"severity", "code", "tensor", "message"}]}."""
+    return _awqkit.check(str(path), numeric, None if key_file is None else str(key_file))
+
+
+def convert(path, out, to="autoawq-gemm", gptq_format="v1", force=False, requantize=False, key_file=None):
+    """Runs `awq convert PATH -o OUT --to TO`; returns a dict summarising what was written."""
+    return _awqkit.convert(str(path), str(out), to, gptq_format, force, requantize,
+                           None if key_file is None else str(key_file))
+
+
+def quantize(path, out, **options):
+    """Runs `awq quantize` (AWQ search + 4-bit packing) when this build has it."""
+    q = getattr(_awqkit, "quantize", None)
+    if q is None:
+        raise Error("not built: this awq build has no quantizer (awq quantize)")
+    return q(str(path), str(out), **options)
