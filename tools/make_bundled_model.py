@@ -257,7 +257,7 @@ def load_f32(path: str):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join("models", "kjv-llama"))
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="seconds: time the first 10 steps, then set --steps to what fits")
     ap.add_argument("--batch", type=int, default=4, help="sequences per step at --seqlen")

@@ -24,12 +24,16 @@ generation_config.json), all trained with Hugging Face `tokenizers` on TRAIN_TEX
             normalizer, decoder Sequence[ByteFallback, Metaspace].
   metaspace Metaspace pre-tokenizer (prepend "always", split true), no byte fallback: unknown
             characters become <unk> (not fused).
+  llama2_eos  llama2's tokenizer.json with tokenizer_config.json {"tokenizer_class": "LlamaTokenizerFast",
+            "add_eos_token": true}: transformers rebuilds the post-processor as <s> $A </s>; its ids are
+            transformers' AutoTokenizer(dir)(text)["input_ids"].
   sp        a sentencepiece BPE model (tokenizer.model, byte fallback, identity normalization),
             trained with the sentencepiece library; ids = sp.encode(text) with BOS prepended
             (as tokenizer_config.json's add_bos_token says).
 golden.json: {"texts": [...], "styles": {style: {"cases": [{"ids", "decoded", "decoded_skip"}]}}};
 one case per text, in order. "decoded" is tokenizer.decode(ids), "decoded_skip" the same with
 skip_special_tokens=True (for sp: sp.decode of the ids, i.e. control tokens dropped; no "decoded").
+"roundtrip": whether the library's decode(encode(text, add_special_tokens=False)) gives the text back.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ import tempfile
 
 import sentencepiece as spm
 import tokenizers
+import transformers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 OUT = os.path.join("tests", "data", "tokenizers")
@@ -282,7 +287,7 @@ def write_golden(path: str, styles: dict) -> None:
     """golden.json with one text / one case per line (small diffs when regenerated)."""
     dump = lambda o: json.dumps(o, ensure_ascii=False)
     lines = ["{", ' "generator": "tools/make_golden_tokenizers.py",',
-             f' "versions": {dump({"tokenizers": tokenizers.__version__, "sentencepiece": spm.__version__})},',
+             f' "versions": {dump({"tokenizers": tokenizers.__version__, "sentencepiece": spm.__version__, "transformers": transformers.__version__})},',
              ' "texts": [', ",\n".join("  " + dump(t) for t in TEXTS), " ],", ' "styles": {']
     for k, (name, st) in enumerate(styles.items()):
         lines.append(f'  {dump(name)}: {{"vocab_size": {st["vocab_size"]}, "cases": [')
@@ -298,8 +303,10 @@ def hf_cases(tok: Tokenizer) -> list[dict]:
     cases = []
     for text in TEXTS:
         ids = tok.encode(text).ids
+        plain = tok.encode(text, add_special_tokens=False).ids  # without the post-processor's tokens
         cases.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
-                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True),
+                      "roundtrip": tok.decode(plain, skip_special_tokens=False) == text})
     return cases
 
 
@@ -336,6 +343,25 @@ def main() -> int:
             write_json(os.path.join(d, "generation_config.json"), gen)
         styles[name] = {"cases": hf_cases(tok),
                         "vocab_size": tok.get_vocab_size(with_added_tokens=True)}
+    # transformers' LlamaTokenizerFast replaces the post-processor from add_bos_token / add_eos_token:
+    # the same tokenizer.json as llama2, ids from AutoTokenizer(dir)(text)["input_ids"].
+    d = os.path.join(OUT, "llama2_eos")
+    os.makedirs(d)
+    shutil.copy(os.path.join(OUT, "llama2", "tokenizer.json"), d)
+    write_json(os.path.join(d, "tokenizer_config.json"),
+               {"tokenizer_class": "LlamaTokenizerFast", "add_bos_token": True, "add_eos_token": True,
+                "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "legacy": True})
+    auto = transformers.AutoTokenizer.from_pretrained(d)
+    assert type(auto).__name__ == "LlamaTokenizerFast"
+    lib = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    cases = []
+    for text in TEXTS:
+        ids = auto(text)["input_ids"]
+        cases.append({"ids": ids, "decoded": lib.decode(ids, skip_special_tokens=False),
+                      "decoded_skip": lib.decode(ids, skip_special_tokens=True),
+                      "roundtrip": lib.decode(lib.encode(text, add_special_tokens=False).ids, skip_special_tokens=False) == text})
+    styles["llama2_eos"] = {"cases": cases, "vocab_size": lib.get_vocab_size(with_added_tokens=True)}
+
     d = os.path.join(OUT, "sp")
     os.makedirs(d)
     sp = make_sp(d)
@@ -345,7 +371,7 @@ def main() -> int:
     cases = []
     for text in TEXTS:
         ids = [sp.bos_id()] + sp.encode(text)
-        cases.append({"ids": ids, "decoded_skip": sp.decode(ids)})
+        cases.append({"ids": ids, "decoded_skip": sp.decode(ids), "roundtrip": sp.decode(sp.encode(text)) == text})
     styles["sp"] = {"cases": cases, "vocab_size": sp.get_piece_size()}
     write_golden(os.path.join(OUT, "golden.json"), styles)
     for root, _, files in os.walk(OUT):

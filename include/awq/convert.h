@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/dequantize_model.h"
 #include "awq/formats.h"
 
 namespace awq {
@@ -25,6 +26,9 @@ struct ConvertOptions {
   // cannot hold exactly, instead of refusing; every other module keeps its codes and scales.
   bool requantize = false;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
+  // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
+  // tensor, row and group) unless set; then carried through with one warning per tensor.
+  bool allow_nonfinite = false;
 };
 
 struct ConvertResult {
@@ -40,7 +44,10 @@ struct ConvertResult {
     std::string module, reason;
     double max_abs = 0, rel_rms = 0;  // added error: max |w_new − w_old|, ||w_new − w_old|| / ||w_old||
   };
-  std::vector<Requantized> requantized;  // --requantize only
+  std::vector<Requantized> requantized;  // --requantize only; NaN figures when the source held NaN/Inf
+  std::vector<CastSummary> casts;         // --to dense only (see dequantize_model)
+  std::vector<std::string> warnings;      // one line per tensor carried through with NaN/Inf
+  std::vector<std::string> notes;         // facts about the output's readers (e.g. compressed-tensors versions)
 };
 
 // Target names in the order `--to` documents them.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "awq/formats.h"
 
@@ -15,14 +16,33 @@ struct DequantizeOptions {
   uint64_t max_shard_bytes = 5'000'000'000ULL;
   bool force = false;                    // replace a non-empty out_dir once the new one is complete
   bool progress = true;
+  // NaN/Inf in any scale, scaled zero, pre-quant scale or floating tensor is refused (naming the
+  // tensor, row and group) unless this is set; then each such tensor is carried through and named
+  // in DequantizeResult::warnings.
+  bool allow_nonfinite = false;
+};
+
+// Floating tensors cast to the output dtype (RNE), per (from, to) pair.
+struct CastSummary {
+  DType from, to;
+  size_t tensors = 0;
+  double max_rel = 0;        // largest |rounded − x| / |x| over their finite non-zero values
+  std::string worst_tensor;  // where max_rel occurs
 };
 
 struct DequantizeResult {
   DType dtype;
   size_t tensors = 0, modules = 0, shards = 0;
   uint64_t bytes = 0;
+  std::vector<CastSummary> casts;     // stored F16/BF16/F32 tensors whose dtype differed from `dtype`
+  std::vector<std::string> warnings;  // one line per tensor carried through with NaN/Inf
 };
 
+// Every floating tensor of the output (dequantized modules, embeddings, norms, biases, dense
+// weights) is written in `dtype`, and config.json's torch_dtype says so. Refused, with nothing
+// written: a dequantized weight or a cast value that `dtype` cannot hold (naming the module or
+// tensor, the largest |w|, its row and group, and the dtypes that would hold it); NaN/Inf anywhere
+// unless opt.allow_nonfinite.
 DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reader, const DequantizeOptions& opt);
 
 }  // namespace awq

@@ -59,6 +59,11 @@ class ModelDir {
   std::vector<const TensorView*> sorted_;
 };
 
+// Tensor names listed more than once in an index file's "weight_map" (JSON parsers keep the last
+// silently), each with every shard it was listed for, in file order. Empty when there is none.
+// Throws awq::Error naming the file when it is not valid JSON.
+std::vector<std::pair<std::string, std::vector<std::string>>> duplicate_index_keys(const std::string& index_file);
+
 // Reads and parses a JSON file; awq::Error naming the file on failure.
 nlohmann::json read_json_file(const std::string& path);
 

@@ -49,6 +49,11 @@ void check_index(const Ctx& c, const std::string& index_path, const std::map<std
     c.error("index-invalid", "model.safetensors.index.json", "has no \"weight_map\" object; loaders cannot find any tensor");
     return;
   }
+  for (const auto& [name, shards] : duplicate_index_keys(index_path))  // the same scan ModelDir refuses on
+    c.error("index-duplicate-key", name,
+            "listed " + std::to_string(shards.size()) + " times in model.safetensors.index.json's weight_map (for " + join(shards) +
+                "); JSON loaders keep the last entry silently, and awq dequantize/convert refuse the checkpoint. "
+                "Fix: remove the duplicate entry (awq repair MODEL -o OUT rewrites the index)");
   std::map<std::string, std::vector<std::string>> by_shard;  // listed shard -> tensors
   for (const auto& [name, shard] : idx["weight_map"].items()) {
     if (!shard.is_string()) {

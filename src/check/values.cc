@@ -1,7 +1,8 @@
 // Value checks, one tensor or one module at a time: NaN/Inf anywhere; per quantized module the
 // zero points' range (GPTQ v1: stored + 1), degenerate scales (<= 0, subnormal, AutoAWQ's clamp
 // floor), groups whose codes are all one value, and layers that use little of the code range;
-// dense tensors that overflow fp16 when config.json says float16.
+// dense tensors and dequantized modules that overflow fp16 (awq/value_scan.h: the same scans the
+// writers refuse on).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,6 +11,7 @@
 #include "awq/dtype.h"
 #include "awq/model_dir.h"
 #include "awq/progress.h"
+#include "awq/value_scan.h"
 #include "check/check_internal.h"
 
 namespace awq::check_detail {
@@ -39,52 +41,55 @@ std::string nonfinite_effect(const TensorView& t, size_t bad_rows, int64_t first
   return s;
 }
 
-// NaN/Inf and fp16 overflow in one dense (non-module) float tensor.
+// NaN/Inf (the scanner the writers refuse on, awq/value_scan.h) and fp16 overflow in one dense
+// (non-module) float tensor.
 void scan_dense(const Ctx& c, const TensorView& t, bool fp16_model, bool tied_head) {
-  if (!is_float(t.dtype) || t.dtype == DType::F64 || !(t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F32)) return;
+  if (!(t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F32)) return;
+  const NonfiniteScan nf = scan_nonfinite(t);
+  if (nf.any())
+    c.error("nonfinite", t.name,
+            nf.summary("values") + ". " + nonfinite_effect(t, nf.rows, nf.cols > 0 ? int64_t(nf.first) / nf.cols : 0, tied_head) +
+                ". Fix: re-export from a good source");
+  if (!fp16_model || t.dtype == DType::F16) return;
   const size_t n = size_t(t.numel());
-  const int64_t cols = t.shape.size() >= 2 ? t.shape.back() : int64_t(std::max<size_t>(n, 1));
-  size_t nan = 0, inf = 0, over = 0, first = SIZE_MAX, bad_rows = 0;
-  int64_t last_bad_row = -1;
+  size_t over = 0;
   float worst = 0;
-  const bool want_over = fp16_model && t.dtype != DType::F16;
   for (size_t i = 0; i < n; ++i) {
-    const float v = load_float(t.data, t.dtype, i);
-    if (!std::isfinite(v)) {
-      (std::isnan(v) ? nan : inf)++;
-      if (first == SIZE_MAX) first = i;
-      if (int64_t(i) / cols != last_bad_row) {
-        last_bad_row = int64_t(i) / cols;
-        ++bad_rows;
-      }
-    } else if (want_over && std::fabs(v) > 65504.0f) {
+    const float v = std::fabs(load_float(t.data, t.dtype, i));
+    if (std::isfinite(v) && !dtype_holds(v, DType::F16)) {
       ++over;
-      worst = std::max(worst, std::fabs(v));
+      worst = std::max(worst, v);
     }
   }
-  if (nan + inf)
-    c.error("nonfinite", t.name,
-            std::to_string(nan) + " NaN and " + std::to_string(inf) + " Inf of " + std::to_string(n) + " values; first at " +
-                (t.shape.size() >= 2 ? pos(int64_t(first) / cols, int64_t(first) % cols, "column") : "index " + std::to_string(first)) +
-                " (" + fmt_num(load_float(t.data, t.dtype, first)) + "). " + nonfinite_effect(t, bad_rows, int64_t(first) / cols, tied_head) +
-                ". Fix: re-export from a good source");
   if (over)
     c.warn("fp16-overflow", t.name,
-           std::to_string(over) + " value(s) exceed fp16's 65504 (largest |x| = " + fmt_num(worst) + ") in this " +
+           std::to_string(over) + " value(s) exceed fp16's range (largest |x| = " + fmt_num(worst) + ") in this " +
                std::string(dtype_name(t.dtype)) + " tensor, and config.json says torch_dtype float16: loaders cast it to inf. "
                "Fix: run in bfloat16 (vLLM awq_marlin accepts it) or rescale");
 }
 
-// First non-finite entry of a [n][groups] matrix, with counts.
-void scan_groups(const Ctx& c, const std::string& tensor, const std::vector<float>& v, int64_t groups, const char* what) {
-  size_t bad = 0, first = SIZE_MAX;
-  for (size_t i = 0; i < v.size(); ++i)
-    if (!std::isfinite(v[i]) && bad++ == 0) first = i;
-  if (bad)
+// First non-finite entry of a module's [n][groups] (or [k]) float array, with counts.
+void scan_groups(const Ctx& c, const std::string& tensor, const NonfiniteScan& s, const std::string& what) {
+  if (s.any())
     c.error("nonfinite", tensor,
-            std::to_string(bad) + " NaN/Inf " + what + " of " + std::to_string(v.size()) + "; first at output " +
-                pos(int64_t(first) / groups, int64_t(first) % groups, "group") + " (" + fmt_num(v[first]) +
-                "); every weight of those groups dequantizes to NaN. Fix: requantize the layer");
+            s.summary(what) + "; every weight of those groups dequantizes to NaN. Fix: requantize the layer");
+}
+
+// Dequantized weights that fp16 cannot hold: the quantized counterpart of the dense check. Fp16
+// kernels (AutoAWQ, GPTQ, vLLM awq) compute s·(q − z) in the scale dtype, so with F16 scales the
+// weight is Inf whatever the model dtype; with wider scales it matters when the model runs in fp16.
+void check_module_range(const Ctx& c, const std::string& m, const QuantLinear& q, bool fp16_model) {
+  if (q.scale_dtype != DType::F16 && !fp16_model) return;
+  const MagnitudeScan ms = max_abs_dequantized(q);
+  if (dtype_holds(ms.max_abs, DType::F16)) return;
+  const std::string msg = "dequantized weights reach |w| = " + fmt_num(ms.max_abs) + " at output row " + std::to_string(ms.row) +
+                          ", group " + std::to_string(ms.group) + ", beyond fp16's 65504: " +
+                          (q.scale_dtype == DType::F16 ? "fp16 kernels (scales are F16) produce Inf there"
+                                                       : "config.json says torch_dtype float16, so loaders produce Inf there") +
+                          ", and awq dequantize --dtype f16 refuses it. Fix: requantize the layer, or run and dequantize in " +
+                          dtypes_holding(ms.max_abs);
+  if (q.scale_dtype == DType::F16) c.error("fp16-overflow", m, msg);
+  else c.warn("fp16-overflow", m, msg);
 }
 
 std::string role_tensor(const FormatReader& r, const std::string& m, const char* part, const char* avoid = nullptr) {
@@ -202,7 +207,7 @@ void check_codes(const Ctx& c, const QuantLinear& q, const std::string& qt) {
                "(or a wrong zero point) leaves most of the " + std::to_string(q.bits) + "-bit range unused. Fix: requantize the layer");
 }
 
-void check_module(const Ctx& c, const std::string& m) {
+void check_module(const Ctx& c, const std::string& m, bool fp16_model) {
   QuantLinear q;
   try {
     q = c.reader->read(m);
@@ -212,9 +217,10 @@ void check_module(const Ctx& c, const std::string& m) {
     return;
   }
   const std::string st = role_tensor(*c.reader, m, "scale", "zero");
-  scan_groups(c, st, q.scales, q.n_groups, "scales");
-  if (q.zero_mode == ZeroMode::kScaledFma) scan_groups(c, role_tensor(*c.reader, m, "zero"), q.scaled_zeros, q.n_groups, "scaled zeros");
-  if (!q.pre_quant_scale.empty()) scan_groups(c, role_tensor(*c.reader, m, "pre_quant"), q.pre_quant_scale, q.k, "pre-quant scales");
+  for (const auto& f : scan_nonfinite(q))
+    scan_groups(c, f.role == "scales" ? st : f.role == "scaled zeros" ? role_tensor(*c.reader, m, "zero") : role_tensor(*c.reader, m, "pre_quant"),
+                f.scan, f.role);
+  check_module_range(c, m, q, fp16_model);
   check_zero_points(c, q, role_tensor(*c.reader, m, "zero"));
   check_scales(c, q, st);
   check_codes(c, q, role_tensor(*c.reader, m, "qweight").size() > m.size() ? role_tensor(*c.reader, m, "qweight") : role_tensor(*c.reader, m, "weight"));
@@ -242,7 +248,7 @@ void check_values(const Ctx& c) {
     }
   if (c.reader)
     for (const auto& m : c.reader->modules()) {
-      check_module(c, m);
+      check_module(c, m, fp16_model);
       for (const auto& tn : c.reader->module_tensors(m))
         if (const TensorView* t = c.dir->find(tn)) bar.advance(t->nbytes);
     }

@@ -3,6 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "awq/dequantize_model.h"
 
 namespace awq::cli {
 
@@ -14,14 +17,6 @@ Action add_bench(CLI::App& app);
 Action add_check(CLI::App& app);
 Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
-Action add_compare(CLI::App& app);
-Action add_keygen(CLI::App& app);
-Action add_encrypt(CLI::App& app);
-Action add_decrypt(CLI::App& app);
-// --key-file on a reading subcommand; apply_key_file() sets the library's default key from it or
-// from AWQ_KEY_FILE before the action runs.
-void add_key_file_option(CLI::App* sub);
-void apply_key_file();
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
 // `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
@@ -30,5 +25,18 @@ Action add_bench_run(CLI::App& bench);
 // MODEL as given, or with none the bundled model: the first directory with a config.json under
 // ./models/, else under the source tree's models/ (compiled in). Throws awq::Error when none.
 std::string resolve_model_dir(const std::string& given);
+
+Action add_compare(CLI::App& app);
+Action add_keygen(CLI::App& app);
+Action add_encrypt(CLI::App& app);
+Action add_decrypt(CLI::App& app);
+// --key-file on a reading subcommand; apply_key_file() sets the library's default key from it or
+// from AWQ_KEY_FILE before the action runs.
+void add_key_file_option(CLI::App* sub);
+void apply_key_file();
+
+// Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
+// warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.
+void print_write_notes(const std::vector<CastSummary>& casts, const std::vector<std::string>& warnings);
 
 }  // namespace awq::cli

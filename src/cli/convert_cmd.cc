@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdio>
 
 #include "awq/convert.h"
@@ -12,7 +13,7 @@ Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Translate a checkpoint into another 4-bit layout, keeping every code and scale");
   struct Args {
     std::string model, out, to = "autoawq-gemm", gptq_format = "v1", max_shard = "5GB";
-    bool force = false, quiet = false, requantize = false;
+    bool force = false, quiet = false, requantize = false, allow_nonfinite = false;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory")->required();
@@ -24,6 +25,8 @@ Action add_convert(CLI::App& app) {
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)")->check(size_arg());
   sub->add_flag("--requantize", a->requantize,
                 "re-quantize (RTN) the modules the target cannot represent exactly, instead of refusing; reports the added error per layer");
+  sub->add_flag("--allow-nonfinite", a->allow_nonfinite,
+                "carry NaN/Inf in scales and tensors through (one warning per tensor) instead of refusing");
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
@@ -33,6 +36,7 @@ Action add_convert(CLI::App& app) {
     opt.gptq_format = a->gptq_format;
     opt.force = a->force;
     opt.requantize = a->requantize;
+    opt.allow_nonfinite = a->allow_nonfinite;
     opt.progress = !a->quiet;
     opt.max_shard_bytes = parse_size(a->max_shard);
     ModelDir dir(a->model);
@@ -43,9 +47,16 @@ Action add_convert(CLI::App& app) {
     if (r.arithmetic_differs)
       std::printf("note: %s and %s dequantize with different arithmetic (s*(q-z) vs the fused q*s + sz); every code and scale is kept; "
                   "largest weight difference %.6g (in %s)\n", r.from.c_str(), r.to.c_str(), r.max_abs_diff, r.max_diff_module.c_str());
-    for (const auto& q : r.requantized)
-      std::printf("requantized %s: max |added error| %.6g, relative RMS %.4g%% (because: %s)\n", q.module.c_str(), q.max_abs,
-                  100.0 * q.rel_rms, q.reason.c_str());
+    for (const auto& q : r.requantized) {
+      if (std::isfinite(q.max_abs) && std::isfinite(q.rel_rms))
+        std::printf("requantized %s: max |added error| %.6g, relative RMS %.4g%% (because: %s)\n", q.module.c_str(), q.max_abs,
+                    100.0 * q.rel_rms, q.reason.c_str());
+      else
+        std::printf("requantized %s: added error not measurable (the source weights hold NaN/Inf, carried through) (because: %s)\n",
+                    q.module.c_str(), q.reason.c_str());
+    }
+    for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
+    print_write_notes(r.casts, r.warnings);
     return 0;
   };
 }

@@ -17,6 +17,7 @@
 #include "awq/resources.h"
 #include "convert/pack.h"
 #include "convert/shard_writer.h"
+#include "convert/value_guard.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -232,6 +233,17 @@ void write_configs(const ModelDir& dir, const TargetSpec& t, const QuantScheme& 
   write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
 }
 
+// Which compressed-tensors releases decompress what we write (read from their source:
+// compressors/quantized_compressors/pack_quantized.py, decompress_weight, at each tag).
+std::string ct_readers_note(bool symmetric) {
+  if (symmetric)
+    return "compressed-tensors: symmetric pack-quantized (no zero points) decompresses in every release checked, 0.9.3 to 0.13.0 "
+           "(transformers 4.51's 0.9.4 included)";
+  return "compressed-tensors: asymmetric pack-quantized with packed int32 weight_zero_point decompresses in 0.13.0 and later only; "
+         "0.9.4 to 0.12.2 (transformers 4.51 pulls in 0.9.4) raise \"Decompression of packed zero points is currently not "
+         "supported\", and 0.9.3 and earlier expect unpacked int8 zero points";
+}
+
 }  // namespace
 
 std::vector<std::string> convert_targets() {
@@ -248,7 +260,10 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     d.force = opt.force;
     d.progress = opt.progress;
     d.max_shard_bytes = opt.max_shard_bytes;
+    d.allow_nonfinite = opt.allow_nonfinite;
     const auto r = dequantize_model(dir, reader, d);
+    res.casts = r.casts;
+    res.warnings = r.warnings;
     res.modules = r.modules;
     res.tensors = r.tensors;
     res.shards = r.shards;
@@ -261,7 +276,17 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     src.zero_point = false;
     t.symmetric = true;
   }
+  // Codes wider than the target holds (8-bit into an AutoAWQ layout or ModelOpt): refused before
+  // anything is written, or re-quantized to 4 bits with --requantize (and the config says 4).
+  if (const std::string why = bits_refusal(t, src.bits); !why.empty()) {
+    if (!opt.requantize) fail(dir.path(), "", "--to " + opt.to + ": the checkpoint's " + why);
+    src.bits = 4;
+  }
   auto tracker = std::make_shared<Tracker>();
+  auto policy = std::make_shared<NonfinitePolicy>();
+  policy->file = dir.path();
+  policy->allow = opt.allow_nonfinite;
+  auto casts = std::make_shared<std::vector<CastStats>>();
   const bool fma_target = t.target == Target::kGemvFast;
   const bool fma_source = res.from == "autoawq-gemv-fast";
   res.arithmetic_differs = fma_target != fma_source;
@@ -288,7 +313,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     // Output tensors use the Hugging Face module name (the TRT-LLM npz reader maps its own names).
     std::string out_name = reader.dense_name(m);
     if (out_name.size() > 7 && out_name.compare(out_name.size() - 7, 7, ".weight") == 0) out_name.resize(out_name.size() - 7);
-    ModuleShape s{out_name, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, info.scale_dtype, false};
+    ModuleShape s{out_name, info.n, info.k, src.group_size == -1 ? info.k : src.group_size, 0, src.bits, info.scale_dtype, false};
     s.n_groups = (s.k + s.group_size - 1) / s.group_size;
     s.has_g_idx = reader.act_order(m);
     for (const auto& tn : reader.module_tensors(m))
@@ -306,11 +331,12 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     if (const std::string why = shape_refusal(t, s); !why.empty()) fail(dir.path(), m, why + "; " + opt.to + " cannot hold this module");
     const auto specs = module_specs(t, s);
     for (size_t i = 0; i < specs.size(); ++i) {
-      plan.push_back({specs[i], [&reader, m, t, s, i, cache, tracker, fma_target, fma_source, specs, requant = opt.requantize,
+      plan.push_back({specs[i], [&reader, m, t, s, i, cache, tracker, policy, fma_target, fma_source, specs, requant = opt.requantize,
                                  mode = requant_mode(t, src)](SafetensorsWriter& w) {
                         cache->write(s.name, i, w, [&]() {
                           const bool first = tracker->seen.insert(s.name).second;
                           QuantLinear raw = reader.read(m);
+                          if (first) guard_module_nonfinite(*policy, reader, m, raw);
                           raw.name = s.name;
                           if (raw.n_groups != s.n_groups || (raw.g_idx.empty() && raw.group_size != s.group_size))
                             fail("", m, "has " + std::to_string(raw.n_groups) + " groups of " + std::to_string(raw.group_size) +
@@ -328,8 +354,11 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
                             QuantLinear base = raw;
                             if (t.target == Target::kModelOpt) base.pre_quant_scale.clear();  // kept as the input scale
                             base.scale_dtype = s.scale_dtype;  // round the new scales as they will be stored
-                            q = requantize_rtn(base, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, &err);
+                            q = requantize_rtn(base, mode, t.target == Target::kGptq || t.target == Target::kCompressedTensors, s.bits, &err);
                             q.scale_dtype = s.scale_dtype;
+                            if (scan_nonfinite(q).size() > scan_nonfinite(base).size())  // finite in, Inf out: the dtype is too narrow
+                              fail("", m, "re-quantized scales exceed " + std::string(dtype_name(s.scale_dtype)) +
+                                              " (the weights are too large for this scale dtype); not written");
                             if (t.target == Target::kModelOpt) q.pre_quant_scale = raw.pre_quant_scale;
                             bufs = pack_module(t, q, s);
                             if (first) tracker->requantized.push_back({s.name, e.what(), err.max_abs, err.rel_rms});
@@ -350,7 +379,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     ++res.modules;
   }
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) plan.push_back(copy_of(*tv, reader.dense_tensor_name(tv->name)));
+    if (!consumed.count(tv->name)) plan.push_back(guarded_copy(*tv, reader.dense_tensor_name(tv->name), tv->dtype, policy, casts));
   // The safetensors Rust writer's order (dtype descending in its enum order, then name), so a
   // single-file output is laid out as the peers' own tools lay it out.
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) {
@@ -375,6 +404,8 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   res.max_abs_diff = tracker->max_diff;
   res.max_diff_module = tracker->max_diff_module;
   res.requantized = tracker->requantized;
+  res.warnings = policy->warnings;
+  if (t.target == Target::kCompressedTensors) res.notes.push_back(ct_readers_note(t.symmetric));
   return res;
 }
 

@@ -11,6 +11,7 @@
 #include "awq/resources.h"
 #include "awq/thread_pool.h"
 #include "convert/shard_writer.h"
+#include "convert/value_guard.h"
 
 namespace fs = std::filesystem;
 
@@ -53,6 +54,10 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   for (const auto& m : reader.modules())
     for (const auto& t : reader.module_tensors(m)) consumed.insert(t);
   const DType dt = res.dtype;
+  auto policy = std::make_shared<NonfinitePolicy>();
+  policy->file = dir.path();
+  policy->allow = opt.allow_nonfinite;
+  auto casts = std::make_shared<std::vector<CastStats>>();
   ResourceNeeds needs;
   needs.out_dir = opt.out_dir;
   for (const auto& m : reader.modules()) {
@@ -61,8 +66,11 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
       needs.tensor_bytes = ws;
       needs.tensor = m;
     }
-    plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, m, dt](SafetensorsWriter& w) {
+    plan.push_back({{reader.dense_name(m), dt, {info.n, info.k}}, [&reader, &dir, m, dt, policy](SafetensorsWriter& w) {
                       const QuantLinear q = reader.read(m);
+                      const bool clean = scan_nonfinite(q).empty();
+                      guard_module_nonfinite(*policy, reader, m, q);
+                      if (!clean) guard_module_range(dir.path(), m, q, dt);  // NaN carried: its Inf cannot tell overflow apart
                       std::vector<uint8_t> buf;
                       const size_t row_bytes = size_t(q.k) * dtype_size(dt);
                       const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t((8u << 20) / row_bytes));
@@ -72,17 +80,25 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
                         buf.resize(size_t(r1 - r) * row_bytes);
                         // Rows are independent: the same bits at any thread count.
                         const int64_t tasks = std::min<int64_t>(r1 - r, 4 * pool.size());
+                        std::vector<uint8_t> inf(size_t(tasks), 0);
                         pool.run(tasks, [&](int64_t t, int) {
                           const int64_t a = r + (r1 - r) * t / tasks, b = r + (r1 - r) * (t + 1) / tasks;
-                          dequantize_rows_ref(q, dt, a, b, buf.data() + size_t(a - r) * row_bytes);
+                          uint8_t* dst = buf.data() + size_t(a - r) * row_bytes;
+                          dequantize_rows_ref(q, dt, a, b, dst);
+                          inf[size_t(t)] = any_nonfinite(dst, dt, size_t(b - a) * size_t(q.k));
                         });
+                        // Finite inputs that wrote Inf: the dtype cannot hold the weights (named, with the dtypes that can).
+                        if (clean && std::count(inf.begin(), inf.end(), 1)) {
+                          guard_module_range(dir.path(), m, q, dt);
+                          fail(dir.path(), m, "dequantizes to Inf (s·(q − z) overflows f32); refusing to write it");
+                        }
                         w.append(buf.data(), buf.size());
                       }
                     }});
     ++res.modules;
   }
   for (const TensorView* t : dir.tensors())
-    if (!consumed.count(t->name)) plan.push_back(copy_of(*t, reader.dense_tensor_name(t->name)));
+    if (!consumed.count(t->name)) plan.push_back(guarded_copy(*t, reader.dense_tensor_name(t->name), dt, policy, casts));
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
   for (size_t i = 1; i < plan.size(); ++i)
     if (plan[i].spec.name == plan[i - 1].spec.name)
@@ -99,9 +115,14 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   res.shards = sr.shards;
   res.tensors = sr.tensors;
   res.bytes = sr.bytes;
+  for (const auto& c : *casts) res.casts.push_back({c.from, c.to, c.tensors, c.max_rel, c.worst_tensor});
+  res.warnings = policy->warnings;
   nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(dir.config().dump());
   cfg.erase("quantization_config");
   cfg["torch_dtype"] = torch_dtype_name(res.dtype);
+  if (cfg.contains("dtype")) cfg["dtype"] = torch_dtype_name(res.dtype);  // transformers >= 4.56 spelling
+  if (cfg.contains("text_config") && cfg["text_config"].is_object() && cfg["text_config"].contains("torch_dtype"))
+    cfg["text_config"]["torch_dtype"] = torch_dtype_name(res.dtype);
   write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
   copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
   out.commit();

@@ -103,18 +103,22 @@ void pack_gemv_fast(const QuantLinear& q, const ModuleShape& s, std::vector<std:
   out = {qw, sz, sc};
 }
 
+// AutoGPTQ packs pf = 32 / bits values per int32 (8 at 4 bits, 4 at 8 bits, 16 at 2 bits),
+// sequentially: qweight along K, qzeros along N (see src/formats/gptq.cc).
 void pack_gptq(const QuantLinear& q, bool v2, std::vector<std::string>& out) {
-  const int64_t words = q.n / 8;
-  std::string qw(size_t(q.k / 8 * q.n) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
+  const int pf = 32 / q.bits, b = q.bits;
+  const uint32_t mask = (1u << b) - 1;
+  const int64_t words = q.n / pf, kw = q.k / pf;
+  std::string qw(size_t(kw * q.n) * 4, '\0'), qz(size_t(q.n_groups * words) * 4, '\0'),
       sc(size_t(q.n_groups * q.n) * dtype_size(q.scale_dtype), '\0'), gi(size_t(q.k) * 4, '\0');
-  // Blocked over 8 packed rows (64 input columns): each output row is read 64 bytes at a time.
-  for (int64_t r0 = 0; r0 < q.k / 8; r0 += 8) {
-    const int64_t r1 = std::min(q.k / 8, r0 + 8);
+  // Blocked over 8 packed rows: each output row is read 8·pf bytes at a time.
+  for (int64_t r0 = 0; r0 < kw; r0 += 8) {
+    const int64_t r1 = std::min(kw, r0 + 8);
     for (int64_t n = 0; n < q.n; ++n) {
       const uint8_t* row = q.codes.data() + size_t(n * q.k);
       for (int64_t r = r0; r < r1; ++r) {
         uint32_t w = 0;
-        for (int i = 0; i < 8; ++i) w |= uint32_t(row[8 * r + i]) << (4 * i);
+        for (int i = 0; i < pf; ++i) w |= uint32_t(row[pf * r + i]) << (b * i);
         put_u32(qw, size_t(r * q.n + n), w);
       }
     }
@@ -122,13 +126,13 @@ void pack_gptq(const QuantLinear& q, bool v2, std::vector<std::string>& out) {
   for (int64_t g = 0; g < q.n_groups; ++g) {
     for (int64_t c = 0; c < words; ++c) {
       uint32_t w = 0;
-      for (int i = 0; i < 8; ++i) {
-        const int32_t z = zi(q, 8 * c + i, g);
+      for (int i = 0; i < pf; ++i) {
+        const int32_t z = zi(q, pf * c + i, g);
         if (!v2 && z == 0)
           refuse(q.name, "output row " + std::to_string(8 * c + i) + ", group " + std::to_string(g) +
                              " has zero point 0, which GPTQ v1 (stored z - 1) cannot hold: the packer's -1 would corrupt the whole "
                              "int32 word. Use --gptq-format v2");
-        w |= uint32_t(v2 ? z : z - 1) << (4 * i);
+        w |= (uint32_t(v2 ? z : z - 1) & mask) << (b * i);
       }
       put_u32(qz, size_t(g * words + c), w);
     }
@@ -138,14 +142,17 @@ void pack_gptq(const QuantLinear& q, bool v2, std::vector<std::string>& out) {
   out = {qw, qz, sc, gi};
 }
 
+// compressed-tensors pack_to_int32: pf = 32 / num_bits values per int32 (8 at 4 bits, 4 at 8),
+// sequential; weight_packed along K (dim 1), weight_zero_point along N (dim 0).
 void pack_ct(const QuantLinear& q, bool symmetric, bool act_order, std::vector<std::string>& out) {
-  const int64_t kw = (q.k + 7) / 8, nw = (q.n + 7) / 8;
+  const int pf = 32 / q.bits, b = q.bits;
+  const int64_t kw = (q.k + pf - 1) / pf, nw = (q.n + pf - 1) / pf;
   std::string wp(size_t(q.n * kw) * 4, '\0'), sc(size_t(q.n * q.n_groups) * dtype_size(q.scale_dtype), '\0'), shape(16, '\0'),
       zp(size_t(nw * q.n_groups) * 4, '\0'), gi(size_t(q.k) * 4, '\0');
   for (int64_t n = 0; n < q.n; ++n) {
     for (int64_t c = 0; c < kw; ++c) {
       uint32_t w = 0;
-      for (int i = 0; i < 8 && 8 * c + i < q.k; ++i) w |= uint32_t(q.codes[size_t(n * q.k + 8 * c + i)]) << (4 * i);
+      for (int i = 0; i < pf && pf * c + i < q.k; ++i) w |= uint32_t(q.codes[size_t(n * q.k + pf * c + i)]) << (b * i);
       put_u32(wp, size_t(n * kw + c), w);
     }
     for (int64_t g = 0; g < q.n_groups; ++g) put_float(sc, q.scale_dtype, size_t(n * q.n_groups + g), s_at(q, n, g));
@@ -157,7 +164,7 @@ void pack_ct(const QuantLinear& q, bool symmetric, bool act_order, std::vector<s
     for (int64_t r = 0; r < nw; ++r)
       for (int64_t g = 0; g < q.n_groups; ++g) {
         uint32_t w = 0;
-        for (int i = 0; i < 8 && 8 * r + i < q.n; ++i) w |= uint32_t(zi(q, 8 * r + i, g)) << (4 * i);
+        for (int i = 0; i < pf && pf * r + i < q.n; ++i) w |= uint32_t(zi(q, pf * r + i, g)) << (b * i);
         put_u32(zp, size_t(r * q.n_groups + g), w);
       }
     out.push_back(zp);
@@ -200,6 +207,17 @@ void pack_modelopt(const QuantLinear& q, const ModuleShape& s, std::vector<std::
 
 }  // namespace
 
+std::string bits_refusal(const TargetSpec& t, int bits) {
+  const bool ok = t.target == Target::kGptq ? (bits == 2 || bits == 4 || bits == 8)
+                  : t.target == Target::kCompressedTensors ? (bits == 4 || bits == 8)
+                                                           : bits == 4;
+  if (ok) return "";
+  const char* holds = t.target == Target::kGptq ? "2, 4 or 8" : t.target == Target::kCompressedTensors ? "4 or 8" : "only 4";
+  return std::to_string(bits) + "-bit modules cannot be stored in this layout (it holds " + holds +
+         "-bit codes); use --requantize to re-quantize them to 4 bits (RTN), or convert to " +
+         (bits == 8 ? "gptq or compressed-tensors (both hold 8 bits)" : "gptq");
+}
+
 std::string shape_refusal(const TargetSpec& t, const ModuleShape& s) {
   auto need = [&](bool ok, const std::string& why) { return ok ? std::string() : why; };
   std::string r;
@@ -213,9 +231,11 @@ std::string shape_refusal(const TargetSpec& t, const ModuleShape& s) {
       if (t.target == Target::kGemv) return need(s.k % 8 == 0, "AutoAWQ GEMV needs in_features % 8 == 0 (K = " + std::to_string(s.k) + ")");
       return need(s.n % 4 == 0 && s.k % 64 == 0, "GEMV_fast needs out_features % 4 == 0 and in_features % 64 == 0 (N = " + std::to_string(s.n) +
                                                       ", K = " + std::to_string(s.k) + ")");
-    case Target::kGptq:
-      return need(s.n % 8 == 0 && s.k % 8 == 0, "GPTQ needs in_features and out_features divisible by 8 (N = " + std::to_string(s.n) +
-                                                     ", K = " + std::to_string(s.k) + ")");
+    case Target::kGptq: {
+      const int64_t pf = 32 / s.bits;
+      return need(s.n % pf == 0 && s.k % pf == 0, "GPTQ at " + std::to_string(s.bits) + " bits needs in_features and out_features divisible by " +
+                                                     std::to_string(pf) + " (N = " + std::to_string(s.n) + ", K = " + std::to_string(s.k) + ")");
+    }
     case Target::kCompressedTensors:
       return r;
     case Target::kModelOpt:
@@ -239,13 +259,16 @@ std::vector<TensorSpec> module_specs(const TargetSpec& t, const ModuleShape& s) 
       const int64_t rows = 8 * wz_of(s);
       return {{m + ".qweight", DType::I16, {s.n / 4, s.k}}, {m + ".qzeros", sd, {rows, s.n}}, {m + ".scales", sd, {rows, s.n}}};
     }
-    case Target::kGptq:
-      return {{m + ".qweight", DType::I32, {s.k / 8, s.n}}, {m + ".qzeros", DType::I32, {ng, s.n / 8}}, {m + ".scales", sd, {ng, s.n}},
+    case Target::kGptq: {
+      const int64_t pf = 32 / s.bits;
+      return {{m + ".qweight", DType::I32, {s.k / pf, s.n}}, {m + ".qzeros", DType::I32, {ng, s.n / pf}}, {m + ".scales", sd, {ng, s.n}},
               {m + ".g_idx", DType::I32, {s.k}}};
+    }
     case Target::kCompressedTensors: {
-      std::vector<TensorSpec> v = {{m + ".weight_packed", DType::I32, {s.n, (s.k + 7) / 8}}, {m + ".weight_scale", sd, {s.n, ng}},
+      const int64_t pf = 32 / s.bits;
+      std::vector<TensorSpec> v = {{m + ".weight_packed", DType::I32, {s.n, (s.k + pf - 1) / pf}}, {m + ".weight_scale", sd, {s.n, ng}},
                                    {m + ".weight_shape", DType::I64, {2}}};
-      if (!t.symmetric) v.push_back({m + ".weight_zero_point", DType::I32, {(s.n + 7) / 8, ng}});
+      if (!t.symmetric) v.push_back({m + ".weight_zero_point", DType::I32, {(s.n + pf - 1) / pf, ng}});
       if (s.has_g_idx) v.push_back({m + ".weight_g_idx", DType::I32, {s.k}});
       return v;
     }
@@ -288,7 +311,8 @@ QuantLinear to_integer_zeros(const QuantLinear& src) {
 std::vector<std::string> pack_module(const TargetSpec& t, const QuantLinear& q, const ModuleShape& s) {
   if (!q.pre_quant_scale.empty() && t.target != Target::kModelOpt)
     refuse(q.name, "has a pre_quant_scale (ModelOpt AWQ), which the target layouts cannot store; fold it into the previous layer first");
-  if (q.bits != 4) refuse(q.name, std::to_string(q.bits) + "-bit modules are not converted (the targets are 4-bit layouts)");
+  if (const std::string why = bits_refusal(t, q.bits); !why.empty()) refuse(q.name, why);
+  if (q.bits != s.bits) refuse(q.name, std::to_string(q.bits) + "-bit module planned as " + std::to_string(s.bits) + "-bit (internal error)");
   if (q.act_order() != s.has_g_idx && t.target == Target::kCompressedTensors)
     refuse(q.name, "g_idx changed between planning and packing");
   if (t.target == Target::kModelOpt && q.pre_quant_scale.empty() != !s.has_pqs) refuse(q.name, "pre_quant_scale changed between planning and packing");

@@ -21,12 +21,16 @@ struct TargetSpec {
 struct ModuleShape {
   std::string name;
   int64_t n = 0, k = 0, group_size = 0, n_groups = 0;  // group_size == k for per-channel
+  int bits = 4;                                        // bits of the codes the target stores
   DType scale_dtype = DType::F16;
   bool has_g_idx = false;  // the source's g_idx is act-order (not k / group_size)
   bool has_pqs = false;    // the source stores a pre_quant_scale (ModelOpt)
   DType pqs_dtype = DType::F16;
 };
 
+// Why the layout cannot hold codes of `bits` bits ("" when it can): GPTQ 2/4/8, compressed-tensors
+// 4/8, the AutoAWQ layouts and ModelOpt 4 only.
+std::string bits_refusal(const TargetSpec& t, int bits);
 // Why the layout cannot hold modules of this shape ("" when it can).
 std::string shape_refusal(const TargetSpec& t, const ModuleShape& s);
 // The stored tensors, in the order pack() produces their bytes.
@@ -64,6 +68,9 @@ struct RequantError {
 };
 // keep_g_idx: keep act-order grouping (targets with g_idx); else groups are k / group_size.
 // Scales keep the source dtype (the planned tensors' dtype). Returns an integer-zero module.
-QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g_idx, RequantError* err);
+// bits: the codes' width in the target (the source's, or 4 for a 4-bit-only layout).
+// Groups whose source weights hold NaN/Inf (allowed by the caller) get a NaN scale and NaN error
+// figures: nothing is invented and no error is reported as 0.
+QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g_idx, int bits, RequantError* err);
 
 }  // namespace awq::convert_detail

@@ -195,6 +195,7 @@ void write_tensors(const fs::path& dir, const std::vector<std::unique_ptr<Safete
               old_index["weight_map"].size() == weight_map.size();
   if (same)
     for (const auto& [n, f] : weight_map) same = same && old_index["weight_map"].value(n, json()) == f;
+  if (same) same = duplicate_index_keys((dir / "model.safetensors.index.json").string()).empty();  // a key listed twice
   const json ts = old_index.is_object() && old_index.contains("metadata") && old_index["metadata"].is_object()
                       ? old_index["metadata"].value("total_size", json()) : json();
   if (same && ts == json(total)) {  // the index is right as it is: keep its bytes

@@ -16,10 +16,11 @@ float rd(float x, DType t) {
 
 }  // namespace
 
-QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g_idx, RequantError* err) {
+QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g_idx, int bits, RequantError* err) {
   std::vector<float> w(size_t(src.n) * size_t(src.k));
   dequantize_ref(src, DType::F32, reinterpret_cast<uint8_t*>(w.data()));
   QuantLinear q = src;
+  q.bits = bits;
   q.zero_mode = ZeroMode::kInteger;
   q.scaled_zeros.clear();
   q.pre_quant_scale.clear();
@@ -30,19 +31,29 @@ QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g
   q.scales.assign(size_t(q.n * q.n_groups), 0.0f);
   q.zeros.assign(q.scales.size(), mid);
   std::vector<float> lo(size_t(q.n_groups)), up(size_t(q.n_groups));
+  std::vector<bool> nonfinite(size_t(q.n_groups));
   double num = 0, den = 0, worst = 0;
   for (int64_t r = 0; r < q.n; ++r) {
     const float* row = w.data() + size_t(r) * size_t(q.k);
     std::fill(lo.begin(), lo.end(), INFINITY);
     std::fill(up.begin(), up.end(), -INFINITY);
+    std::fill(nonfinite.begin(), nonfinite.end(), false);
     for (int64_t c = 0; c < q.k; ++c) {
       const size_t g = size_t(q.group_of(c));
       const float v = rd(row[c], dt);
+      if (!std::isfinite(v)) {
+        nonfinite[g] = true;
+        continue;
+      }
       lo[g] = std::min(lo[g], v);
       up[g] = std::max(up[g], v);
     }
     for (int64_t g = 0; g < q.n_groups; ++g) {
       const size_t i = size_t(r * q.n_groups + g);
+      if (nonfinite[size_t(g)]) {  // NaN/Inf in the source group (allowed by the caller): carried, not invented
+        q.scales[i] = NAN;
+        continue;
+      }
       if (!std::isfinite(lo[size_t(g)])) {  // empty group (g_idx)
         q.scales[i] = rd(1e-5f, dt);
         continue;
@@ -51,7 +62,7 @@ QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g
       float s;
       int z;
       if (mode == RequantMode::kSymmetric || mode == RequantMode::kSymmetric7) {
-        const float div = mode == RequantMode::kSymmetric ? 7.5f : 7.0f;
+        const float div = mode == RequantMode::kSymmetric ? float(hi) / 2.0f : float(mid - 1);  // 7.5 / 7 at 4 bits
         s = rd(std::max(rd(std::max(std::fabs(mn), std::fabs(mx)), dt), rd(1e-5f, dt)) / div, dt);
         z = mid;
       } else {
@@ -68,15 +79,21 @@ QuantLinear requantize_rtn(const QuantLinear& src, RequantMode mode, bool keep_g
     for (int64_t c = 0; c < q.k; ++c) {
       const size_t i = size_t(r * q.n_groups + q.group_of(c));
       const float s = q.scales[i];
+      if (std::isnan(s)) {  // a carried NaN group: code 2^(bits-1), and the error is not a number
+        q.codes[size_t(r * q.k + c)] = uint8_t(mid);
+        num = worst = NAN;
+        continue;
+      }
       const float code = std::clamp(std::nearbyint(rd(rd(row[c], dt) / s, dt)) + float(q.zeros[i]), 0.0f, float(hi));
       q.codes[size_t(r * q.k + c)] = uint8_t(code);
       const double d = double(rd(s * (code - float(q.zeros[i])), dt)) - double(row[c]);
       num += d * d;
       den += double(row[c]) * double(row[c]);
-      worst = std::max(worst, std::fabs(d));
+      worst = std::isnan(worst) ? worst : std::max(worst, std::fabs(d));
     }
   }
-  if (err) *err = {worst, den > 0 ? std::sqrt(num / den) : 0.0};
+  // NaN in, NaN out: never a 0 % that hides a group the source could not say anything about.
+  if (err) *err = {worst, std::isnan(num) ? NAN : den > 0 ? std::sqrt(num / den) : 0.0};
   return q;
 }
 

@@ -1,6 +1,7 @@
 #include "awq/model_dir.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -25,6 +26,38 @@ json read_json_file(const std::string& path) {
   } catch (const json::exception& e) {
     fail(path, "", std::string("invalid JSON: ") + e.what());
   }
+}
+
+std::vector<std::pair<std::string, std::vector<std::string>>> duplicate_index_keys(const std::string& index_file) {
+  std::ifstream in(index_file, std::ios::binary);
+  if (!in) fail(index_file, "", "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string top_key, key;
+  std::map<std::string, std::vector<std::string>> listed;
+  std::vector<std::string> order;
+  // The parser reports every key and value, duplicates included, before it keeps only the last.
+  auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
+    if (ev == json::parse_event_t::key && depth == 1) top_key = parsed.get<std::string>();
+    if (depth != 2 || top_key != "weight_map") return true;
+    if (ev == json::parse_event_t::key) {
+      key = parsed.get<std::string>();
+    } else if (ev == json::parse_event_t::value) {
+      auto& v = listed[key];
+      if (v.empty()) order.push_back(key);
+      v.push_back(parsed.is_string() ? parsed.get<std::string>() : parsed.dump());
+    }
+    return true;
+  };
+  try {
+    [[maybe_unused]] const json doc = json::parse(ss.str(), cb);
+  } catch (const json::exception& e) {
+    fail(index_file, "", std::string("invalid JSON: ") + e.what());
+  }
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& k : order)
+    if (listed[k].size() > 1) out.emplace_back(k, listed[k]);
+  return out;
 }
 
 namespace {
@@ -102,10 +135,22 @@ ModelDir::ModelDir(const std::string& path) {
 
 ModelDir::~ModelDir() = default;
 
+namespace {
+// A tensor stored in two files is refused whatever its bytes: loaders disagree on which copy wins
+// (transformers takes the index's shard, a directory scan the last file read, safetensors' own
+// loaders refuse), so no answer of ours would match every one of them.
+[[noreturn]] void refuse_duplicate(const std::string& file, const TensorView& a, const TensorView& b) {
+  const bool same = a.dtype == b.dtype && a.shape == b.shape && a.nbytes == b.nbytes && std::memcmp(a.data, b.data, a.nbytes) == 0;
+  fail(file, a.name,
+       "stored in two shards, " + *b.file + " and " + *a.file + (same ? " (identical bytes)" : " (different bytes)") +
+           "; loaders disagree on which copy wins, so it is refused. Fix: keep one copy (awq check reports it as tensor-duplicate)");
+}
+}  // namespace
+
 void ModelDir::add_tensors(const std::vector<TensorView>& views, const std::string& file) {
   for (const auto& t : views) {
     auto [it, inserted] = by_name_.emplace(t.name, &t);
-    if (!inserted) fail(file, t.name, "also stored in " + *it->second->file);
+    if (!inserted) refuse_duplicate(file, t, *it->second);
   }
 }
 
@@ -158,9 +203,22 @@ void ModelDir::load_index() {
     for (const auto& s : missing) m += (m.empty() ? "" : ", ") + s;
     fail(index_path_, "", "missing shard file(s): " + m);
   }
+  for (const auto& [name, shards] : duplicate_index_keys(index_path_)) {
+    std::string list;
+    for (const auto& s : shards) list += (list.empty() ? "" : ", then ") + s;
+    fail(index_path_, name,
+         "listed " + std::to_string(shards.size()) + " times in weight_map (for " + list +
+             "); JSON loaders keep the last entry silently, so which copy is meant is unknown. Fix: remove the duplicate entry "
+             "(awq check reports it as index-duplicate-key)");
+  }
+  std::map<std::string, const TensorView*> stored;  // every tensor of every listed shard
   for (const auto& [s, names] : by_shard) {
     shards_.push_back(open_tensor_file((fs::path(dir_) / s).string()));
     const auto& f = *shards_.back();
+    for (const auto& t : f.tensors()) {
+      auto [it, inserted] = stored.emplace(t.name, &t);
+      if (!inserted) refuse_duplicate(index_path_, t, *it->second);
+    }
     for (const auto& name : names) {
       const TensorView* t = f.find(name);
       if (!t) fail(index_path_, name, "listed in the index for shard " + s + " but not stored there");

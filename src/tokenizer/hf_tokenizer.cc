@@ -47,7 +47,14 @@ HfTokenizer::HfTokenizer(const json& doc, const std::string& file) : file_(file)
   std::vector<AddedToken> added = parse_added(member_or_null(doc, "added_tokens"), root / "added_tokens");
   for (const auto& t : added)
     if (t.special) special_.insert(t.content);
+  // Ids beyond the vocabulary would reach a model's embedding table: refuse them here.
+  const size_t limit = 2 * (model_->size() + added.size()) + 1024;
+  for (size_t i = 0; i < added.size(); ++i)
+    if (size_t(added[i].id) >= limit) ((root / "added_tokens")[i] / "id").fail("id " + std::to_string(added[i].id) + " is far beyond the vocabulary");
   added_ = AddedTokens(std::move(added), normalizer_.get());
+  if (post_)
+    for (int32_t id : post_->process({}))
+      if (size_t(id) >= vocab_size()) (root / "post_processor").fail("special token id " + std::to_string(id) + " is not in the vocabulary");
   bos_ = template_bos();
 }
 

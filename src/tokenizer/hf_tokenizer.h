@@ -30,6 +30,11 @@ class HfTokenizer final : public Tokenizer {
 
   // The first special id the post-processor puts before the text (a template's BOS), if any.
   std::optional<int32_t> template_bos() const { return post_ ? post_->leading_special() : std::nullopt; }
+  // Replaces the post-processor by `before` $A `after` (transformers' Llama/Gemma fast tokenizers
+  // rebuild it from add_bos_token / add_eos_token).
+  void set_affixes(std::vector<int32_t> before, std::vector<int32_t> after) {
+    post_ = make_affix_processor(std::move(before), std::move(after));
+  }
   void set_special_ids(std::optional<int32_t> bos, std::vector<int32_t> eos) {
     bos_ = bos;
     eos_ = std::move(eos);

@@ -63,6 +63,13 @@ void add_ids(const json& cfg, const char* key, const std::string& file, size_t v
   }
 }
 
+bool config_flag(const json& cfg, const char* key, bool fallback, const std::string& file) {
+  auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail(file, "", std::string(key) + ": expected true or false");
+  return it->get<bool>();
+}
+
 struct Configs {
   json tok, gen, model;
   std::string tok_file, gen_file, model_file;
@@ -101,12 +108,6 @@ void resolve_special_ids(T& tok, const Configs& c, std::optional<int32_t> fallba
   tok.set_special_ids(bos, std::move(eos));
 }
 
-bool config_flag(const json& cfg, const char* key, bool fallback, const std::string& file) {
-  auto it = cfg.find(key);
-  if (it == cfg.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(file, "", std::string(key) + ": expected true or false");
-  return it->get<bool>();
-}
 
 // Builds the tokenizer, turning a JSON access error that slipped past the checks into awq::Error.
 std::unique_ptr<tok::HfTokenizer> make_hf(const json& doc, const std::string& file) {
@@ -117,8 +118,31 @@ std::unique_ptr<tok::HfTokenizer> make_hf(const json& doc, const std::string& fi
   }
 }
 
+// transformers' LlamaTokenizerFast, CodeLlamaTokenizerFast and GemmaTokenizerFast (what
+// AutoTokenizer loads for these classes) replace tokenizer.json's post-processor by
+// [bos if add_bos_token (default true)] $A [eos if add_eos_token (default false)].
+void apply_class_template(tok::HfTokenizer& tok, const Configs& c) {
+  auto it = c.tok.find("tokenizer_class");
+  if (it == c.tok.end() || !it->is_string()) return;
+  std::string cls = it->get<std::string>();
+  if (cls.size() > 4 && cls.compare(cls.size() - 4, 4, "Fast") == 0) cls.resize(cls.size() - 4);
+  if (cls != "LlamaTokenizer" && cls != "CodeLlamaTokenizer" && cls != "GemmaTokenizer") return;
+  const bool gemma = cls == "GemmaTokenizer";
+  auto id_of = [&](const char* key, const char* fallback) {
+    const std::string name = token_name(c.tok, key, c.tok_file).value_or(fallback);
+    auto id = tok.token_to_id(name);
+    if (!id) fail(c.tok_file, "", std::string(key) + " \"" + name + "\" is not in the vocabulary");
+    return *id;
+  };
+  std::vector<int32_t> before, after;
+  if (config_flag(c.tok, "add_bos_token", true, c.tok_file)) before.push_back(id_of("bos_token", gemma ? "<bos>" : "<s>"));
+  if (config_flag(c.tok, "add_eos_token", false, c.tok_file)) after.push_back(id_of("eos_token", gemma ? "<eos>" : "</s>"));
+  tok.set_affixes(std::move(before), std::move(after));
+}
+
 std::unique_ptr<Tokenizer> load_json(const fs::path& file, const Configs& c) {
   auto tok = make_hf(parse_json(read_all(file), file.string()), file.string());
+  apply_class_template(*tok, c);
   resolve_special_ids(*tok, c, tok->template_bos(), {});
   return tok;
 }

@@ -95,6 +95,10 @@ int32_t pair_id(const json& j, const char* key, const JsonPath& at) {
 
 }  // namespace
 
+std::unique_ptr<PostProcessor> make_affix_processor(std::vector<int32_t> before, std::vector<int32_t> after) {
+  return std::make_unique<AffixProcessor>(std::move(before), std::move(after));
+}
+
 std::unique_ptr<PostProcessor> parse_post_processor(const json& j, const JsonPath& at) {
   if (j.is_null()) return nullptr;
   const std::string type = type_of(j, at);

@@ -19,6 +19,9 @@ class PostProcessor {
   virtual std::optional<int32_t> leading_special() const = 0;
 };
 
+// Puts `before` ids ahead of the sequence and `after` ids behind it.
+std::unique_ptr<PostProcessor> make_affix_processor(std::vector<int32_t> before, std::vector<int32_t> after);
+
 // The post-processor a tokenizer.json "post_processor" value describes; null for JSON null.
 std::unique_ptr<PostProcessor> parse_post_processor(const json& j, const JsonPath& at);
 
