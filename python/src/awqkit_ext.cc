@@ -19,6 +19,7 @@
 #include "awq/error.h"
 #include "awq/formats.h"
 #include "awq/inspect.h"
+#include "awq/layer_cache.h"
 #include "awq/model.h"
 #include "awq/model_dir.h"
 #include "awq/quant_linear.h"
@@ -143,11 +144,17 @@ class Checkpoint {
 
 class PyModel {
  public:
-  PyModel(const std::string& path, std::optional<int> threads, const std::optional<std::string>& key_file) {
+  PyModel(const std::string& path, std::optional<int> threads, const std::optional<std::string>& key_file,
+          std::optional<uint64_t> cache_bytes, int prefetch) {
+    if (prefetch < 0) throw awq::Error("prefetch must be >= 0");
     py::gil_scoped_release nogil;
     with_key(key_file, [&] {
       awq::ModelOptions o;
       o.threads = threads.value_or(0);
+      if (cache_bytes) {
+        o.layer_cache = std::make_shared<awq::LayerCache>(size_t(*cache_bytes));
+        o.prefetch = prefetch;
+      }
       model_ = awq::Model::load(path, o);
       try {
         tok_ = awq::load_tokenizer(path);
@@ -262,8 +269,9 @@ PYBIND11_MODULE(_awqkit, m) {
       .def("dequantize", &Checkpoint::dequantize, py::arg("module"), py::arg("dtype") = "float16");
 
   py::class_<PyModel>(m, "Model")
-      .def(py::init<const std::string&, std::optional<int>, const std::optional<std::string>&>(), py::arg("path"),
-           py::arg("threads") = py::none(), py::arg("key_file") = py::none())
+      .def(py::init<const std::string&, std::optional<int>, const std::optional<std::string>&, std::optional<uint64_t>, int>(),
+           py::arg("path"), py::arg("threads") = py::none(), py::arg("key_file") = py::none(),
+           py::arg("cache_bytes") = py::none(), py::arg("prefetch") = 1)
       .def("tokenize", &PyModel::tokenize, py::arg("text"))
       .def("detokenize", &PyModel::detokenize, py::arg("ids"), py::arg("skip_special") = false)
       .def("logits", &PyModel::logits, py::arg("ids"))

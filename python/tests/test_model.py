@@ -67,3 +67,11 @@ def test_bad_ids_raise():
         m.logits([10**9])
     with pytest.raises(awqkit.Error):
         m.logits([])
+
+
+def test_streamed_layers_give_the_same_logits():
+    """cache_bytes below one layer: every layer read again on every use, logits byte-identical."""
+    whole = awqkit.Model(KJV, threads=1)
+    streamed = awqkit.Model(KJV, threads=1, cache_bytes=1, prefetch=1)
+    ids = whole.tokenize(PROMPT)
+    assert streamed.logits(ids).tobytes() == whole.logits(ids).tobytes()
