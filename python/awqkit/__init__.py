@@ -10,10 +10,19 @@ The Python face of the awq C++ library (imported as ``awqkit``: AutoAWQ owns the
 
 Every failure raises awqkit.Error (a RuntimeError) with the library's message.
 """
-from ._awqkit import Error, Checkpoint, Model, convert_targets
+from ._awqkit import Error, Checkpoint, convert_targets
 from . import _awqkit
 
 __all__ = ["Error", "Checkpoint", "Model", "open", "check", "convert", "quantize", "convert_targets"]
+
+
+class Model(_awqkit.Model):
+    """A model ready to run: Model(path, threads=None, key_file=None, cache_bytes=None, prefetch=1).
+
+    .tokenize(text) -> list[int], .detokenize(ids) -> str, .logits(ids) -> float32 [len(ids), vocab]."""
+
+    def __init__(self, path, threads=None, key_file=None, cache_bytes=None, prefetch=1):
+        super().__init__(str(path), threads, None if key_file is None else str(key_file), cache_bytes, prefetch)
 
 
 def open(path, key_file=None):
