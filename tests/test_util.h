@@ -39,6 +39,9 @@ std::vector<std::string> entry_names(const std::string& dir);
 
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
+// An AutoAWQ GEMM checkpoint of one module large enough (K = N = 8192, random codes from `seed`)
+// that converting or dequantizing it takes a while: for tests that interrupt a write.
+void write_big_gemm(const std::string& dir, unsigned seed);
 std::string read_bytes(const std::string& path);
 
 }  // namespace awq::test

@@ -29,6 +29,10 @@ struct ConvertOptions {
   // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
   // tensor, row and group) unless set; then carried through with one warning per tensor.
   bool allow_nonfinite = false;
+  // --to gguf only: 4-bit block type ("q4_1" exact, or "q4_k": codes kept, 6-bit scales/mins) and
+  // the type of embeddings / lm_head / unquantized linears ("f16", "bf16", "q8_0").
+  std::string gguf_type = "q4_1";
+  std::string dense_type = "f16";
 };
 
 struct ConvertResult {
@@ -48,13 +52,31 @@ struct ConvertResult {
   std::vector<CastSummary> casts;         // --to dense only (see dequantize_model)
   std::vector<std::string> warnings;      // one line per tensor carried through with NaN/Inf
   std::vector<std::string> notes;         // facts about the output's readers (e.g. compressed-tensors versions)
+  // --to gguf: largest |w_gguf − w_source| (ggml's dequantization against ours) per decoder layer
+  // (-1: embeddings / lm_head), with the tensor where it occurs; and what was decided per tensor
+  // that the user should know (fallbacks), one line each.
+  struct LayerDiff {
+    int64_t layer = -1;
+    double max_abs = 0;
+    std::string tensor;
+  };
+  std::vector<LayerDiff> layer_diffs;
 };
 
 // Target names in the order `--to` documents them.
 std::vector<std::string> convert_targets();
 
 // Throws awq::Error (naming the module and why) when the target cannot represent the source and
-// opt.requantize is false.
+// opt.requantize is false. opt.to == "gguf" writes the single file opt.out_dir (see convert_to_gguf).
 ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
+
+// `--to gguf`: one GGUF v3 file as llama.cpp's convert_hf_to_gguf.py would write it for the model
+// (architecture metadata, tokenizer, llama.cpp tensor names, q/k rows permuted for Llama-family
+// rope), quantized linears mapped block for block (docs/GGUF.md): asymmetric 4-bit -> Q4_1,
+// symmetric -> Q4_0, symmetric 8-bit -> Q8_0, or Q4_K with opt.gguf_type "q4_k". Act-order,
+// pre_quant_scale, group sizes not a multiple of 32 and asymmetric 8-bit are refused unless
+// opt.requantize. Written to a temporary file, fsync'ed and renamed; an existing file is replaced
+// only with opt.force.
+ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
 
 }  // namespace awq

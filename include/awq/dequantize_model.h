@@ -45,4 +45,15 @@ struct DequantizeResult {
 // unless opt.allow_nonfinite.
 DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reader, const DequantizeOptions& opt);
 
+// A GGUF file (llama / qwen2 / qwen3, tensors of any type dequantize_ggml supports) -> a plain
+// Hugging Face directory: config.json rebuilt from the metadata (hf_config_from_gguf), llama.cpp
+// names mapped back to Hugging Face's, the q/k rope row permutation undone, rope_freqs.weight
+// dropped (config's rope_scaling says it). Values: ggml's dequantization rounded once to the
+// output dtype (default f16). No tokenizer files are written (GGUF keeps its own vocabulary).
+// Tensors no name maps back are an awq::Error naming them.
+DequantizeResult dequantize_gguf(const std::string& gguf_path, const DequantizeOptions& opt);
+
+// True when `path` is a regular file starting with the GGUF magic.
+bool is_gguf_file(const std::string& path);
+
 }  // namespace awq

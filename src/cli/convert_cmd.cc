@@ -12,14 +12,18 @@ namespace awq::cli {
 Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Translate a checkpoint into another 4-bit layout, keeping every code and scale");
   struct Args {
-    std::string model, out, to = "autoawq-gemm", gptq_format = "v1", max_shard = "5GB";
+    std::string model, out, to = "autoawq-gemm", gptq_format = "v1", max_shard = "5GB", gguf_type = "q4_1", dense_type = "f16";
     bool force = false, quiet = false, requantize = false, allow_nonfinite = false;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory")->required();
   sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
-  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | modelopt | dense")
-      ->check(CLI::IsMember({"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense"}));
+  sub->add_option("--to", a->to, "autoawq-gemm (default) | autoawq-gemv | autoawq-gemv-fast | compressed-tensors | gptq | modelopt | dense | gguf (-o names the .gguf file)")
+      ->check(CLI::IsMember({"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense", "gguf"}));
+  sub->add_option("--gguf-type", a->gguf_type, "gguf: q4_1 (default; exact) | q4_k (codes kept, scales and mins in Q4_K's 6-bit form; faster in llama.cpp)")
+      ->check(CLI::IsMember({"q4_1", "q4_k"}));
+  sub->add_option("--dense-type", a->dense_type, "gguf: embeddings, lm_head and unquantized linears as f16 (default) | bf16 | q8_0")
+      ->check(CLI::IsMember({"f16", "bf16", "q8_0"}));
   sub->add_option("--gptq-format", a->gptq_format, "v1 (default; checkpoint_format gptq, stores z-1) | v2 (gptq_v2, stores z)")
       ->check(CLI::IsMember({"v1", "v2"}));
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard, e.g. 5GB, 500MB (default 5GB)")->check(size_arg());
@@ -34,6 +38,8 @@ Action add_convert(CLI::App& app) {
     opt.out_dir = a->out;
     opt.to = a->to;
     opt.gptq_format = a->gptq_format;
+    opt.gguf_type = a->gguf_type;
+    opt.dense_type = a->dense_type;
     opt.force = a->force;
     opt.requantize = a->requantize;
     opt.allow_nonfinite = a->allow_nonfinite;
@@ -44,7 +50,13 @@ Action add_convert(CLI::App& app) {
     const ConvertResult r = convert_model(dir, *reader, opt);
     std::printf("converted %s -> %s: %zu modules, %zu tensors in %zu shard(s), %s, wrote %s\n", r.from.c_str(), r.to.c_str(), r.modules,
                 r.tensors, r.shards, human_bytes(r.bytes).c_str(), a->out.c_str());
-    if (r.arithmetic_differs)
+    if (r.to == "gguf") {
+      for (const auto& d : r.layer_diffs)
+        std::printf("%s: max |w_gguf - w_source| %.6g (in %s)\n", d.layer < 0 ? "embeddings/head" : ("layer " + std::to_string(d.layer)).c_str(),
+                    d.max_abs, d.tensor.c_str());
+      std::printf("total: max |w_gguf - w_source| %.6g (in %s)\n", r.max_abs_diff, r.max_diff_module.c_str());
+    }
+    if (r.arithmetic_differs && r.to != "gguf")
       std::printf("note: %s and %s dequantize with different arithmetic (s*(q-z) vs the fused q*s + sz); every code and scale is kept; "
                   "largest weight difference %.6g (in %s)\n", r.from.c_str(), r.to.c_str(), r.max_abs_diff, r.max_diff_module.c_str());
     for (const auto& q : r.requantized) {

@@ -22,7 +22,7 @@ Action add_dequantize(CLI::App& app) {
     bool force = false, quiet = false, allow_nonfinite = false;
   };
   auto a = std::make_shared<Args>();
-  sub->add_option("MODEL", a->model, "quantized model directory")->required();
+  sub->add_option("MODEL", a->model, "quantized model directory, or a .gguf file")->required();
   sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
   sub->add_option("--dtype", a->dtype, "f16 | bf16 | f32, any case (default: the scales' dtype; config torch_dtype for f32 scales)")
       ->check(float_dtype_arg());
@@ -41,9 +41,14 @@ Action add_dequantize(CLI::App& app) {
     if (!a->dtype.empty()) {
       opt.dtype = parse_float_dtype_cli(a->dtype);  // validated while parsing
     }
-    ModelDir dir(a->model);
-    auto reader = open_format(dir);
-    const auto r = dequantize_model(dir, *reader, opt);
+    DequantizeResult r;
+    if (is_gguf_file(a->model)) {
+      r = dequantize_gguf(a->model, opt);
+    } else {
+      ModelDir dir(a->model);
+      auto reader = open_format(dir);
+      r = dequantize_model(dir, *reader, opt);
+    }
     std::printf("wrote %s: %zu tensors (%zu dequantized modules) in %zu shard(s), %s, dtype %s\n", a->out.c_str(),
                 r.tensors, r.modules, r.shards, human_bytes(r.bytes).c_str(), std::string(dtype_name(r.dtype)).c_str());
     print_write_notes(r.casts, r.warnings);

@@ -1,5 +1,6 @@
 #include <cstdio>
 
+#include "awq/dequantize_model.h"
 #include "awq/inspect.h"
 #include "cli/commands.h"
 
@@ -9,9 +10,15 @@ Action add_inspect(CLI::App& app) {
   auto* sub = app.add_subcommand("inspect", "Describe a checkpoint: format, bits, groups, modules, tied embeddings, bytes");
   auto model = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  sub->add_option("MODEL", *model, "model directory (or a .safetensors / .npz file)")->required();
+  sub->add_option("MODEL", *model, "model directory (or a .safetensors / .npz / .gguf file)")->required();
   sub->add_flag("--json", *json, "print the report as JSON");
   return [model, json]() {
+    if (is_gguf_file(*model)) {
+      const auto report = inspect_gguf(*model);
+      if (*json) std::printf("%s\n", report.dump(2).c_str());
+      else std::printf("%s", render_gguf_inspect_text(report).c_str());
+      return 0;
+    }
     ModelDir dir(*model);
     auto reader = open_format(dir);
     const auto report = inspect_model(dir, *reader);

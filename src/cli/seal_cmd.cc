@@ -74,49 +74,60 @@ Action add_keygen(CLI::App& app) {
   };
 }
 
-Action add_encrypt(CLI::App& app) {
-  auto* sub = app.add_subcommand("encrypt", "Seal every tensor file of MODEL (X.safetensors -> X.safetensors.enc, AES-256-GCM)");
-  struct Opts { std::string model, out, key; bool force = false; };
-  auto o = std::make_shared<Opts>();
-  sub->add_option("MODEL", o->model, "model directory with .safetensors files")->required();
+namespace {
+
+struct SealOpts {
+  std::string model, out, key;
+  bool force = false;
+};
+
+// encrypt and decrypt share their options: MODEL/ENC, -o, --key-file, --force.
+std::shared_ptr<SealOpts> add_seal_options(CLI::App* sub, const char* model_name, const char* model_help) {
+  auto o = std::make_shared<SealOpts>();
+  sub->add_option(model_name, o->model, model_help)->required();
   sub->add_option("-o,--output", o->out, "output directory")->required();
   sub->add_option("--key-file", o->key, "key file (awq keygen)")->required();
   sub->add_flag("--force", o->force, "replace a non-empty OUT_DIR once the new one is complete");
+  return o;
+}
+
+// Seals (encrypt) or unseals every tensor file of o.model into OUT_DIR, copying the other files;
+// returns how many tensor files it wrote.
+size_t transform_dir(const SealOpts& o, bool encrypt) {
+  const SealKey key = read_key_file(o.key);
+  if (!fs::is_directory(o.model)) fail(o.model, "", "not a model directory");
+  const auto files = tensor_files(o.model, !encrypt);
+  if (files.empty()) fail(o.model, "", encrypt ? "no .safetensors files to encrypt" : "no .safetensors.enc files to decrypt");
+  if (encrypt && !tensor_files(o.model, true).empty()) fail(o.model, "", "already holds encrypted .safetensors.enc files");
+  OutputDir out(o.out, o.force, {o.model, o.key});  // never over the model or the key
+  for (const auto& f : files) {
+    const std::string plain = (fs::path(o.model) / f).string(), sealed = plain + kSealedSuffix;
+    if (encrypt) seal_file(plain, out.file(f + kSealedSuffix), f, key);
+    else unseal_file(sealed, out.file(f), f, key);
+  }
+  copy_others(o.model, out, encrypt ? std::string(".safetensors") : std::string(".safetensors") + kSealedSuffix);
+  out.commit();
+  return files.size();
+}
+
+}  // namespace
+
+Action add_encrypt(CLI::App& app) {
+  auto* sub = app.add_subcommand("encrypt", "Seal every tensor file of MODEL (X.safetensors -> X.safetensors.enc, AES-256-GCM)");
+  auto o = add_seal_options(sub, "MODEL", "model directory with .safetensors files");
   return [o]() {
-    const SealKey key = read_key_file(o->key);
-    if (!fs::is_directory(o->model)) fail(o->model, "", "not a model directory");
-    const auto files = tensor_files(o->model, false);
-    if (files.empty()) fail(o->model, "", "no .safetensors files to encrypt");
-    if (!tensor_files(o->model, true).empty()) fail(o->model, "", "already holds encrypted .safetensors.enc files");
-    OutputDir out(o->out, o->force, {o->model, o->key});  // never over the model or the key
-    for (const auto& f : files) seal_file((fs::path(o->model) / f).string(), out.file(f + kSealedSuffix), f, key);
-    copy_others(o->model, out, ".safetensors");
-    out.commit();
-    std::printf("encrypted %zu tensor file(s) into %s (config and tokenizer files copied as they are)\n", files.size(),
-                o->out.c_str());
+    const size_t n = transform_dir(*o, true);
+    std::printf("encrypted %zu tensor file(s) into %s (config and tokenizer files copied as they are)\n", n, o->out.c_str());
     return 0;
   };
 }
 
 Action add_decrypt(CLI::App& app) {
   auto* sub = app.add_subcommand("decrypt", "Decrypt an encrypted checkpoint back to plain .safetensors files");
-  struct Opts { std::string model, out, key; bool force = false; };
-  auto o = std::make_shared<Opts>();
-  sub->add_option("ENC", o->model, "encrypted model directory")->required();
-  sub->add_option("-o,--output", o->out, "output directory")->required();
-  sub->add_option("--key-file", o->key, "key file (awq keygen)")->required();
-  sub->add_flag("--force", o->force, "replace a non-empty OUT_DIR once the new one is complete");
+  auto o = add_seal_options(sub, "ENC", "encrypted model directory");
   return [o]() {
-    const SealKey key = read_key_file(o->key);
-    if (!fs::is_directory(o->model)) fail(o->model, "", "not a model directory");
-    const auto files = tensor_files(o->model, true);
-    if (files.empty()) fail(o->model, "", "no .safetensors.enc files to decrypt");
-    OutputDir out(o->out, o->force, {o->model, o->key});  // never over the model or the key
-    for (const auto& f : files)
-      unseal_file((fs::path(o->model) / (f + kSealedSuffix)).string(), out.file(f), f, key);
-    copy_others(o->model, out, std::string(".safetensors") + kSealedSuffix);
-    out.commit();
-    std::printf("decrypted %zu tensor file(s) into %s\n", files.size(), o->out.c_str());
+    const size_t n = transform_dir(*o, false);
+    std::printf("decrypted %zu tensor file(s) into %s\n", n, o->out.c_str());
     return 0;
   };
 }

@@ -35,7 +35,7 @@ TargetSpec parse_target(const ConvertOptions& opt, const QuantScheme& src) {
   else if (opt.to == "gptq") t.target = Target::kGptq;
   else if (opt.to == "compressed-tensors") t.target = Target::kCompressedTensors;
   else if (opt.to == "modelopt") t.target = Target::kModelOpt;
-  else throw Error("--to " + opt.to + ": unknown target (known: autoawq-gemm, autoawq-gemv, autoawq-gemv-fast, compressed-tensors, gptq, modelopt, dense)");
+  else throw Error("--to " + opt.to + ": unknown target (known: autoawq-gemm, autoawq-gemv, autoawq-gemv-fast, compressed-tensors, gptq, modelopt, dense, gguf)");
   if (opt.gptq_format != "v1" && opt.gptq_format != "v2") throw Error("--gptq-format must be v1 or v2, not \"" + opt.gptq_format + "\"");
   t.gptq_v2 = opt.gptq_format == "v2";
   t.symmetric = !src.zero_point;
@@ -247,13 +247,14 @@ std::string ct_readers_note(bool symmetric) {
 }  // namespace
 
 std::vector<std::string> convert_targets() {
-  return {"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense"};
+  return {"autoawq-gemm", "autoawq-gemv", "autoawq-gemv-fast", "compressed-tensors", "gptq", "modelopt", "dense", "gguf"};
 }
 
 ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt) {
   ConvertResult res;
   res.from = reader.scheme().format;
   res.to = opt.to;
+  if (opt.to == "gguf") return convert_to_gguf(dir, reader, opt);
   if (opt.to == "dense") {
     DequantizeOptions d;
     d.out_dir = opt.out_dir;

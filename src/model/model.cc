@@ -124,6 +124,13 @@ struct Model::Impl {
   mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
   std::unique_ptr<LayerStream> stream;  // null: every layer is in w.layers
 
+  // Decoder layer i, ready to compute: from w.layers, or read through the layer cache (then held
+  // by the caller for as long as it uses it, whatever the cache evicts meanwhile).
+  std::shared_ptr<const model::LayerWeights> layer_weights(int64_t i) const {
+    if (stream) return stream->get(i);
+    return std::shared_ptr<const model::LayerWeights>(std::shared_ptr<void>(), &w.layers[size_t(i)]);  // not owned
+  }
+
   // Working buffers, grown on demand (guarded by mu).
   struct Rows {
     int64_t seq, pos;
@@ -323,9 +330,8 @@ void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& t
   for (const auto& seq : tokens)
     for (int32_t id : seq) embed(int64_t(r++), id);
   for (int64_t layer = 0; layer < cfg.layers; ++layer) {
-    std::shared_ptr<const model::LayerWeights> streamed;
-    if (stream) streamed = stream->get(layer);
-    const auto& l = stream ? *streamed : w.layers[size_t(layer)];
+    const std::shared_ptr<const model::LayerWeights> held = layer_weights(layer);
+    const model::LayerWeights& l = *held;
     attention_block(l, layer, c, m);
     mlp_block(l, m);
   }

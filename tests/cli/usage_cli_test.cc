@@ -27,7 +27,7 @@ TEST(UsageCli, UsageErrorsExitTwoInEverySubcommand) {
       {"dequantize", kTiny, "-o", t / "o", "--dtype", "int4"},
       {"dequantize", kTiny, "-o", t / "o", "--max-shard-size", "lots"},
       {"dequantize", kTiny, "-o", t / "o", "--max-shard-size", "99999999999999999999GB"},
-      {"convert", kTiny, "-o", t / "o", "--to", "gguf"},
+      {"convert", kTiny, "-o", t / "o", "--to", "onnx"},
       {"convert", kTiny, "-o", t / "o", "--gptq-format", "v3"},
       {"convert", kTiny, "-o", t / "o", "--max-shard-size", "-5GB"},
       {"repair", kTiny},                                        // missing -o

@@ -19,29 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// One AutoAWQ GEMM module large enough (K = N = 8192) that converting it takes a while.
-void write_big_gemm(const std::string& dir) {
-  fs::create_directories(dir);
-  test::write_bytes(dir + "/config.json",
-                    R"({"quantization_config": {"bits": 4, "group_size": 128, "modules_to_not_convert": null, "quant_method": "awq", "version": "gemm", "zero_point": true}})");
-  const int64_t k = 8192, n = 8192, g = 128;
-  const std::string m = "model.layers.0.mlp.down_proj";
-  SafetensorsWriter w(dir + "/model.safetensors", {{m + ".qweight", DType::I32, {k, n / 8}}, {m + ".qzeros", DType::I32, {k / g, n / 8}},
-                                                   {m + ".scales", DType::F16, {k / g, n}}});
-  std::mt19937 rng(11);
-  std::vector<uint32_t> words(size_t(k * n / 8));
-  for (auto& x : words) x = rng();
-  w.append(words.data(), words.size() * 4);
-  std::vector<uint32_t> zeros(size_t(k / g * n / 8), 0x88888888u);
-  w.append(zeros.data(), zeros.size() * 4);
-  std::vector<uint16_t> scales(size_t(k / g * n), f32_to_f16(0.01f));
-  w.append(scales.data(), scales.size() * 2);
-  w.commit();
-}
 
 void interrupt_mid_write(int sig, const std::vector<std::string>& command) {
   test::TempDir t;
-  write_big_gemm(t / "in");
+  test::write_big_gemm(t / "in", 11);
   fs::create_directory(t / "out");
   test::write_bytes(t / "out/previous.txt", "old output");
   std::vector<std::string> args = command;

@@ -12,6 +12,7 @@
 #include "awq/error.h"
 #include "awq/formats.h"
 #include "check/checkpoint_util.h"
+#include "eval/eval_test_util.h"
 #include "test_util.h"
 
 namespace awq {
@@ -55,22 +56,10 @@ TEST(LayerError, ActOrderGroupsFollowGIdx) {
   EXPECT_DOUBLE_EQ(e.worst_group_rel_mse, 2.0);
 }
 
-// REF = the checkpoint's own exact f32 dequantization.
-std::string dense_reference(const std::string& model, const test::TempDir& tmp) {
-  ModelDir dir(model);
-  auto reader = open_format(dir);
-  DequantizeOptions opt;
-  opt.out_dir = tmp / "ref";
-  opt.dtype = DType::F32;
-  opt.progress = false;
-  dequantize_model(dir, *reader, opt);
-  return opt.out_dir;
-}
-
 TEST(Compare, OwnDequantizationIsExact) {
   test::TempDir tmp;
   const std::string model = test::data_path("tiny-llama-awq");
-  const CompareResult r = compare_weights(dense_reference(model, tmp), model);
+  const CompareResult r = compare_weights(test::dense_reference(model, tmp / "ref"), model);
   ASSERT_FALSE(r.layers.empty());
   EXPECT_EQ(r.quant_format, "autoawq-gemm");
   for (const auto& l : r.layers) {
@@ -85,7 +74,7 @@ TEST(Compare, OwnDequantizationIsExact) {
 TEST(Compare, TripledScalesRankWorstByMseWithCosineOne) {
   test::TempDir tmp;
   const std::string model = test::data_path("tiny-llama-awq");
-  const std::string ref = dense_reference(model, tmp);
+  const std::string ref = test::dense_reference(model, tmp / "ref");
   test::Checkpoint ck("tiny-llama-awq");
   const std::string target = "model.layers.1.mlp.down_proj";
   ck.edit_tensors([&](std::vector<test::EditTensor>& ts) {
@@ -114,7 +103,7 @@ TEST(Compare, TripledScalesRankWorstByMseWithCosineOne) {
 TEST(Compare, NamesShapeMismatchAndMissing) {
   test::TempDir tmp;
   const std::string model = test::data_path("tiny-llama-awq");
-  const std::string ref = dense_reference(model, tmp);
+  const std::string ref = test::dense_reference(model, tmp / "ref");
   test::rewrite_safetensors(ref + "/model.safetensors", [](std::vector<test::EditTensor>& ts) {
     for (auto it = ts.begin(); it != ts.end();)
       if (it->name == "model.layers.0.self_attn.q_proj.weight") it = ts.erase(it);
@@ -139,7 +128,7 @@ TEST(Compare, QuantizedRefIsRefused) {
 TEST(CompareCli, JsonAndHtml) {
   test::TempDir tmp;
   const std::string model = test::data_path("tiny-llama-awq");
-  const std::string ref = dense_reference(model, tmp);
+  const std::string ref = test::dense_reference(model, tmp / "ref");
   const auto res = test::run_awq({"compare", ref, model, "--json", "--html", tmp / "r.html"});
   ASSERT_EQ(res.status, 0) << res.err;
   const auto j = nlohmann::json::parse(res.out);

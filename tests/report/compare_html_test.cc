@@ -9,6 +9,7 @@
 #include "awq/dequantize_model.h"
 #include "awq/fsutil.h"
 #include "check/checkpoint_util.h"
+#include "eval/eval_test_util.h"
 #include "report/browser_util.h"
 #include "test_util.h"
 
@@ -20,15 +21,7 @@ TEST(CompareHtml, ChartsDrawInChromium) {
   if (!chromium) GTEST_SKIP() << "no Chromium installed (scripts/install-deps.sh installs Debian's chromium)";
   test::TempDir tmp;
   const std::string model = test::data_path("tiny-llama-awq");
-  {
-    ModelDir dir(model);
-    auto reader = open_format(dir);
-    DequantizeOptions opt;
-    opt.out_dir = tmp / "ref";
-    opt.dtype = DType::F32;
-    opt.progress = false;
-    dequantize_model(dir, *reader, opt);
-  }
+  test::dense_reference(model, tmp / "ref");
   // Damage one module (scales x 3, then negated: cosine -1, far below the bar) so a red bar exists.
   test::Checkpoint ck("tiny-llama-awq");
   ck.edit_tensors([](std::vector<test::EditTensor>& ts) {
