@@ -10,19 +10,22 @@ The Python face of the awq C++ library (imported as ``awqkit``: AutoAWQ owns the
 
 Every failure raises awqkit.Error (a RuntimeError) with the library's message.
 """
-from ._awqkit import Error, Checkpoint, convert_targets
+from ._awqkit import Error, Checkpoint, LayerCache, convert_targets
 from . import _awqkit
 
-__all__ = ["Error", "Checkpoint", "Model", "open", "check", "convert", "quantize", "convert_targets"]
+__all__ = ["Error", "Checkpoint", "LayerCache", "Model", "open", "check", "convert", "quantize", "convert_targets"]
 
 
 class Model(_awqkit.Model):
-    """A model ready to run: Model(path, threads=None, key_file=None, cache_bytes=None, prefetch=1).
+    """A model ready to run: Model(path, threads=None, key_file=None, cache_bytes=None, prefetch=1, cache=None).
 
-    .tokenize(text) -> list[int], .detokenize(ids) -> str, .logits(ids) -> float32 [len(ids), vocab]."""
+    .tokenize(text) -> list[int], .detokenize(ids) -> str, .logits(ids) -> float32 [len(ids), vocab].
+    cache_bytes streams the decoder layers through a cache of its own bounded to that many bytes;
+    cache=LayerCache(n) through one shared with other models. prefetch: layers read ahead."""
 
-    def __init__(self, path, threads=None, key_file=None, cache_bytes=None, prefetch=1):
-        super().__init__(str(path), threads, None if key_file is None else str(key_file), cache_bytes, prefetch)
+    def __init__(self, path, threads=None, key_file=None, cache_bytes=None, prefetch=1, cache=None):
+        super().__init__(str(path), threads, None if key_file is None else str(key_file), cache_bytes, prefetch,
+                         cache)
 
 
 def open(path, key_file=None):

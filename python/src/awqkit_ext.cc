@@ -144,15 +144,18 @@ class Checkpoint {
 
 class PyModel {
  public:
+  // cache_bytes: a cache of its own of that many bytes; cache: a LayerCache shared with other models.
   PyModel(const std::string& path, std::optional<int> threads, const std::optional<std::string>& key_file,
-          std::optional<uint64_t> cache_bytes, int prefetch) {
+          std::optional<uint64_t> cache_bytes, int prefetch, std::shared_ptr<awq::LayerCache> cache) {
     if (prefetch < 0) throw awq::Error("prefetch must be >= 0");
+    if (cache_bytes && cache) throw awq::Error("Model: give cache_bytes or cache, not both");
     py::gil_scoped_release nogil;
     with_key(key_file, [&] {
       awq::ModelOptions o;
       o.threads = threads.value_or(0);
-      if (cache_bytes) {
-        o.layer_cache = std::make_shared<awq::LayerCache>(size_t(*cache_bytes));
+      if (cache_bytes) cache = std::make_shared<awq::LayerCache>(size_t(*cache_bytes));
+      if (cache) {
+        o.layer_cache = std::move(cache);
         o.prefetch = prefetch;
       }
       model_ = awq::Model::load(path, o);
@@ -268,10 +271,27 @@ PYBIND11_MODULE(_awqkit, m) {
       .def("read", &Checkpoint::read, py::arg("module"))
       .def("dequantize", &Checkpoint::dequantize, py::arg("module"), py::arg("dtype") = "float16");
 
+  // A cache of ready layers bounded in bytes, shared by the Models given it (thread-safe).
+  py::class_<awq::LayerCache, std::shared_ptr<awq::LayerCache>>(m, "LayerCache")
+      .def(py::init<size_t>(), py::arg("budget_bytes"))
+      .def_property("budget", &awq::LayerCache::budget, &awq::LayerCache::set_budget)
+      .def("stats", [](const awq::LayerCache& c) {
+        const awq::LayerCache::Stats s = c.stats();
+        py::dict d;
+        d["hits"] = s.hits;
+        d["misses"] = s.misses;
+        d["evictions"] = s.evictions;
+        d["bytes"] = s.bytes;
+        d["entries"] = s.entries;
+        d["budget"] = s.budget;
+        return d;
+      });
+
   py::class_<PyModel>(m, "Model")
-      .def(py::init<const std::string&, std::optional<int>, const std::optional<std::string>&, std::optional<uint64_t>, int>(),
+      .def(py::init<const std::string&, std::optional<int>, const std::optional<std::string>&, std::optional<uint64_t>,
+                    int, std::shared_ptr<awq::LayerCache>>(),
            py::arg("path"), py::arg("threads") = py::none(), py::arg("key_file") = py::none(),
-           py::arg("cache_bytes") = py::none(), py::arg("prefetch") = 1)
+           py::arg("cache_bytes") = py::none(), py::arg("prefetch") = 1, py::arg("cache") = py::none())
       .def("tokenize", &PyModel::tokenize, py::arg("text"))
       .def("detokenize", &PyModel::detokenize, py::arg("ids"), py::arg("skip_special") = false)
       .def("logits", &PyModel::logits, py::arg("ids"))

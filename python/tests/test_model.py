@@ -75,3 +75,28 @@ def test_streamed_layers_give_the_same_logits():
     streamed = awqkit.Model(KJV, threads=1, cache_bytes=1, prefetch=1)
     ids = whole.tokenize(PROMPT)
     assert streamed.logits(ids).tobytes() == whole.logits(ids).tobytes()
+
+
+def test_two_models_share_one_layer_cache():
+    """A LayerCache smaller than both models, shared: both keep their logits, the budget holds, and
+    closing a model drops its layers."""
+    whole = awqkit.Model(KJV, threads=1)
+    ids = whole.tokenize(PROMPT)
+    want = whole.logits(ids).tobytes()
+    probe = awqkit.LayerCache(1 << 40)
+    awqkit.Model(KJV, threads=1, cache=probe).logits(ids)
+    model_bytes = probe.stats()["bytes"]
+    assert model_bytes > 0
+    shared = awqkit.LayerCache(model_bytes // 2)
+    a = awqkit.Model(KJV, threads=1, cache=shared)
+    b = awqkit.Model(KJV, threads=1, cache=shared, prefetch=0)
+    for m in (a, b, a):
+        assert m.logits(ids).tobytes() == want
+    s = shared.stats()
+    assert 0 < s["bytes"] <= s["budget"] == model_bytes // 2 and s["evictions"] > 0
+    del a, b
+    import gc
+    gc.collect()
+    assert shared.stats()["entries"] == 0
+    with pytest.raises(awqkit.Error):
+        awqkit.Model(KJV, cache_bytes=10, cache=shared)

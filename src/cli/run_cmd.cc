@@ -7,12 +7,11 @@
 #include <vector>
 
 #include "awq/error.h"
-#include "awq/layer_cache.h"
 #include "awq/model.h"
-#include "awq/progress.h"
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
 #include "cli/commands.h"
+#include "cli/layer_cache_args.h"
 
 namespace awq::cli {
 namespace {
@@ -81,8 +80,7 @@ struct Args {
   int64_t top_k = 0;
   uint64_t seed = 0;
   int threads = 0;
-  std::string cache_bytes;  // empty: every layer stays loaded
-  int prefetch = 1;
+  LayerCacheArgs cache;
 };
 
 int run(const Args& a) {
@@ -93,11 +91,7 @@ int run(const Args& a) {
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   ModelOptions mo{.threads = a.threads};
-  if (!a.cache_bytes.empty()) {
-    mo.layer_cache = std::make_shared<LayerCache>(a.cache_bytes == "0" ? 0 : parse_size(a.cache_bytes));
-    mo.prefetch = a.prefetch;
-  }
-  if (a.prefetch < 0) throw Error("--prefetch must be >= 0");
+  apply_layer_cache(a.cache, mo);
   auto model = Model::load(dir, mo);
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());
@@ -152,10 +146,7 @@ Action add_run(CLI::App& app) {
   sub->add_option("--top-p", a->top_p, "sample among the most likely tokens holding probability P (default 1)");
   sub->add_option("--seed", a->seed, "random seed for sampling (default 0)");
   sub->add_option("--threads", a->threads, "threads (default: all cores)");
-  sub->add_option("--cache-bytes", a->cache_bytes,
-                  "stream the decoder layers through a cache of this many bytes (e.g. 2GB; 0 = keep none); "
-                  "default: every layer loaded for the whole run");
-  sub->add_option("--prefetch", a->prefetch, "with --cache-bytes: layers read ahead on a background thread (default 1, 0 = off)");
+  add_layer_cache_options(sub, a->cache);
   sub->add_option("--logits-out", a->logits_out, "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file");
   return [a]() { return run(*a); };
 }
