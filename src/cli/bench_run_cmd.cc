@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "awq/error.h"
+#include "awq/layer_cache.h"
 #include "awq/model.h"
 #include "cli/commands.h"
 #include "cli/layer_cache_args.h"
@@ -116,6 +117,12 @@ int bench_run(const Args& a) {
     if (!a.json)
       std::printf("threads %2d  prefill %9.2f tokens/s [%.2f-%.2f]  decode %8.2f tokens/s [%.2f-%.2f]  peak RSS %.1f MiB\n", t,
                   pfm, pf.front(), pf.back(), dcm, dc.front(), dc.back(), double(peak_rss_bytes()) / (1 << 20));
+  }
+  if (mo.layer_cache && !a.json) {
+    const LayerCache::Stats st = mo.layer_cache->stats();
+    std::printf("layer cache: %zu layers held, %.1f of %.1f MiB; %llu hits, %llu misses, %llu evictions\n", st.entries,
+                double(st.bytes) / (1 << 20), double(st.budget) / (1 << 20), (unsigned long long)st.hits,
+                (unsigned long long)st.misses, (unsigned long long)st.evictions);
   }
   if (a.json) std::printf("%s\n", rows.dump(1).c_str());
   return 0;

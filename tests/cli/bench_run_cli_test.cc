@@ -40,6 +40,7 @@ TEST(BenchRunCli, LayerCacheOptions) {
                           "--repeats", "1", "--cache-bytes", "1", "--prefetch", "2"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("layer cache 1 bytes, prefetch 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layer cache: 0 layers held"), std::string::npos) << r.out;  // 1 byte keeps no layer
   r = test::run_awq({"bench", "run", kModel, "--cache-bytes", "lots"});
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("--cache-bytes"), std::string::npos) << r.err;
