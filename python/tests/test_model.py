@@ -84,8 +84,10 @@ def test_two_models_share_one_layer_cache():
     ids = whole.tokenize(PROMPT)
     want = whole.logits(ids).tobytes()
     probe = awqkit.LayerCache(1 << 40)
-    awqkit.Model(KJV, threads=1, cache=probe).logits(ids)
+    held = awqkit.Model(KJV, threads=1, cache=probe)
+    held.logits(ids)
     model_bytes = probe.stats()["bytes"]
+    del held
     assert model_bytes > 0
     shared = awqkit.LayerCache(model_bytes // 2)
     a = awqkit.Model(KJV, threads=1, cache=shared)
@@ -94,7 +96,7 @@ def test_two_models_share_one_layer_cache():
         assert m.logits(ids).tobytes() == want
     s = shared.stats()
     assert 0 < s["bytes"] <= s["budget"] == model_bytes // 2 and s["evictions"] > 0
-    del a, b
+    del a, b, m  # m: the loop variable still holds a
     import gc
     gc.collect()
     assert shared.stats()["entries"] == 0
