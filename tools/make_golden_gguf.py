@@ -15,6 +15,14 @@ Each tests/data/gguf/<type>.gguf holds tensors `quantized` [3 rows x 512] and `r
 [2 x 512] of that type, and `quantized.expected` / `random.expected` F32 with the values.
 `metadata.gguf` holds one metadata key of every value type (arrays of each too) and alignment 64.
 
+`model-llama.gguf` is a whole tiny Llama (2 layers, hidden 256, 4/2 heads, the tokenizer of
+tests/data/tiny-llama-awq as "gpt2"/"gpt-2") whose linears mix every supported type (Q4_0, Q4_1,
+Q4_K, Q6_K, Q8_0, BF16, F16; q/k rows permuted as llama.cpp's LlamaModel.permute does), a Q4_K
+token embedding and a Q6_K output. `model-llama-logits.safetensors` holds input_ids [1, T] and the
+logits [1, T, vocab] that transformers' own GGUF loader (from_pretrained(gguf_file=...): gguf-py
+dequantization, its q/k reverse permutation, its config from the metadata) gives in f32. That part
+also needs torch and transformers (tools/requirements-golden.txt).
+
 Recreate: the venv of tools/requirements-gguf.txt, and llama.cpp built by
 tools/build_llamacpp.sh (for libggml-base.so):
     python tools/make_golden_gguf.py --ggml-lib vendor/llama.cpp/build/bin/libggml-base.so
@@ -157,16 +165,122 @@ def make_metadata():
     w.close()
 
 
+def llama_permute(w, heads):
+    """llama.cpp's LlamaModel.permute (conversion/llama.py): rows of q/k for its rope layout."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def encode(ggml, t, w):
+    """Raw bytes of w [rows, cols] in ggml type t, quantized by ggml itself where gguf-py cannot."""
+    if t == T.F32:
+        return w.astype(np.float32), None
+    if t == T.F16:
+        return w.astype(np.float16), None
+    if t in (T.Q4_K, T.Q6_K):
+        return ggml.quantize(t, w), t
+    q = quants.quantize(w.astype(np.float32), t)
+    if t != T.BF16:
+        assert np.array_equal(q, ggml.quantize(t, w)), f"gguf.quants and ggml quantize {t.name} differently"
+    return q, t
+
+
+def make_model(ggml):
+    import json
+    rng = np.random.default_rng(1919)
+    src = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "tiny-llama-awq")
+    tok = json.load(open(os.path.join(src, "tokenizer.json")))
+    vocab, hidden, inter, layers, heads, kv_heads = 512, 256, 512, 2, 4, 2
+    hd = hidden // heads
+    path = os.path.join(OUT, "model-llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("golden-llama")
+    w.add_block_count(layers)
+    w.add_context_length(256)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(inter)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_dimension_count(hd)
+    w.add_vocab_size(vocab)
+    w.add_file_type(15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M (a mixture, as llama.cpp's own Q4_K_M files are)
+    # Tokenizer: tiny-llama-awq's byte-level BPE, as gguf-py's writer stores one.
+    tokens = [None] * vocab
+    for t, i in tok["model"]["vocab"].items():
+        tokens[i] = t
+    types = [gguf.TokenType.NORMAL] * vocab
+    for a in tok["added_tokens"]:
+        tokens[a["id"]] = a["content"]
+        types[a["id"]] = gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+
+    def tensor(name, t, x):
+        data, raw = encode(ggml, t, x)
+        w.add_tensor(name, data, raw_dtype=raw)
+
+    def mat(rows, cols, std):
+        return (rng.standard_normal((rows, cols)) * std).astype(np.float32)
+
+    def norm(n):
+        return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    tensor("token_embd.weight", T.Q4_K, mat(vocab, hidden, 1.0))
+    # Per layer: (q, k, v, o, gate, up, down) types; layer 1 has q|k|v and gate|up of one type each,
+    # so the runtime stacks them; layer 0 mixes kernel-held and dense types inside each group.
+    kinds = [(T.Q4_K, T.Q4_K, T.Q6_K, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K),
+             (T.Q4_1, T.Q4_1, T.Q4_1, T.BF16, T.Q4_K, T.Q4_K, T.F16)]
+    for l in range(layers):
+        tq, tk, tv, to, tg, tu, td = kinds[l]
+        b = f"blk.{l}."
+        tensor(b + "attn_norm.weight", T.F32, norm(hidden))
+        tensor(b + "attn_q.weight", tq, llama_permute(mat(heads * hd, hidden, 0.08), heads))
+        tensor(b + "attn_k.weight", tk, llama_permute(mat(kv_heads * hd, hidden, 0.08), kv_heads))
+        tensor(b + "attn_v.weight", tv, mat(kv_heads * hd, hidden, 0.06))
+        tensor(b + "attn_output.weight", to, mat(hidden, heads * hd, 0.06))
+        tensor(b + "ffn_norm.weight", T.F32, norm(hidden))
+        tensor(b + "ffn_gate.weight", tg, mat(inter, hidden, 0.06))
+        tensor(b + "ffn_up.weight", tu, mat(inter, hidden, 0.06))
+        tensor(b + "ffn_down.weight", td, mat(hidden, inter, 0.05))
+    tensor("output_norm.weight", T.F32, norm(hidden))
+    tensor("output.weight", T.Q6_K, mat(vocab, hidden, 0.08))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlamaForCausalLM
+    model = LlamaForCausalLM.from_pretrained(OUT, gguf_file="model-llama.gguf", torch_dtype=torch.float32,
+                                             attn_implementation="eager").eval()
+    ids = torch.tensor([[1, 5, 77, 300, 12, 45, 9, 411, 255, 3, 100, 60, 7, 499, 88, 20]], dtype=torch.int32)
+    with torch.no_grad():
+        logits = model(ids.long()).logits.float()
+    save_file({"input_ids": ids, "logits": logits.contiguous()}, os.path.join(OUT, "model-llama-logits.safetensors"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ggml-lib", required=True, help="libggml-base.so of llama.cpp (tools/build_llamacpp.sh)")
+    ap.add_argument("--only", choices=["types", "model"], help="make only the per-type files or only the model")
     a = ap.parse_args()
     ggml = Ggml(a.ggml_lib)
     os.makedirs(OUT, exist_ok=True)
-    rng = np.random.default_rng(19)
-    for t in (T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K):
-        make_type(t, ggml, rng)
-    make_metadata()
+    if a.only != "model":
+        rng = np.random.default_rng(19)
+        for t in (T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K):
+            make_type(t, ggml, rng)
+        make_metadata()
+    if a.only != "types":
+        make_model(ggml)
     print("wrote", OUT)
 
 

@@ -20,6 +20,11 @@ For a quantized model directory (default: tests/data/tiny-llama-awq) it runs
      copy whose config.json gets Llama 3.1 rope scaling (factor 8, original context 16, so it
      matters within the prompt): rope_freqs.weight must equal what llama.cpp's converter computes
      (LlamaModel.generate_extra_tensors, run here with torch), and the logits must agree.
+A dense model directory (no quantization config; e.g. models/kjv-llama) is exported once with
+--dense-type f16 (its linears must come back from gguf-py equal to the source's, the source being
+read with safetensors + torch), and the same tokenizer and logits checks run. In every case
+`awq tokenize X.gguf` and `awq run X.gguf --logits-out` (the GGUF read back by our runtime) are
+compared with llama.cpp too.
 Prints a Markdown report; exits 1 if a check fails.
 
 Needs the venv of tools/requirements-gguf.txt and llama.cpp built by tools/build_llamacpp.sh:
@@ -137,14 +142,25 @@ def main():
     bindir = os.path.join(a.llamacpp, "build/bin")
     env = dict(os.environ, LD_LIBRARY_PATH=bindir)
     config = json.load(open(os.path.join(a.model, "config.json")))
+    dense = "quantization_config" not in config and not any(
+        os.path.exists(os.path.join(a.model, f)) for f in ("quant_config.json", "quantize_config.json", "hf_quant_config.json"))
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        run([a.awq, "dequantize", a.model, "-o", f"{tmp}/ref", "--dtype", "f32", "-q"])
-        ref = load_safetensors_dir(f"{tmp}/ref")
-        print(f"# GGUF export checked against llama.cpp\n\nmodel: `{a.model}`\n")
-        for gtype in ("q4_1", "q4_k"):
+        if dense:
+            from safetensors.torch import load_file as load_torch
+            ref = {}
+            for f in sorted(os.listdir(a.model)):
+                if f.endswith(".safetensors"):
+                    ref.update({k: v.float().numpy() for k, v in load_torch(os.path.join(a.model, f)).items()})
+        else:
+            run([a.awq, "dequantize", a.model, "-o", f"{tmp}/ref", "--dtype", "f32", "-q"])
+            ref = load_safetensors_dir(f"{tmp}/ref")
+        print(f"# GGUF export checked against llama.cpp\n\nmodel: `{a.model}`{' (dense)' if dense else ''}\n")
+        gtypes = ("f16",) if dense else ("q4_1", "q4_k")
+        for gtype in gtypes:
             out = f"{tmp}/{gtype}.gguf"
-            log = run([a.awq, "convert", a.model, "-o", out, "--to", "gguf", "--gguf-type", gtype, "-q"])
+            extra = ["--dense-type", "f16"] if dense else ["--gguf-type", gtype]
+            log = run([a.awq, "convert", a.model, "-o", out, "--to", "gguf", "-q"] + extra)
             total = [l for l in log.splitlines() if l.startswith("total:")]
             reader = gguf.GGUFReader(out)
             ok, worst, rows = check_dequant(out, ref, config)
@@ -165,27 +181,32 @@ def main():
             for name, tname, d in rows:
                 print(f"| {name} | {tname} | {d:.3g} |")
             verdict = "PASS" if (ok or gtype == "q4_k") else "FAIL"
-            if gtype == "q4_1":
+            if gtype == "f16":
+                print(f"\nf16 (dense source): every tensor equal to the source's: {verdict}\n")
+                if verdict == "FAIL":
+                    failures.append("f16 export")
+            elif gtype == "q4_1":
                 print(f"\nq4_1: every tensor within the f16 rounding of m (2^-11 max|m| + 1e-6): {verdict}\n")
                 if verdict == "FAIL":
                     failures.append("q4_1 dequantization")
             else:
                 print(f"\nq4_k: largest added error {worst:.3g} (6-bit scales and mins)\n")
-        gg = f"{tmp}/q4_1.gguf"
+        gg = f"{tmp}/{gtypes[0]}.gguf"
         # Tokenizer.
         with open(f"{tmp}/text.txt", "w") as f:
             f.write(TEXT)
         lc = run([os.path.join(bindir, "llama-tokenize"), "-m", gg, "-f", f"{tmp}/text.txt", "--ids", "--log-disable"], env=env)
         lc_ids = json.loads(lc.strip().splitlines()[-1])
         ours = json.loads(run([a.awq, "tokenize", a.model, "--text", f"{tmp}/text.txt"]))["ids"]
-        same = lc_ids == ours
-        print(f"## Tokenizer\n\nllama-tokenize vs awq tokenize on a {len(TEXT)}-character text "
+        ours_g = json.loads(run([a.awq, "tokenize", gg, "--text", f"{tmp}/text.txt"]))["ids"]
+        same = lc_ids == ours and lc_ids == ours_g
+        print(f"## Tokenizer\n\nllama-tokenize vs awq tokenize (of the model directory, and of the GGUF) on a {len(TEXT)}-character text "
               f"(English, digits, punctuation, tabs, newlines, accents, CJK, emoji, Greek, Cyrillic): "
-              f"{len(lc_ids)} vs {len(ours)} ids, {'identical' if same else 'DIFFERENT'}\n")
+              f"{len(lc_ids)} vs {len(ours)} and {len(ours_g)} ids, {'identical' if same else 'DIFFERENT'}\n")
         if not same:
             failures.append("tokenizer")
-            print(f"llama.cpp: {lc_ids}\n\nawq: {ours}\n")
-        print("| tokenizer (tests/data/tokenizers) | GGUF model / pre | ids | llama.cpp == awq |\n|---|---|---|---|")
+            print(f"llama.cpp: {lc_ids}\n\nawq: {ours}\n\nawq (GGUF): {ours_g}\n")
+        print("| tokenizer (tests/data/tokenizers) | GGUF model / pre | ids | llama.cpp == awq (dir) | llama.cpp == awq (GGUF) |\n|---|---|---|---|---|")
         for name in ("llama3", "qwen2", "gpt2", "llama2", "mistral"):
             src = os.path.join(ROOT, "tests/data/tokenizers", name)
             d = f"{tmp}/tok_{name}"
@@ -206,8 +227,9 @@ def main():
             lc = run([os.path.join(bindir, "llama-tokenize"), "-m", f"{d}.gguf", "-f", f"{tmp}/text.txt", "--ids", "--log-disable"], env=env)
             lc_ids = json.loads(lc.strip().splitlines()[-1])
             ours = json.loads(run([a.awq, "tokenize", d, "--text", f"{tmp}/text.txt"]))["ids"]
-            print(f"| {name} | {kind} | {len(ours)} | {'yes' if lc_ids == ours else 'NO'} |")
-            if lc_ids != ours:
+            ours_g = json.loads(run([a.awq, "tokenize", f"{d}.gguf", "--text", f"{tmp}/text.txt"]))["ids"]
+            print(f"| {name} | {kind} | {len(ours)} | {'yes' if lc_ids == ours else 'NO'} | {'yes' if lc_ids == ours_g else 'NO'} |")
+            if lc_ids != ours or lc_ids != ours_g:
                 failures.append(f"tokenizer {name}")
         print()
         # Llama 3 rope scaling: a copy of the model with rope_scaling in config.json.
@@ -232,9 +254,12 @@ def main():
         print("## Logits\n\nllama.cpp's CPU matmuls quantize the activations to 8 bits (Q8_1 / Q8_K), so the logits differ by "
               "more than the weights do; a top-1 disagreement counts as a failure only where awq's top-1 leads its "
               "second by more than twice that position's largest |difference| (not a near-tie).\n")
-        print("| --gguf-type | prompt tokens | max abs diff / std (worst position) | top-1 agree | disagreements (gap / max diff) |\n|---|---|---|---|---|")
-        for gtype, gpath, mdir in (("q4_1", f"{tmp}/q4_1.gguf", a.model), ("q4_k", f"{tmp}/q4_k.gguf", a.model),
-                                   ("q4_1 + llama3 rope", f"{l3}.gguf", l3)):
+        print("| GGUF | awq run on | prompt tokens | max abs diff / std (worst position) | top-1 agree | disagreements (gap / max diff) |\n|---|---|---|---|---|---|")
+        cases = []
+        for g in gtypes:
+            cases += [(g, f"{tmp}/{g}.gguf", a.model, "model dir"), (g, f"{tmp}/{g}.gguf", f"{tmp}/{g}.gguf", "the GGUF")]
+        cases.append((f"{gtypes[0]} + llama3 rope", f"{l3}.gguf", l3, "model dir"))
+        for gtype, gpath, mdir, on in cases:
             ids = json.loads(run([exe, gpath, PROMPT, f"{tmp}/lc.f32", a.threads], env=env).strip().splitlines()[-1])
             lc_logits = np.fromfile(f"{tmp}/lc.f32", dtype=np.float32).reshape(len(ids), n_vocab)
             run([a.awq, "run", mdir, "-p", PROMPT, "-n", "1", "--threads", a.threads, "--logits-out", f"{tmp}/awq.safetensors"])
@@ -250,7 +275,7 @@ def main():
             gap = srt[:, -1] - srt[:, -2]
             bad = [i for i in range(len(top)) if not top[i]]
             notes = ", ".join(f"pos {i}: {gap[i]:.3g} / {diff[i]:.3g}" for i in bad) or "-"
-            print(f"| {gtype} | {len(ids)} | {rel.max():.4f} | {int(top.sum())}/{len(top)} | {notes} |")
+            print(f"| {gtype} | {on} | {len(ids)} | {rel.max():.4f} | {int(top.sum())}/{len(top)} | {notes} |")
             if any(gap[i] > 2 * diff[i] for i in bad) or rel.max() > 0.1:
                 failures.append(f"logits ({gtype})")
         print()

@@ -26,6 +26,9 @@ struct ConvertOptions {
   // cannot hold exactly, instead of refusing; every other module keeps its codes and scales.
   bool requantize = false;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
+  // Stored tensors to write instead of the same-named ones of the model directory (same name,
+  // any dtype/shape): `quantize` passes the norms it folded AWQ scales into. Must outlive the call.
+  std::vector<const TensorView*> dense_overrides;
   // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
   // tensor, row and group) unless set; then carried through with one warning per tensor.
   bool allow_nonfinite = false;
@@ -75,8 +78,9 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
 // rope), quantized linears mapped block for block (docs/GGUF.md): asymmetric 4-bit -> Q4_1,
 // symmetric -> Q4_0, symmetric 8-bit -> Q8_0, or Q4_K with opt.gguf_type "q4_k". Act-order,
 // pre_quant_scale, group sizes not a multiple of 32 and asymmetric 8-bit are refused unless
-// opt.requantize. Written to a temporary file, fsync'ed and renamed; an existing file is replaced
-// only with opt.force.
-ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt);
+// opt.requantize. reader == nullptr: a dense checkpoint (no quantization config): every linear in
+// opt.dense_type (f16, bf16 or q8_0). Written to a temporary file, fsync'ed and renamed; an
+// existing file is replaced only with opt.force.
+ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* reader, const ConvertOptions& opt);
 
 }  // namespace awq

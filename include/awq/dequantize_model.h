@@ -16,6 +16,8 @@ struct DequantizeOptions {
   uint64_t max_shard_bytes = 5'000'000'000ULL;
   bool force = false;                    // replace a non-empty out_dir once the new one is complete
   bool progress = true;
+  // Stored tensors written instead of the same-named ones of the directory (see ConvertOptions).
+  std::vector<const TensorView*> dense_overrides;
   // NaN/Inf in any scale, scaled zero, pre-quant scale or floating tensor is refused (naming the
   // tensor, row and group) unless this is set; then each such tensor is carried through and named
   // in DequantizeResult::warnings.
@@ -52,8 +54,5 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
 // output dtype (default f16). No tokenizer files are written (GGUF keeps its own vocabulary).
 // Tensors no name maps back are an awq::Error naming them.
 DequantizeResult dequantize_gguf(const std::string& gguf_path, const DequantizeOptions& opt);
-
-// True when `path` is a regular file starting with the GGUF magic.
-bool is_gguf_file(const std::string& path);
 
 }  // namespace awq

@@ -154,6 +154,19 @@ class GgufWriter {
   bool data_started_ = false, committed_ = false;
 };
 
+// A byte-level pre-tokenizer llama.cpp knows by name (tokenizer.ggml.pre): its split regex ("" =
+// ByteLevel's built-in GPT-2 regex) and whether llama.cpp emits a word that is itself a token
+// without applying merges (ignore_merges). The first entry of a regex is the name export writes.
+struct GgufPreTokenizer {
+  std::string name, regex;
+  bool ignore_merges = false;
+};
+const std::vector<GgufPreTokenizer>& gguf_pre_tokenizers();
+
+// True when `path` is a regular file starting with the GGUF magic (how every command tells a .gguf
+// from a model directory).
+bool is_gguf_file(const std::string& path);
+
 // Bytes of a tensor of `numel` elements of type t (numel a multiple of the block size); throws
 // awq::Error on overflow or an unknown type.
 size_t ggml_nbytes(GgmlType t, int64_t numel);

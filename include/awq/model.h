@@ -1,7 +1,7 @@
 // The runtime: a decoder-only model loaded from a checkpoint directory, its forward pass on our
 // kernels, a KV cache for several sequences at once, and a sampler.
 //
-// Weights: quantized linears (any format `inspect` reads) are repacked at load into the kernels'
+// Weights: quantized linears (any format `inspect` reads, or a GGUF file's Q4_0/Q4_1/Q4_K) are repacked at load into the kernels'
 // layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 or f16, read in
 // place from the mapped file) go through the dense kernels (f32 accumulation); embeddings and lm_head
 // stay dense (tied embeddings share one tensor). Activations and the KV cache are f32.
@@ -63,8 +63,10 @@ class KvCache {
 
 class Model {
  public:
-  // Loads the model in `dir` (config.json + weights). Throws awq::Error naming the file, tensor or
-  // config key on anything unsupported or inconsistent.
+  // Loads the model in `dir` (config.json + weights), or the GGUF file `dir` names (llama, qwen2,
+  // qwen3; config from its metadata; Q4_0/Q4_1/Q4_K linears on the 4-bit kernels as stored, other
+  // block types dequantized to dense f32 — load_notes() says which). Throws awq::Error naming the
+  // file, tensor or config key on anything unsupported or inconsistent.
   static std::unique_ptr<Model> load(const std::string& dir, const ModelOptions& options = {});
   ~Model();
   Model(const Model&) = delete;
@@ -76,6 +78,9 @@ class Model {
   void set_threads(int threads);
   kernels::Path path() const;
   bool quantized() const;  // whether any linear is 4-bit
+  // How the weights were loaded, one line each, for the user (a GGUF file: which block types run on
+  // the 4-bit kernels and which were dequantized to dense); empty for a checkpoint directory.
+  const std::vector<std::string>& load_notes() const;
 
   // A cache for `batch` sequences of up to `capacity` positions (<= max_position_embeddings).
   KvCache new_cache(int64_t batch, int64_t capacity) const;
@@ -90,6 +95,25 @@ class Model {
 
   // Logits at every position of one prompt, [ids.size()][vocab] (a fresh cache).
   std::vector<float> prompt_logits(std::span<const int32_t> ids) const;
+
+  // Layer by layer (eval's divergence analysis). Hidden states are row-major [T][hidden] f32, the
+  // rows being positions 0..T-1 of one sequence (1 <= T <= max_position_embeddings).
+  //
+  // The residual stream entering decoder layer 0: the embeddings of ids. Throws awq::Error for an
+  // id outside the vocabulary or an empty or too long ids.
+  std::vector<float> embed(std::span<const int32_t> ids) const;
+  // Runs decoder layer `layer` on x in place: x becomes the residual stream after the layer, as the
+  // ordinary forward computes it. attn_from / mlp_from (null: this model) lend that block's weights
+  // (its RMSNorm and linears) from another model of the same shape (same hidden, heads, head_dim,
+  // intermediate, layers, norms and biases); RoPE, eps and threads are this model's. Throws
+  // awq::Error for a layer out of range, a size that is not a multiple of hidden, or a lender of
+  // another shape.
+  void run_layer(int64_t layer, std::vector<float>& x, const Model* attn_from = nullptr,
+                 const Model* mlp_from = nullptr) const;
+  // The final RMSNorm and lm_head on hidden states x [T][hidden]: logits [T][vocab].
+  std::vector<float> logits_of(std::span<const float> x) const;
+  // The residual stream after every decoder layer during forward() of ids: [layers][T][hidden].
+  std::vector<float> layer_outputs(std::span<const int32_t> ids) const;
 
  private:
   struct Impl;

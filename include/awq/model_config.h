@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,5 +66,25 @@ std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScali
 
 // Architectures parse_model_config accepts, as config.json names them.
 std::vector<std::string> supported_architectures();
+
+// Tensor names of a supported architecture (as config.json names it); nullopt for any other.
+std::optional<TensorNames> architecture_tensor_names(const std::string& architecture);
+
+// The decoder dimensions of any config.json, for the tools that describe or check checkpoints of
+// every architecture, also those the runtime refuses (check, inspect). When parse_model_config
+// accepts the config they are its values and `model` holds it. Otherwise (MoE, multimodal, an
+// unsupported rope scaling or activation, a value of the wrong JSON type, no architectures key...)
+// the same keys and defaults are read leniently, also inside "text_config" (multimodal configs):
+// -1 where a value is absent or not an integer, head_dim floor(hidden / heads) as transformers
+// derives it, and `model_error` says why parse_model_config refused. Never throws.
+struct DecoderDims {
+  int64_t hidden = -1, intermediate = -1, layers = -1, heads = -1, kv_heads = -1, head_dim = -1, vocab = -1;
+  int64_t moe_intermediate = -1;  // moe_intermediate_size (experts' MLP width), else -1
+  std::string experts_key;        // num_local_experts | num_experts | n_routed_experts, the first > 0
+  int64_t experts = 0;            // its value; 0: not a mixture of experts
+  std::optional<ModelConfig> model;
+  std::string model_error;
+};
+DecoderDims decoder_dims(const nlohmann::json& config, const std::string& file);
 
 }  // namespace awq

@@ -8,14 +8,16 @@ namespace awq {
 
 class Progress {
  public:
-  Progress(std::string label, uint64_t total, bool enabled = true);
+  // unit: empty, the counts are bytes ("1.20 MB/3.00 MB"); else plain counts of that unit
+  // ("3/10 windows").
+  Progress(std::string label, uint64_t total, bool enabled = true, std::string unit = "");
   ~Progress();
   void advance(uint64_t n);
   void finish();
 
  private:
   void draw(bool final);
-  std::string label_;
+  std::string label_, unit_;
   uint64_t total_, done_ = 0;
   bool enabled_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;

@@ -44,7 +44,10 @@ class Tokenizer {
 };
 
 // Loads MODEL_DIR/tokenizer.json, else MODEL_DIR/tokenizer.model (libsentencepiece), plus the
-// optional tokenizer_config.json, generation_config.json and config.json for BOS/EOS.
+// optional tokenizer_config.json, generation_config.json and config.json for BOS/EOS. A GGUF file
+// gives the tokenizer llama.cpp builds from its tokenizer.ggml.* keys: byte-level BPE ("gpt2", with
+// a pre-tokenizer name llama.cpp and we both know) or sentencepiece-style ("llama": tokens, scores);
+// others are refused naming the key.
 // Throws awq::Error naming the file on anything missing, malformed or unsupported.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir);
 

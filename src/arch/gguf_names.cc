@@ -1,5 +1,6 @@
 // GGUF names and metadata for the supported architectures, following llama.cpp's converter
 // (conversion/llama.py, qwen.py; gguf-py constants.py MODEL_TENSOR names).
+#include <algorithm>
 #include <cmath>
 
 #include "awq/error.h"
@@ -68,6 +69,8 @@ nlohmann::json hf_config_from_gguf(const GgufFile& f) {
   j["rms_norm_eps"] = f.get_float(k("attention.layer_norm_rms_epsilon"));
   j["rope_theta"] = f.find(k("rope.freq_base")) ? f.get_float(k("rope.freq_base")) : 10000.0;
   if (f.find(k("attention.key_length"))) j["head_dim"] = f.get_int(k("attention.key_length"));
+  else if (arch == "qwen3")  // llama.cpp's default is n_embd / n_head; Qwen3Config's would be 128
+    j["head_dim"] = j["hidden_size"].get<int64_t>() / std::max<int64_t>(1, j["num_attention_heads"].get<int64_t>());
   const GgufTensorInfo* emb = f.tensor("token_embd.weight");
   if (!emb || emb->ne.size() != 2) fail(f.path(), "token_embd.weight", "missing or not 2-D");
   j["vocab_size"] = f.find(k("vocab_size")) ? f.get_int(k("vocab_size")) : emb->ne[1];

@@ -76,6 +76,15 @@ class Reader {
   const std::string& file_;
 };
 
+// head_dim when config.json omits it, as transformers' configuration classes default it: fixed
+// for Qwen3 (Qwen3Config head_dim=128) and Gemma 1-3 (256); 0 for the others, whose default is
+// hidden_size // num_attention_heads (LlamaConfig, MistralConfig, Qwen2's attention).
+int64_t fixed_head_dim(const std::string& architecture) {
+  if (architecture == "Qwen3ForCausalLM") return 128;
+  if (architecture == "GemmaForCausalLM" || architecture == "Gemma2ForCausalLM" || architecture == "Gemma3ForCausalLM") return 256;
+  return 0;
+}
+
 Architecture parse_architecture(const nlohmann::json& j, const std::string& file, std::string* name) {
   if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].size() != 1 ||
       !j["architectures"][0].is_string())
@@ -122,6 +131,12 @@ std::vector<std::string> supported_architectures() {
   return out;
 }
 
+std::optional<TensorNames> architecture_tensor_names(const std::string& architecture) {
+  for (const auto& a : kArchs)
+    if (architecture == a.name) return names_for(a.arch);
+  return std::nullopt;
+}
+
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& file) {
   if (!j.is_object()) throw Error(file + ": expected a JSON object");
   ModelConfig c;
@@ -141,6 +156,8 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& file)
                                      std::to_string(c.heads));
   if (r.has("head_dim")) {
     c.head_dim = r.integer("head_dim", 2);
+  } else if (const int64_t fixed = fixed_head_dim(c.architecture)) {
+    c.head_dim = fixed;
   } else {
     if (c.hidden % c.heads != 0)
       r.bad("hidden_size", std::to_string(c.hidden) + " is not a multiple of num_attention_heads and no head_dim is given");
@@ -173,6 +190,61 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& file)
   }
   c.names = names_for(c.arch);
   return c;
+}
+
+namespace {
+
+// An integer at `key`, else inside "text_config"; -1 when neither holds one.
+int64_t lenient_int(const nlohmann::json& j, const char* key) {
+  for (const nlohmann::json* c : {&j, j.is_object() && j.contains("text_config") ? &j["text_config"] : nullptr}) {
+    if (!c || !c->is_object()) continue;
+    const auto it = c->find(key);
+    if (it != c->end() && it->is_number_integer()) return it->get<int64_t>();
+  }
+  return -1;
+}
+
+// The dimensions parse_model_config would give, for a config it refuses: same keys, same defaults.
+void read_lenient(const nlohmann::json& j, DecoderDims& d) {
+  std::string arch;
+  if (j.is_object() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
+    arch = j["architectures"][0].get<std::string>();
+  d.hidden = lenient_int(j, "hidden_size");
+  d.intermediate = lenient_int(j, "intermediate_size");
+  d.layers = lenient_int(j, "num_hidden_layers");
+  d.heads = lenient_int(j, "num_attention_heads");
+  d.kv_heads = lenient_int(j, "num_key_value_heads");
+  if (d.kv_heads < 0) d.kv_heads = d.heads;
+  d.head_dim = lenient_int(j, "head_dim");
+  if (d.head_dim < 0) d.head_dim = fixed_head_dim(arch);
+  if (d.head_dim <= 0) d.head_dim = d.heads > 0 && d.hidden > 0 ? d.hidden / d.heads : -1;
+  d.vocab = lenient_int(j, "vocab_size");
+}
+
+}  // namespace
+
+DecoderDims decoder_dims(const nlohmann::json& config, const std::string& file) {
+  DecoderDims d;
+  try {
+    d.model = parse_model_config(config, file);
+  } catch (const std::exception& e) {  // awq::Error; anything else from an odd config is refused alike
+    d.model_error = e.what();
+  }
+  if (const auto& m = d.model) {
+    d.hidden = m->hidden, d.intermediate = m->intermediate, d.layers = m->layers;
+    d.heads = m->heads, d.kv_heads = m->kv_heads, d.head_dim = m->head_dim, d.vocab = m->vocab;
+  } else {
+    read_lenient(config, d);
+  }
+  d.moe_intermediate = lenient_int(config, "moe_intermediate_size");
+  for (const char* k : {"num_local_experts", "num_experts", "n_routed_experts"})
+    if (const int64_t n = lenient_int(config, k); n > 0) {
+      d.experts_key = k;
+      d.experts = n;
+      break;
+    }
+  return d;
 }
 
 std::string ModelConfig::layer_name(const std::string& pattern, int64_t layer) {

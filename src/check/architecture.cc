@@ -1,8 +1,11 @@
 // Tensors against config.json for the Llama family (Llama, Mistral, Qwen2/3, Gemma, Mixtral,
 // Qwen-MoE naming): dimensions, layer count, missing and unexpected tensors, quantized versus
-// dense modules, quantized MoE router gates.
+// dense modules, quantized MoE router gates. The dimensions and, for the architectures the
+// runtime knows, the tensor names come from src/arch (DecoderDims, TensorNames); architectures
+// it refuses keep every check that needs only the dimensions.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -11,27 +14,6 @@
 
 namespace awq::check_detail {
 namespace {
-
-struct Dims {
-  int64_t hidden = -1, inter = -1, moe_inter = -1, heads = -1, kv = -1, head_dim = -1, vocab = -1, layers = -1;
-  bool moe = false;
-};
-
-Dims read_dims(const nlohmann::json& cfg) {
-  Dims d;
-  d.hidden = config_int(cfg, "hidden_size");
-  d.inter = config_int(cfg, "intermediate_size");
-  d.moe_inter = config_int(cfg, "moe_intermediate_size");
-  d.heads = config_int(cfg, "num_attention_heads");
-  d.kv = config_int(cfg, "num_key_value_heads");
-  if (d.kv < 0) d.kv = d.heads;
-  d.head_dim = config_int(cfg, "head_dim");
-  if (d.head_dim < 0 && d.heads > 0 && d.hidden > 0) d.head_dim = d.hidden / d.heads;
-  d.vocab = config_int(cfg, "vocab_size");
-  d.layers = config_int(cfg, "num_hidden_layers");
-  d.moe = config_int(cfg, "num_local_experts") > 0 || config_int(cfg, "num_experts") > 0 || config_int(cfg, "n_routed_experts") > 0;
-  return d;
-}
 
 // A linear module as stored: dense "<m>.weight" [N, K] or a quantized module.
 struct Linear {
@@ -53,12 +35,12 @@ bool is_router(const std::string& m) {
 }
 
 // Expected [N, K] of a module from the config; {-1, -1} when the leaf is unknown or dims missing.
-std::pair<int64_t, int64_t> expected_shape(const std::string& m, const Dims& d) {
+std::pair<int64_t, int64_t> expected_shape(const std::string& m, const DecoderDims& d) {
   const std::string l = leaf(m);
-  const int64_t inter = is_expert(m) && d.moe_inter > 0 ? d.moe_inter : d.inter;
+  const int64_t inter = is_expert(m) && d.moe_intermediate > 0 ? d.moe_intermediate : d.intermediate;
   if (m.find("shared_expert") != std::string::npos) return {-1, -1};
   if (l == "q_proj") return {d.heads * d.head_dim, d.hidden};
-  if (l == "k_proj" || l == "v_proj") return {d.kv * d.head_dim, d.hidden};
+  if (l == "k_proj" || l == "v_proj") return {d.kv_heads * d.head_dim, d.hidden};
   if (l == "o_proj") return {d.hidden, d.heads * d.head_dim};
   if (l == "gate_proj" || l == "up_proj" || l == "w1" || l == "w3") return {inter, d.hidden};
   if (l == "down_proj" || l == "w2") return {d.hidden, inter};
@@ -119,7 +101,7 @@ std::map<std::string, Linear> collect_linears(const Ctx& c, std::set<std::string
   return lin;
 }
 
-void check_shapes(const Ctx& c, const Dims& d, const std::map<std::string, Linear>& lin) {
+void check_shapes(const Ctx& c, const DecoderDims& d, const TensorNames& names, const std::map<std::string, Linear>& lin) {
   struct Bad { std::string first; int64_t n, k, en, ek; size_t count = 0; };
   std::map<std::string, Bad> by_leaf;
   for (const auto& [m, l] : lin) {
@@ -132,7 +114,8 @@ void check_shapes(const Ctx& c, const Dims& d, const std::map<std::string, Linea
   for (const auto& [lf, b] : by_leaf)
     c.error("config-mismatch", b.first,
             "is [out " + std::to_string(b.n) + ", in " + std::to_string(b.k) + "] but config.json (hidden_size " + std::to_string(d.hidden) +
-                ", intermediate_size " + std::to_string(d.inter) + ", heads " + std::to_string(d.heads) + ", kv heads " + std::to_string(d.kv) +
+                ", intermediate_size " + std::to_string(d.intermediate) + ", heads " + std::to_string(d.heads) + ", kv heads " +
+                std::to_string(d.kv_heads) +
                 ", head_dim " + std::to_string(d.head_dim) + ") implies [" + std::to_string(b.en) + ", " + std::to_string(b.ek) + "]" +
                 (b.count > 1 ? " (" + std::to_string(b.count) + " " + lf + " modules differ)" : "") +
                 "; loaders fail with a size mismatch. Fix: use the config.json of the model these weights came from");
@@ -143,12 +126,28 @@ void check_shapes(const Ctx& c, const Dims& d, const std::map<std::string, Linea
     w.shape = want;
     c.error("config-mismatch", name, "has shape " + t->shape_str() + " but config.json " + what + " implies " + w.shape_str());
   };
-  check_vec("model.embed_tokens.weight", {d.vocab, d.hidden}, "(vocab_size, hidden_size)");
-  check_vec("lm_head.weight", {d.vocab, d.hidden}, "(vocab_size, hidden_size)");
-  check_vec("model.norm.weight", {d.hidden}, "(hidden_size)");
+  check_vec(names.embed, {d.vocab, d.hidden}, "(vocab_size, hidden_size)");
+  check_vec(names.lm_head, {d.vocab, d.hidden}, "(vocab_size, hidden_size)");
+  check_vec(names.final_norm, {d.hidden}, "(hidden_size)");
 }
 
-void check_layers(const Ctx& c, const Dims& d, const std::map<std::string, Linear>& lin, bool known_arch) {
+// Per-layer names every decoder layer must store, as suffixes after "model.layers.N.": the norms
+// (q_norm/k_norm where the architecture has them), and the linear modules (the MLP's only when
+// `mlp`: MoE layers hold experts instead).
+std::vector<std::string> layer_suffixes(const TensorNames& n, bool mlp) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& pattern) {
+    if (const size_t at = pattern.find("{}."); !pattern.empty() && at != std::string::npos) out.push_back(pattern.substr(at + 3));
+  };
+  for (const std::string* p : {&n.attn_norm, &n.mlp_norm, &n.q_norm, &n.k_norm}) add(*p);
+  for (LayerLinear l : kAllLayerLinears)
+    if (mlp || l == LayerLinear::kQ || l == LayerLinear::kK || l == LayerLinear::kV || l == LayerLinear::kO) add(n.linear[int(l)]);
+  return out;
+}
+
+// `names`: the architecture's tensor names when src/arch knows it (then missing tensors are
+// looked for too); null for any other.
+void check_layers(const Ctx& c, const DecoderDims& d, const std::map<std::string, Linear>& lin, const TensorNames* names) {
   std::map<int64_t, std::set<std::string>> present;  // layer -> leaves present (modules and norms)
   for (const TensorView* t : c.dir->tensors()) {
     const int64_t i = layer_index(t->name);
@@ -172,17 +171,14 @@ void check_layers(const Ctx& c, const Dims& d, const std::map<std::string, Linea
                   "Fix: if the model really has " + std::to_string(extra.back() + 1) + " layers, set num_hidden_layers to " +
                   std::to_string(extra.back() + 1) + " in config.json; do not delete layers");
   }
-  if (!known_arch) return;
+  if (!names) return;
+  const std::vector<std::string> want = layer_suffixes(*names, d.experts == 0);
   std::map<std::string, std::pair<std::string, size_t>> missing;  // expected suffix -> (first tensor, count)
-  for (const auto& [i, names] : present) {
+  for (const auto& [i, stored] : present) {
     if (d.layers > 0 && i >= d.layers) continue;
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    std::vector<std::string> want = {"input_layernorm.weight", "post_attention_layernorm.weight"};
-    for (const char* a : {"q_proj", "k_proj", "v_proj", "o_proj"}) want.push_back(std::string("self_attn.") + a);
-    if (!d.moe)
-      for (const char* a : {"gate_proj", "up_proj", "down_proj"}) want.push_back(std::string("mlp.") + a);
     for (const auto& w : want) {
-      const bool ok = ends_with(w, ".weight") ? names.count(p + w) > 0 : lin.count(p + w) > 0;
+      const bool ok = ends_with(w, ".weight") ? stored.count(p + w) > 0 : lin.count(p + w) > 0;
       if (ok) continue;
       auto& e = missing[w];
       if (e.second++ == 0) e.first = p + w;
@@ -218,15 +214,10 @@ void check_unexpected(const Ctx& c, const std::set<std::string>& consumed, const
 // Experts stored per MoE layer against the config's count (num_local_experts: Mixtral;
 // num_experts: Qwen2-MoE, Qwen3-MoE; n_routed_experts: DeepSeek). Layers without numbered experts
 // (dense layers of Qwen-MoE, fused expert tensors) are not counted.
-void check_expert_count(const Ctx& c, const nlohmann::json& cfg) {
-  const char* key = nullptr;
-  int64_t want = -1;
-  for (const char* k : {"num_local_experts", "num_experts", "n_routed_experts"})
-    if ((want = config_int(cfg, k)) > 0) {
-      key = k;
-      break;
-    }
-  if (!key) return;
+void check_expert_count(const Ctx& c, const DecoderDims& d) {
+  const std::string& key = d.experts_key;
+  const int64_t want = d.experts;
+  if (want <= 0) return;
   static const std::regex kExpert(R"(^(.*\.layers\.(\d+)\..*\.experts)\.(\d+)\.)");
   std::map<int64_t, std::set<int64_t>> experts;  // layer -> expert indices stored
   for (const TensorView* t : c.dir->tensors()) {
@@ -239,7 +230,7 @@ void check_expert_count(const Ctx& c, const nlohmann::json& cfg) {
     size_t differing = 0;
     for (const auto& [_, other] : experts) differing += int64_t(other.size()) != want || *other.rbegin() + 1 != want;
     c.error("config-mismatch", "model.layers." + std::to_string(layer),
-            "config.json " + std::string(key) + " is " + std::to_string(want) + " but layer " + std::to_string(layer) + " stores " +
+            "config.json " + key + " is " + std::to_string(want) + " but layer " + std::to_string(layer) + " stores " +
                 std::to_string(stored) + " expert(s) (indices " + std::to_string(*idx.begin()) + " to " + std::to_string(top - 1) + ")" +
                 (differing > 1 ? "; " + std::to_string(differing) + " layers differ" : "") + ": loaders build " +
                 std::to_string(want) + " experts per layer and fail on the missing or extra weights (or run with experts never "
@@ -284,19 +275,24 @@ void check_quantized_vs_dense(const Ctx& c, const std::map<std::string, Linear>&
 void check_architecture(const Ctx& c) {
   const auto& cfg = c.dir->config();
   if (!c.dir->has_config() || c.dir->is_npz()) return;
-  const Dims d = read_dims(cfg);
+  const DecoderDims& d = *c.dims;
+  const bool moe = d.experts > 0;
   std::string arch;
   if (cfg.contains("architectures") && cfg["architectures"].is_array() && !cfg["architectures"].empty() && cfg["architectures"][0].is_string())
     arch = cfg["architectures"][0].get<std::string>();
-  static const std::set<std::string> kDense = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
-  const bool known = kDense.count(arch) > 0 && !d.moe;
+  // Names of the dense architectures src/arch knows, by name alone: a config of theirs that the
+  // runtime refuses (rope scaling, activation, ...) still gets the missing/unexpected checks.
+  std::optional<TensorNames> known = moe ? std::nullopt : architecture_tensor_names(arch);
+  // Any other architecture is checked under Hugging Face's Llama naming (Mixtral, Qwen-MoE and
+  // Gemma share it; where the tensors are named otherwise, nothing is compared).
+  static const TensorNames kHfNames = *architecture_tensor_names("LlamaForCausalLM");
   std::set<std::string> consumed;
   const auto lin = collect_linears(c, consumed);
-  check_shapes(c, d, lin);
-  check_layers(c, d, lin, known);
+  check_shapes(c, d, known ? *known : kHfNames, lin);
+  check_layers(c, d, lin, known ? &*known : nullptr);
   if (known) check_unexpected(c, consumed, arch);
-  if (d.moe) check_expert_count(c, cfg);
-  check_quantized_vs_dense(c, lin, d.moe);
+  if (moe) check_expert_count(c, d);
+  check_quantized_vs_dense(c, lin, moe);
 }
 
 }  // namespace awq::check_detail

@@ -52,15 +52,6 @@ int64_t layer_index(const std::string& name) {
   return -1;
 }
 
-int64_t config_int(const nlohmann::json& cfg, const char* key) {
-  for (const nlohmann::json* c : {&cfg, cfg.contains("text_config") ? &cfg["text_config"] : nullptr}) {
-    if (!c || !c->is_object()) continue;
-    auto it = c->find(key);
-    if (it != c->end() && it->is_number_integer()) return it->get<int64_t>();
-  }
-  return -1;
-}
-
 std::string fmt_num(double v) { return fmt::format("{:.4g}", v); }
 
 }  // namespace check_detail
@@ -90,8 +81,11 @@ CheckReport check_model(const std::string& path, const CheckOptions& opt) {
   }
   std::unique_ptr<FormatReader> reader;
   std::string open_error;
+  DecoderDims dims;
   if (dir) {
     c.dir = dir.get();
+    dims = decoder_dims(dir->config(), (fs::path(dir->path()) / "config.json").string());
+    c.dims = &dims;
     try {
       reader = open_format(*dir);
       c.reader_from_config = true;

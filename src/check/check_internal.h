@@ -6,6 +6,7 @@
 
 #include "awq/check.h"
 #include "awq/formats.h"
+#include "awq/model_config.h"
 
 namespace awq::check_detail {
 
@@ -14,6 +15,7 @@ struct Ctx {
   std::vector<Finding>* out = nullptr;
   const ModelDir* dir = nullptr;          // null when the directory could not be opened
   const FormatReader* reader = nullptr;   // null when no layout fits the tensors
+  const DecoderDims* dims = nullptr;      // config.json's dimensions (src/arch); set with `dir`
   bool reader_from_config = false;        // reader opened through open_format (config agrees)
   bool progress = false;
 
@@ -51,8 +53,6 @@ bool ends_with(const std::string& s, const std::string& suffix);
 bool starts_with(const std::string& s, const std::string& prefix);
 // "model.layers.12.mlp.down_proj" -> 12; -1 when the name is not inside a decoder layer.
 int64_t layer_index(const std::string& name);
-// Config integer or -1 (also looks inside "text_config").
-int64_t config_int(const nlohmann::json& cfg, const char* key);
 std::string fmt_num(double v);
 
 }  // namespace awq::check_detail

@@ -226,10 +226,7 @@ void check_tensor_parallel(const Ctx& c) {
            "quantization method awq\"), awq_marlin (SM >= 80) accepts bfloat16; from 0.24 both are auto_awq, which accepts it. Forcing --dtype half "
            "can overflow bf16-trained activations (outputs of \"!!!!\"); prefer awq_marlin");
   const QuantScheme& q = c.reader->scheme();
-  Shape sh{1, config_int(cfg, "num_attention_heads"), config_int(cfg, "num_key_value_heads"), config_int(cfg, "head_dim"), q.group_size};
-  if (sh.kv < 0) sh.kv = sh.heads;
-  const int64_t hidden = config_int(cfg, "hidden_size");
-  if (sh.head_dim < 0 && sh.heads > 0 && hidden > 0) sh.head_dim = hidden / sh.heads;
+  Shape sh{1, c.dims->heads, c.dims->kv_heads, c.dims->head_dim, q.group_size};
   const auto layers = vllm_layers(c);
 
   std::vector<int64_t> ok;

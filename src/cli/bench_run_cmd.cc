@@ -29,10 +29,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Args {
-  std::string model;
+struct Args : ModelRunOptions {
   int64_t prompt_tokens = 512, gen_tokens = 128;
-  std::vector<int> threads;
   int repeats = 3;
   std::string path = "f32";
   bool json = false;
@@ -69,8 +67,6 @@ int bench_run(const Args& a) {
   if (a.repeats < 1) throw Error("--repeats must be >= 1");
   std::vector<int> threads = a.threads;
   if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
-  for (int t : threads)
-    if (t < 1 || t > 1024) throw Error("--threads must be in [1, 1024]");
   const kernels::Path path = a.path == "int8" ? kernels::Path::kInt8 : a.path == "bf16" ? kernels::Path::kBF16 : kernels::Path::kF32;
   ModelOptions mo{.threads = threads[0], .path = path};
   apply_layer_cache(a.cache, mo);
@@ -133,10 +129,9 @@ int bench_run(const Args& a) {
 Action add_bench_run(CLI::App& bench) {
   auto* sub = bench.add_subcommand("run", "Whole-model speed: prefill and decode tokens/s and peak RSS, random token ids");
   auto a = std::make_shared<Args>();
-  sub->add_option("MODEL", a->model, "model directory (default: the bundled model in models/)");
+  add_model_run_options(sub, *a, true);
   sub->add_option("--prompt-tokens", a->prompt_tokens, "prompt length (default 512)");
   sub->add_option("--gen-tokens", a->gen_tokens, "decode steps (default 128)");
-  sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   sub->add_option("--repeats", a->repeats, "timed runs per thread count; the median is reported (default 3)");
   sub->add_option("--path", a->path, "quantized linears' arithmetic: f32 (default, as awq run) | int8 | bf16")
       ->check(CLI::IsMember({"f32", "int8", "bf16"}));

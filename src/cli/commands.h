@@ -19,12 +19,23 @@ Action add_repair(CLI::App& app);
 Action add_convert(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
+Action add_quantize(CLI::App& app);
+Action add_eval(CLI::App& app);
 // `awq bench run`: registered under the bench subcommand; the action runs when `run` was given.
 Action add_bench_run(CLI::App& bench);
 
 // MODEL as given, or with none the bundled model: the first directory with a config.json under
 // ./models/, else under the source tree's models/ (compiled in). Throws awq::Error when none.
 std::string resolve_model_dir(const std::string& given);
+
+// The options of the commands that load a model and run it (`awq run`, `awq bench run`).
+struct ModelRunOptions {
+  std::string model;         // MODEL as given; empty: the bundled model (resolve_model_dir)
+  std::vector<int> threads;  // --threads, each in [1, 1024] (else a usage error); empty: all cores
+};
+// Registers MODEL and --threads on `sub`. `thread_list`: --threads takes a comma-separated list of
+// counts (bench run measures each); otherwise exactly one.
+void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list);
 
 Action add_compare(CLI::App& app);
 Action add_keygen(CLI::App& app);

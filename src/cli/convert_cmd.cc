@@ -46,8 +46,11 @@ Action add_convert(CLI::App& app) {
     opt.progress = !a->quiet;
     opt.max_shard_bytes = parse_size(a->max_shard);
     ModelDir dir(a->model);
-    auto reader = open_format(dir);
-    const ConvertResult r = convert_model(dir, *reader, opt);
+    // A dense checkpoint (no quantization config) goes to GGUF as it is (--dense-type).
+    const bool dense = dir.quant_config().is_null() && !dir.hf_quant_config().is_object() && !dir.is_npz();
+    std::unique_ptr<FormatReader> reader;
+    if (!(dense && opt.to == "gguf")) reader = open_format(dir);
+    const ConvertResult r = reader ? convert_model(dir, *reader, opt) : convert_to_gguf(dir, nullptr, opt);
     std::printf("converted %s -> %s: %zu modules, %zu tensors in %zu shard(s), %s, wrote %s\n", r.from.c_str(), r.to.c_str(), r.modules,
                 r.tensors, r.shards, human_bytes(r.bytes).c_str(), a->out.c_str());
     if (r.to == "gguf") {

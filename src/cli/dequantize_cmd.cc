@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "awq/dequantize_model.h"
+#include "awq/gguf.h"
 #include "awq/error.h"
 #include "awq/progress.h"
 #include "cli/args.h"

@@ -1,13 +1,14 @@
 #include <cstdio>
 
 #include "awq/dequantize_model.h"
+#include "awq/gguf.h"
 #include "awq/inspect.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
 
 Action add_inspect(CLI::App& app) {
-  auto* sub = app.add_subcommand("inspect", "Describe a checkpoint: format, bits, groups, modules, tied embeddings, bytes");
+  auto* sub = app.add_subcommand("inspect", "Describe a checkpoint: format, bits, groups, modules, tied embeddings, bytes (a dense one: dims, dtypes, parameters)");
   auto model = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   sub->add_option("MODEL", *model, "model directory (or a .safetensors / .npz / .gguf file)")->required();
@@ -20,8 +21,7 @@ Action add_inspect(CLI::App& app) {
       return 0;
     }
     ModelDir dir(*model);
-    auto reader = open_format(dir);
-    const auto report = inspect_model(dir, *reader);
+    const auto report = is_dense_checkpoint(dir) ? inspect_dense_model(dir) : inspect_model(dir, *open_format(dir));
     if (*json) std::printf("%s\n", report.dump(2).c_str());
     else std::printf("%s", render_inspect_text(report).c_str());
     return 0;

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   reg(awq::cli::add_compare);
   reg(awq::cli::add_tokenize);
   reg(awq::cli::add_run);
+  reg(awq::cli::add_quantize);
+  reg(awq::cli::add_eval);
   reg(awq::cli::add_keygen);
   reg(awq::cli::add_encrypt);
   reg(awq::cli::add_decrypt);

@@ -1,4 +1,4 @@
-// Where commands find the bundled model when no MODEL is given.
+// Where commands find the bundled model when no MODEL is given, and the options naming it.
 #include <algorithm>
 #include <filesystem>
 #include <vector>
@@ -34,6 +34,15 @@ std::string resolve_model_dir(const std::string& given) {
     if (!m.empty()) return m;
   }
   throw Error(std::string("no MODEL given and no bundled model found in ./models/ or ") + AWQ_SOURCE_DIR + "/models/");
+}
+
+void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list) {
+  sub->add_option("MODEL", o.model, "model directory or .gguf file (default: the bundled model in models/)");
+  auto* t = sub->add_option("--threads", o.threads, thread_list ? "thread counts, comma-separated (default: all cores)"
+                                                                 : "threads (default: all cores)")
+                ->check(CLI::Range(1, 1024));
+  if (thread_list) t->delimiter(',');
+  else t->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 }
 
 }  // namespace awq::cli

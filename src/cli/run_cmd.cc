@@ -1,5 +1,7 @@
 // awq run [MODEL] -p PROMPT: generates text with the runtime, streaming it as it is decoded, and
 // ends with the prompt and generation speeds (stderr). --logits-out writes the prompt's logits.
+// MODEL may be a GGUF file: how its weights were loaded (which block types run on the 4-bit kernels,
+// which were dequantized to dense) is printed to stderr first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -73,13 +75,12 @@ void write_logits(const std::string& path, const std::vector<float>& logits, int
   w.commit();
 }
 
-struct Args {
-  std::string model, prompt, logits_out;
+struct Args : ModelRunOptions {
+  std::string prompt, logits_out;
   int64_t n = 128;
   float temperature = 0, top_p = 1;
   int64_t top_k = 0;
   uint64_t seed = 0;
-  int threads = 0;
   LayerCacheArgs cache;
 };
 
@@ -90,9 +91,10 @@ int run(const Args& a) {
   if (a.n < 0) throw Error("-n must be >= 0");
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
-  ModelOptions mo{.threads = a.threads};
+  ModelOptions mo{.threads = a.threads.empty() ? 0 : a.threads[0]};
   apply_layer_cache(a.cache, mo);
   auto model = Model::load(dir, mo);
+  for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());
   if (t == 0) throw Error("the prompt encodes to no tokens");
@@ -138,14 +140,13 @@ int run(const Args& a) {
 Action add_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Generate text from a prompt (no MODEL: the bundled model)");
   auto a = std::make_shared<Args>();
-  sub->add_option("MODEL", a->model, "model directory (default: the bundled model in models/)");
+  add_model_run_options(sub, *a, false);
   sub->add_option("-p,--prompt", a->prompt, "the prompt text")->required();
   sub->add_option("-n", a->n, "tokens to generate at most (default 128; stops early at an end-of-sequence token)");
   sub->add_option("--temperature", a->temperature, "0 = greedy (default); > 0 samples");
   sub->add_option("--top-k", a->top_k, "sample among the K most likely tokens (0 = all, default)");
   sub->add_option("--top-p", a->top_p, "sample among the most likely tokens holding probability P (default 1)");
   sub->add_option("--seed", a->seed, "random seed for sampling (default 0)");
-  sub->add_option("--threads", a->threads, "threads (default: all cores)");
   add_layer_cache_options(sub, a->cache);
   sub->add_option("--logits-out", a->logits_out, "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file");
   return [a]() { return run(*a); };

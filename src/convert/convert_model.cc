@@ -254,13 +254,14 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   ConvertResult res;
   res.from = reader.scheme().format;
   res.to = opt.to;
-  if (opt.to == "gguf") return convert_to_gguf(dir, reader, opt);
+  if (opt.to == "gguf") return convert_to_gguf(dir, &reader, opt);
   if (opt.to == "dense") {
     DequantizeOptions d;
     d.out_dir = opt.out_dir;
     d.force = opt.force;
     d.progress = opt.progress;
     d.max_shard_bytes = opt.max_shard_bytes;
+    d.dense_overrides = opt.dense_overrides;
     d.allow_nonfinite = opt.allow_nonfinite;
     const auto r = dequantize_model(dir, reader, d);
     res.casts = r.casts;
@@ -380,22 +381,20 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     ++res.modules;
   }
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) plan.push_back(guarded_copy(*tv, reader.dense_tensor_name(tv->name), tv->dtype, policy, casts));
+    if (!consumed.count(tv->name)) {
+      const TensorView* src = tv;
+      for (const TensorView* o : opt.dense_overrides)
+        if (o->name == tv->name) src = o;
+      plan.push_back(guarded_copy(*src, reader.dense_tensor_name(tv->name), tv->dtype, policy, casts));
+    }
   // The safetensors Rust writer's order (dtype descending in its enum order, then name), so a
   // single-file output is laid out as the peers' own tools lay it out.
   std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) {
     const int ra = st_dtype_rank(a.spec.dtype), rb = st_dtype_rank(b.spec.dtype);
     return ra != rb ? ra > rb : a.spec.name < b.spec.name;
   });
-  uint64_t total = 0;
-  for (const auto& o : plan) total += o.spec.nbytes();
-
   OutputDir out(opt.out_dir, opt.force, {dir.path()});
-  needs.output_bytes = total;
-  check_resources(needs);
-  Progress bar("convert", total, opt.progress);
-  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
-  bar.finish();
+  const ShardedResult sr = write_plan(out, plan, needs, "convert", opt.max_shard_bytes, opt.progress);
   write_configs(dir, t, src, *tracker, out);
   copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
   out.commit();

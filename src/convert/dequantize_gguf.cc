@@ -7,22 +7,13 @@
 
 #include "awq/dequantize_model.h"
 #include "awq/error.h"
-#include "awq/fsutil.h"
 #include "awq/gguf.h"
 #include "awq/gguf_arch.h"
 #include "awq/model_config.h"
-#include "convert/shard_writer.h"
+#include "convert/dequantize_output.h"
 
 namespace awq {
 using namespace convert_detail;
-
-bool is_gguf_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return false;
-  std::ifstream f(path, std::ios::binary);
-  char m[4] = {};
-  return f.read(m, 4) && std::memcmp(m, "GGUF", 4) == 0;
-}
 
 DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOptions& opt) {
   auto file = std::make_shared<GgufFile>(path);
@@ -34,6 +25,8 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
   std::map<std::string, GgufTensorName> by_gguf;
   for (const auto& n : gguf_tensor_names(cfg)) by_gguf[n.gguf] = n;
   std::vector<OutTensor> plan;
+  ResourceNeeds needs;
+  needs.out_dir = opt.out_dir;
   for (const GgufTensorInfo& t : file->tensors()) {
     if (t.name == "rope_freqs.weight") continue;
     auto it = by_gguf.find(t.name);
@@ -43,6 +36,10 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
     if (t.ne.size() > 2) fail(path, t.name, "expected 1 or 2 dimensions, found " + t.shape_str());
     std::vector<int64_t> shape = t.ne.size() == 2 ? std::vector<int64_t>{t.ne[1], t.ne[0]} : std::vector<int64_t>{t.ne[0]};
     const GgufTensorName n = it->second;
+    if (const uint64_t ws = uint64_t(t.numel()) * (sizeof(float) + dtype_size(dt)); ws > needs.tensor_bytes) {
+      needs.tensor_bytes = ws;  // its f32 values and its output rows, at once
+      needs.tensor = n.hf;
+    }
     plan.push_back({{n.hf, dt, shape}, [file, &t, n, dt, shape](SafetensorsWriter& w) {
                       std::vector<float> x(size_t(t.numel()));
                       dequantize_ggml(t.type, t.data, t.numel(), x.data());
@@ -57,20 +54,7 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
                     }});
     ++res.modules;
   }
-  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
-  uint64_t total = 0;
-  for (const auto& o : plan) total += o.spec.nbytes();
-  OutputDir out(opt.out_dir, opt.force, {path});
-  Progress bar("dequantize", total, opt.progress);
-  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
-  bar.finish();
-  res.shards = sr.shards;
-  res.tensors = sr.tensors;
-  res.bytes = sr.bytes;
-  nlohmann::ordered_json c = nlohmann::ordered_json::parse(config.dump());
-  c["torch_dtype"] = torch_dtype_name(dt);
-  write_file_atomic(out.file("config.json"), c.dump(2) + "\n");
-  out.commit();
+  write_dequantized(std::move(plan), path, nlohmann::ordered_json::parse(config.dump()), {}, needs, opt, res);
   return res;
 }
 

@@ -10,6 +10,7 @@
 #include "awq/progress.h"
 #include "awq/resources.h"
 #include "awq/thread_pool.h"
+#include "convert/dequantize_output.h"
 #include "convert/shard_writer.h"
 #include "convert/value_guard.h"
 
@@ -41,6 +42,33 @@ uint64_t dequantize_working_set(const FormatReader& reader, const ModuleInfo& in
 }
 
 }  // namespace
+
+namespace convert_detail {
+
+void write_dequantized(std::vector<OutTensor> plan, const std::string& source, nlohmann::ordered_json config,
+                       const std::vector<std::string>& auxiliary, const ResourceNeeds& needs, const DequantizeOptions& opt,
+                       DequantizeResult& res) {
+  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
+  for (size_t i = 1; i < plan.size(); ++i)
+    if (plan[i].spec.name == plan[i - 1].spec.name)
+      fail(source, plan[i].spec.name, "would be written twice (stored dense and as a quantized module)");
+  OutputDir out(opt.out_dir, opt.force, {source});
+  const ShardedResult sr = write_plan(out, plan, needs, "dequantize", opt.max_shard_bytes, opt.progress);
+  res.shards = sr.shards;
+  res.tensors = sr.tensors;
+  res.bytes = sr.bytes;
+  const std::string dtype = torch_dtype_name(res.dtype);
+  config.erase("quantization_config");
+  config["torch_dtype"] = dtype;
+  if (config.contains("dtype")) config["dtype"] = dtype;  // transformers >= 4.56 spelling
+  if (config.contains("text_config") && config["text_config"].is_object() && config["text_config"].contains("torch_dtype"))
+    config["text_config"]["torch_dtype"] = dtype;
+  write_file_atomic(out.file("config.json"), config.dump(2) + "\n");
+  copy_auxiliary(source, auxiliary, out);
+  out.commit();
+}
+
+}  // namespace convert_detail
 
 DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reader, const DequantizeOptions& opt) {
   DequantizeResult res;
@@ -98,34 +126,16 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
     ++res.modules;
   }
   for (const TensorView* t : dir.tensors())
-    if (!consumed.count(t->name)) plan.push_back(guarded_copy(*t, reader.dense_tensor_name(t->name), dt, policy, casts));
-  std::sort(plan.begin(), plan.end(), [](const OutTensor& a, const OutTensor& b) { return a.spec.name < b.spec.name; });
-  for (size_t i = 1; i < plan.size(); ++i)
-    if (plan[i].spec.name == plan[i - 1].spec.name)
-      fail(dir.path(), plan[i].spec.name, "would be written twice (stored dense and as a quantized module)");
-  uint64_t total = 0;
-  for (const auto& o : plan) total += o.spec.nbytes();
-
-  OutputDir out(opt.out_dir, opt.force, {dir.path()});
-  needs.output_bytes = total;
-  check_resources(needs);
-  Progress bar("dequantize", total, opt.progress);
-  const ShardedResult sr = write_sharded(out, plan, opt.max_shard_bytes, &bar);
-  bar.finish();
-  res.shards = sr.shards;
-  res.tensors = sr.tensors;
-  res.bytes = sr.bytes;
+    if (!consumed.count(t->name)) {
+      const TensorView* src = t;
+      for (const TensorView* o : opt.dense_overrides)
+        if (o->name == t->name) src = o;
+      plan.push_back(guarded_copy(*src, reader.dense_tensor_name(t->name), dt, policy, casts));
+    }
+  write_dequantized(std::move(plan), dir.path(), nlohmann::ordered_json::parse(dir.config().dump()), dir.auxiliary_files(), needs,
+                    opt, res);
   for (const auto& c : *casts) res.casts.push_back({c.from, c.to, c.tensors, c.max_rel, c.worst_tensor});
   res.warnings = policy->warnings;
-  nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(dir.config().dump());
-  cfg.erase("quantization_config");
-  cfg["torch_dtype"] = torch_dtype_name(res.dtype);
-  if (cfg.contains("dtype")) cfg["dtype"] = torch_dtype_name(res.dtype);  // transformers >= 4.56 spelling
-  if (cfg.contains("text_config") && cfg["text_config"].is_object() && cfg["text_config"].contains("torch_dtype"))
-    cfg["text_config"]["torch_dtype"] = torch_dtype_name(res.dtype);
-  write_file_atomic(out.file("config.json"), cfg.dump(2) + "\n");
-  copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
-  out.commit();
   return res;
 }
 

@@ -133,7 +133,9 @@ void add_arch_metadata(GgufWriter& w, const ModelConfig& c, const nlohmann::json
   w.add_u32(a + ".attention.head_count_kv", uint32_t(c.kv_heads));
   w.add_f32(a + ".rope.freq_base", float(c.rope_theta));
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", float(c.rms_eps));
-  if (cfg.contains("head_dim") && !cfg["head_dim"].is_null()) {
+  // llama.cpp derives n_embd / n_head when these are absent: written whenever head_dim is explicit
+  // or differs from that (Qwen3's default of 128).
+  if ((cfg.contains("head_dim") && !cfg["head_dim"].is_null()) || c.head_dim * c.heads != c.hidden) {
     w.add_u32(a + ".attention.key_length", uint32_t(c.head_dim));
     w.add_u32(a + ".attention.value_length", uint32_t(c.head_dim));
   }
@@ -147,9 +149,9 @@ void add_arch_metadata(GgufWriter& w, const ModelConfig& c, const nlohmann::json
 
 }  // namespace
 
-ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, const ConvertOptions& opt) {
+ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, const ConvertOptions& opt) {
   ConvertResult res;
-  res.from = reader.scheme().format;
+  res.from = qreader ? qreader->scheme().format : "dense";
   res.to = "gguf";
   if (opt.gguf_type != "q4_1" && opt.gguf_type != "q4_k") throw Error("--gguf-type must be q4_1 or q4_k, not \"" + opt.gguf_type + "\"");
   const GgmlType dense_type = parse_dense_type(opt.dense_type);
@@ -158,17 +160,21 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
   if (fs::is_directory(out_path)) fail(out_path, "", "is a directory; --to gguf writes one file (e.g. -o model.gguf)");
   if (fs::exists(out_path) && !opt.force) fail(out_path, "", "exists; pass --force to replace it (only once the new file is complete)");
   const ModelConfig cfg = parse_model_config(dir.config(), dir.path() + "/config.json");
-  const QuantScheme& sc = reader.scheme();
-
   std::map<std::string, std::string> module_of;  // HF weight name -> module
   std::set<std::string> consumed;
-  for (const auto& m : reader.modules()) {
-    module_of[reader.dense_name(m)] = m;
-    for (const auto& t : reader.module_tensors(m)) consumed.insert(t);
-  }
+  if (qreader)
+    for (const auto& m : qreader->modules()) {
+      module_of[qreader->dense_name(m)] = m;
+      for (const auto& t : qreader->module_tensors(m)) consumed.insert(t);
+    }
   std::map<std::string, const TensorView*> dense;  // HF name -> stored tensor
   for (const TensorView* tv : dir.tensors())
-    if (!consumed.count(tv->name)) dense[reader.dense_tensor_name(tv->name)] = tv;
+    if (!consumed.count(tv->name)) {
+      const TensorView* src = tv;
+      for (const TensorView* o : opt.dense_overrides)  // quantize's folded norms (ConvertOptions)
+        if (o->name == tv->name) src = o;
+      dense[qreader ? qreader->dense_tensor_name(tv->name) : tv->name] = src;
+    }
 
   // Plan.
   std::vector<Planned> plan;
@@ -180,6 +186,8 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
     p.name = n;
     used.insert(n.hf);
     if (auto it = module_of.find(n.hf); it != module_of.end()) {
+      const FormatReader& reader = *qreader;  // modules exist only with a reader
+      const QuantScheme& sc = reader.scheme();
       p.module = it->second;
       const ModuleInfo info = reader.check(p.module);
       p.ne = {info.k, info.n};
@@ -231,8 +239,15 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
   for (const auto& [name, m] : module_of)
     if (!used.count(name)) fail(dir.path(), m, "quantized module that " + cfg.architecture + " does not have; nothing is written");
 
-  // LLAMA_FTYPE (llama.h): MOSTLY_Q4_K_S 14, MOSTLY_Q4_1 3, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7.
-  const uint32_t file_type = want_k ? 14 : any_q4_1 ? 3 : any_q4_0 ? 2 : any_q8 ? 7 : 1;
+  // LLAMA_FTYPE (llama.h): MOSTLY_Q4_K_S 14, MOSTLY_Q4_1 3, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_F16 1,
+  // MOSTLY_BF16 32.
+  const uint32_t file_type = module_of.empty() ? (dense_type == GgmlType::BF16 ? 32 : any_q8 ? 7 : 1)
+                             : want_k          ? 14
+                             : any_q4_1        ? 3
+                             : any_q4_0        ? 2
+                             : any_q8          ? 7
+                                               : 1;
+  if (!qreader) res.notes.push_back("dense checkpoint: every linear is " + ggml_type_name(dense_type) + " (--dense-type)");
   const fs::path op(out_path);
   if (!op.parent_path().empty() && !fs::is_directory(op.parent_path())) fail(out_path, "", "the directory it should go in does not exist");
   GgufWriter w(out_path);
@@ -298,7 +313,7 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader& reader, c
       }
       note_diff(p, worst);
     } else {
-      const QuantLinear raw = reader.read(p.module);
+      const QuantLinear raw = qreader->read(p.module);
       QuantLinear q;
       if (p.requant.empty()) {
         q = to_integer_zeros(raw);

@@ -19,16 +19,6 @@ using nlohmann::json;
 
 enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 
-// Pre-tokenizer regexes llama.cpp's llama-vocab.cpp implements, by the name its converter writes
-// (get_vocab_base_pre recognises them by a hash of their output; the regex identifies them too).
-const std::map<std::string, std::string>& known_regexes() {
-  static const std::map<std::string, std::string> m = {
-      {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)", "llama-bpe"},
-      {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)", "qwen2"},
-  };
-  return m;
-}
-
 GgufValue str_value(const std::string& s) {
   GgufValue v;
   v.type = GgufType::STRING;
@@ -52,8 +42,8 @@ std::string pre_name(const json& tok, const std::string& file) {
     for (const auto& p : pt["pretokenizers"]) {
       if (p.value("type", "") != "Split" || !p.contains("pattern") || !p["pattern"].contains("Regex")) continue;
       const std::string re = p["pattern"]["Regex"].get<std::string>();
-      auto it = known_regexes().find(re);
-      if (it != known_regexes().end()) return it->second;
+      for (const GgufPreTokenizer& k : gguf_pre_tokenizers())
+        if (!k.regex.empty() && k.regex == re) return k.name;
       fail(file, "", "pre-tokenizer regex " + re + " is not one llama.cpp implements under a name we know (llama-bpe, qwen2, gpt-2)");
     }
   }

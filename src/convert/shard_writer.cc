@@ -64,6 +64,17 @@ ShardedResult write_sharded(const OutputDir& out, const std::vector<OutTensor>& 
   return {shards.size(), tensors.size(), total};
 }
 
+ShardedResult write_plan(const OutputDir& out, const std::vector<OutTensor>& plan, ResourceNeeds needs, const std::string& verb,
+                         uint64_t max_shard_bytes, bool progress) {
+  needs.output_bytes = 0;
+  for (const auto& o : plan) needs.output_bytes += o.spec.nbytes();
+  check_resources(needs);
+  Progress bar(verb, needs.output_bytes, progress);
+  const ShardedResult sr = write_sharded(out, plan, max_shard_bytes, &bar);
+  bar.finish();
+  return sr;
+}
+
 void write_index(const OutputDir& out, const std::vector<std::pair<std::string, std::string>>& weight_map, uint64_t total_size) {
   nlohmann::ordered_json idx;
   idx["metadata"] = {{"total_size", total_size}};

@@ -11,6 +11,7 @@
 
 #include "awq/fsutil.h"
 #include "awq/progress.h"
+#include "awq/resources.h"
 #include "awq/safetensors.h"
 
 namespace awq::convert_detail {
@@ -40,6 +41,12 @@ struct ShardedResult {
 // with total_size. Tensor names must be unique (checked).
 ShardedResult write_sharded(const OutputDir& out, const std::vector<OutTensor>& tensors, uint64_t max_shard_bytes,
                             Progress* bar, const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// The tail every checkpoint writer shares: `needs` completed with the plan's total bytes and
+// checked (check_resources: what memory or disk cannot hold is refused before anything is
+// written), then `plan` written in its order by write_sharded under a progress bar named `verb`.
+ShardedResult write_plan(const OutputDir& out, const std::vector<OutTensor>& plan, ResourceNeeds needs, const std::string& verb,
+                         uint64_t max_shard_bytes, bool progress);
 
 // Writes model.safetensors.index.json: {"metadata": {"total_size": N}, "weight_map": {...}}.
 void write_index(const OutputDir& out, const std::vector<std::pair<std::string, std::string>>& weight_map, uint64_t total_size);

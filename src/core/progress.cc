@@ -9,8 +9,8 @@
 
 namespace awq {
 
-Progress::Progress(std::string label, uint64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled && ::isatty(2)) {
+Progress::Progress(std::string label, uint64_t total, bool enabled, std::string unit)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled && ::isatty(2)) {
   start_ = last_ = std::chrono::steady_clock::now();
 }
 
@@ -39,8 +39,10 @@ void Progress::draw(bool final) {
   const int width = 30, fill = int(std::lround(frac * width));
   std::string bar(size_t(fill), '#');
   bar.resize(width, '.');
-  std::fprintf(stderr, "\r%s [%s] %5.1f%% %s/%s  %.0fs elapsed, ETA %.0fs ", label_.c_str(), bar.c_str(), frac * 100,
-               human_bytes(done_).c_str(), human_bytes(total_).c_str(), el, eta);
+  const std::string counts = unit_.empty() ? human_bytes(done_) + "/" + human_bytes(total_)
+                                           : std::to_string(done_) + "/" + std::to_string(total_) + " " + unit_;
+  std::fprintf(stderr, "\r%s [%s] %5.1f%% %s  %.0fs elapsed, ETA %.0fs ", label_.c_str(), bar.c_str(), frac * 100,
+               counts.c_str(), el, eta);
   if (final) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "awq/error.h"
@@ -10,6 +12,14 @@
 #include "awq/safetensors.h"
 
 namespace awq {
+
+bool is_gguf_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  std::ifstream f(path, std::ios::binary);
+  char m[4] = {};
+  return f.read(m, 4) && std::memcmp(m, "GGUF", 4) == 0;
+}
 
 int64_t GgufTensorInfo::numel() const {
   int64_t n = 1;

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
+#include "awq/gguf_arch.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
 #include "model/weights.h"
@@ -138,7 +140,12 @@ struct Model::Impl {
   mutable std::vector<float> x, h, qkv, attn, tmp, gu, scratch;
   mutable std::vector<Rows> rows;
 
-  void forward(KvCache& c, const std::vector<std::vector<int32_t>>& tokens, bool all, std::vector<float>& out) const;
+  // capture (may be null): the residual stream after each layer, [layers][rows][hidden].
+  void forward(KvCache& c, const std::vector<std::vector<int32_t>>& tokens, bool all, std::vector<float>& out,
+               std::vector<float>* capture = nullptr) const;
+  // rows = positions 0..t-1 of sequence 0; working buffers grown for t rows.
+  void prepare_rows(int64_t t) const;
+  void check_same_shape(const Impl& other) const;
   void embed(int64_t row, int32_t id) const;
   void attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const;
   void mlp_block(const model::LayerWeights& l, int64_t m) const;
@@ -173,17 +180,28 @@ Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw Error(dir + ": no such model directory");
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");
+  const bool gguf = is_gguf_file(dir);
+  if (!gguf && !fs::is_directory(dir)) throw Error(dir + ": no such model directory or GGUF file");
   auto impl = std::make_unique<Impl>();
-  impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  std::unique_ptr<GgufFile> file;
+  if (gguf) {  // config from the metadata, through the same parser as config.json
+    file = std::make_unique<GgufFile>(dir);
+    impl->cfg = parse_model_config(hf_config_from_gguf(*file), dir + " (GGUF metadata)");
+  } else {
+    const std::string cfg_path = (fs::path(dir) / "config.json").string();
+    if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");
+    impl->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  }
   impl->path = options.path;
   impl->serial_scale = options.serial_threshold_scale;
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
-  impl->w = model::load_weights(dir, impl->cfg, /*with_layers=*/!options.layer_cache);
+  if (gguf && options.layer_cache)
+    throw Error(dir + ": a GGUF file cannot stream its layers through a layer cache yet (--cache-bytes): run it "
+                "without one, every layer loaded");
+  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg)
+                 : model::load_weights(dir, impl->cfg, /*with_layers=*/!options.layer_cache);
   if (options.layer_cache)
     impl->stream = std::make_unique<LayerStream>(options.layer_cache, impl->w, impl->cfg, options.prefetch);
   impl->rope = kernels::make_rope_table(
@@ -200,6 +218,7 @@ void Model::set_threads(int threads) {
 }
 kernels::Path Model::path() const { return impl_->path; }
 bool Model::quantized() const { return impl_->w.quantized; }
+const std::vector<std::string>& Model::load_notes() const { return impl_->w.notes; }
 
 KvCache Model::new_cache(int64_t batch, int64_t capacity) const {
   const ModelConfig& c = impl_->cfg;
@@ -231,11 +250,103 @@ std::vector<float> Model::prompt_logits(std::span<const int32_t> ids) const {
   return out;
 }
 
+std::vector<float> Model::layer_outputs(std::span<const int32_t> ids) const {
+  if (ids.empty()) throw Error("an empty prompt has no hidden states");
+  KvCache c = new_cache(1, int64_t(ids.size()));
+  std::vector<float> logits, out;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->forward(c, {std::vector<int32_t>(ids.begin(), ids.end())}, false, logits, &out);
+  return out;
+}
+
+void Model::Impl::prepare_rows(int64_t t) const {
+  if (t < 1 || t > cfg.max_positions)
+    throw Error("hidden states of " + std::to_string(t) + " positions: the model allows 1 to " +
+                std::to_string(cfg.max_positions) + " (max_position_embeddings)");
+  rows.clear();
+  for (int64_t i = 0; i < t; ++i) rows.push_back({0, i});
+  const int64_t H = cfg.hidden, nq = cfg.heads * cfg.head_dim, I = cfg.intermediate;
+  const int64_t qkv_n = nq + 2 * cfg.kv_heads * cfg.head_dim;
+  const size_t mm = size_t(t);
+  grow(x, mm * size_t(H));
+  grow(h, mm * size_t(H));
+  grow(qkv, mm * size_t(qkv_n));
+  grow(attn, mm * size_t(nq));
+  grow(gu, mm * size_t(2 * I));
+  grow(tmp, mm * size_t(std::max({H, qkv_n, 2 * I, nq})) * 2);
+}
+
+void Model::Impl::check_same_shape(const Impl& o) const {
+  const ModelConfig& a = cfg;
+  const ModelConfig& b = o.cfg;
+  if (a.hidden != b.hidden || a.intermediate != b.intermediate || a.layers != b.layers || a.heads != b.heads ||
+      a.kv_heads != b.kv_heads || a.head_dim != b.head_dim || a.qk_norm != b.qk_norm || a.qkv_bias != b.qkv_bias ||
+      a.o_bias != b.o_bias || a.mlp_bias != b.mlp_bias)
+    throw Error("run_layer: the model lending a block has another shape (hidden " + std::to_string(b.hidden) +
+                ", intermediate " + std::to_string(b.intermediate) + ", layers " + std::to_string(b.layers) +
+                ", heads " + std::to_string(b.heads) + "/" + std::to_string(b.kv_heads) + " vs hidden " +
+                std::to_string(a.hidden) + ", intermediate " + std::to_string(a.intermediate) + ", layers " +
+                std::to_string(a.layers) + ", heads " + std::to_string(a.heads) + "/" + std::to_string(a.kv_heads) + ")");
+}
+
+std::vector<float> Model::embed(std::span<const int32_t> ids) const {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  for (int32_t id : ids)
+    if (id < 0 || id >= m.cfg.vocab)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(m.cfg.vocab) + ")");
+  m.prepare_rows(int64_t(ids.size()));
+  for (size_t r = 0; r < ids.size(); ++r) m.embed(int64_t(r), ids[r]);
+  return std::vector<float>(m.x.begin(), m.x.begin() + std::ptrdiff_t(ids.size() * size_t(m.cfg.hidden)));
+}
+
+void Model::run_layer(int64_t layer, std::vector<float>& x, const Model* attn_from, const Model* mlp_from) const {
+  Impl& m = *impl_;
+  const int64_t H = m.cfg.hidden;
+  if (layer < 0 || layer >= m.cfg.layers)
+    throw Error("run_layer: layer " + std::to_string(layer) + " outside [0, " + std::to_string(m.cfg.layers) + ")");
+  if (x.empty() || x.size() % size_t(H) != 0)
+    throw Error("run_layer: " + std::to_string(x.size()) + " values are not rows of hidden " + std::to_string(H));
+  const Impl& a = attn_from ? *attn_from->impl_ : m;
+  const Impl& f = mlp_from ? *mlp_from->impl_ : m;
+  m.check_same_shape(a);
+  m.check_same_shape(f);
+  const int64_t t = int64_t(x.size()) / H;
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.prepare_rows(t);
+  std::copy(x.begin(), x.end(), m.x.begin());
+  // A cache holding only this layer's keys and values (the block reads and writes no other).
+  KvCache c;
+  c.batch_ = 1;
+  c.capacity_ = t;
+  c.len_.assign(1, 0);
+  c.k_.resize(size_t(m.cfg.layers));
+  c.v_.resize(size_t(m.cfg.layers));
+  c.k_[size_t(layer)].resize(size_t(m.cfg.kv_heads) * size_t(t) * size_t(m.cfg.head_dim));
+  c.v_[size_t(layer)].resize(c.k_[size_t(layer)].size());
+  const std::shared_ptr<const model::LayerWeights> attn = a.layer_weights(layer), mlp = f.layer_weights(layer);
+  m.attention_block(*attn, layer, c, t);
+  m.mlp_block(*mlp, t);
+  std::copy(m.x.begin(), m.x.begin() + std::ptrdiff_t(x.size()), x.begin());
+}
+
+std::vector<float> Model::logits_of(std::span<const float> x) const {
+  Impl& m = *impl_;
+  const int64_t H = m.cfg.hidden;
+  if (x.empty() || x.size() % size_t(H) != 0)
+    throw Error("logits_of: " + std::to_string(x.size()) + " values are not rows of hidden " + std::to_string(H));
+  const int64_t t = int64_t(x.size()) / H;
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.prepare_rows(t);
+  for (int64_t r = 0; r < t; ++r)
+    kernels::rms_norm(x.data() + r * H, m.w.final_norm.data(), H, float(m.cfg.rms_eps), m.h.data() + r * H);
+  std::vector<float> out(size_t(t) * size_t(m.cfg.vocab));
+  m.w.lm_head.apply(m.h.data(), t, out.data(), m.path, *m.pool, m.serial_scale);
+  return out;
+}
+
 void Model::Impl::embed(int64_t row, int32_t id) const {
-  const TensorView& e = *w.embed;
-  float* dst = x.data() + row * cfg.hidden;
-  const size_t base = size_t(id) * size_t(cfg.hidden);
-  for (int64_t i = 0; i < cfg.hidden; ++i) dst[i] = load_float(e.data, e.dtype, base + size_t(i));
+  w.embed.row(id, cfg.hidden, x.data() + row * cfg.hidden);
 }
 
 void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, KvCache& c, int64_t m) const {
@@ -295,7 +406,7 @@ void Model::Impl::mlp_block(const model::LayerWeights& l, int64_t m) const {
 }
 
 void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& tokens, bool all,
-                          std::vector<float>& out) const {
+                          std::vector<float>& out, std::vector<float>* capture) const {
   if (int64_t(tokens.size()) != c.batch_)
     throw Error("forward: " + std::to_string(tokens.size()) + " token lists for a cache of " + std::to_string(c.batch_) +
                 " sequences");
@@ -334,6 +445,7 @@ void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& t
     const model::LayerWeights& l = *held;
     attention_block(l, layer, c, m);
     mlp_block(l, m);
+    if (capture) capture->insert(capture->end(), x.begin(), x.begin() + std::ptrdiff_t(mm * size_t(H)));
   }
   // Rows whose logits are wanted: all, or the last new row of each advancing sequence.
   std::vector<int64_t> pick;

@@ -77,6 +77,8 @@ Linear dense_linear(const TensorView& t, int64_t n, int64_t k) {
   return l;
 }
 
+}  // namespace
+
 bool same_quantization(const QuantLinear& a, const QuantLinear& b) {
   return a.k == b.k && a.bits == b.bits && a.group_size == b.group_size && a.per_channel == b.per_channel &&
          a.n_groups == b.n_groups && a.zero_mode == b.zero_mode && a.scale_dtype == b.scale_dtype &&
@@ -104,6 +106,26 @@ QuantLinear concat_rows(std::vector<QuantLinear>& parts) {
   out.validate();
   return out;
 }
+
+Linear packed_linear(const QuantLinear& q) {
+  Linear l;
+  l.name = q.name;
+  l.n = q.n;
+  l.k = q.k;
+  l.packed = kernels::repack(q);
+  return l;
+}
+
+void Embedding::row(int64_t id, int64_t hidden, float* dst) const {
+  if (ggml) {
+    dequantize_ggml(*ggml, data + size_t(id) * row_bytes, hidden, dst);
+    return;
+  }
+  const size_t base = size_t(id) * size_t(hidden);
+  for (int64_t i = 0; i < hidden; ++i) dst[i] = load_float(data, dtype, base + size_t(i));
+}
+
+namespace {
 
 class Loader {
  public:
@@ -138,15 +160,6 @@ class Loader {
                   std::to_string(k) + " inputs, the checkpoint stores " + std::to_string(q.n) + " x " +
                   std::to_string(q.k));
     return q;
-  }
-
-  Linear packed_linear(const QuantLinear& q) const {
-    Linear l;
-    l.name = q.name;
-    l.n = q.n;
-    l.k = q.k;
-    l.packed = kernels::repack(q);
-    return l;
   }
 
   // One linear, quantized or dense, with its bias when the config says it has one.
@@ -220,17 +233,19 @@ class Loader {
   // Everything but the layers into `w` (the loader's own Weights, written only here).
   void load_globals(Weights& w) const {
     const TensorNames& nm = cfg_.names;
-    w.embed = &tensors_.get(nm.embed, "the token embeddings");
-    need_float(*w.embed);
-    if (w.embed->shape != std::vector<int64_t>{cfg_.vocab, cfg_.hidden})
-      throw Error(*w.embed->file + ": " + w.embed->name + ": expected shape " + shape_of(cfg_.vocab, cfg_.hidden) +
-                  " (vocab_size x hidden_size), found " + w.embed->shape_str());
+    const TensorView& embed = tensors_.get(nm.embed, "the token embeddings");
+    need_float(embed);
+    if (embed.shape != std::vector<int64_t>{cfg_.vocab, cfg_.hidden})
+      throw Error(*embed.file + ": " + embed.name + ": expected shape " + shape_of(cfg_.vocab, cfg_.hidden) +
+                  " (vocab_size x hidden_size), found " + embed.shape_str());
+    w.embed.data = embed.data;
+    w.embed.dtype = embed.dtype;
     w.final_norm = load_vector(tensors_.get(nm.final_norm, "the final norm"), cfg_.hidden);
     const std::string head_module = nm.lm_head.substr(0, nm.lm_head.size() - std::string(".weight").size());
     if (is_quantized(head_module)) {
       w.lm_head = packed_linear(read_quant(head_module, cfg_.vocab, cfg_.hidden));
     } else if (cfg_.tied_embeddings) {
-      w.lm_head = dense_linear(*w.embed, cfg_.vocab, cfg_.hidden);
+      w.lm_head = dense_linear(embed, cfg_.vocab, cfg_.hidden);
     } else {
       w.lm_head = dense_linear(tensors_.get(nm.lm_head, "tie_word_embeddings is false"), cfg_.vocab, cfg_.hidden);
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "awq/formats.h"
+#include "awq/gguf.h"
 #include "awq/kernels.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
@@ -51,14 +52,27 @@ struct LayerWeights {
   LinearGroup qkv, o, gate_up, down;
 };
 
+// Token embeddings [vocab][hidden]: rows of a dense tensor (F32, BF16 or F16), or of a GGUF tensor
+// of any type dequantize_ggml reads (one row dequantized per lookup, as ggml's get_rows does).
+struct Embedding {
+  const uint8_t* data = nullptr;
+  DType dtype = DType::F32;       // dense rows
+  std::optional<GgmlType> ggml;   // set: GGUF block rows of row_bytes each
+  size_t row_bytes = 0;
+  // Row `id` (checked by the caller) as `hidden` floats into dst.
+  void row(int64_t id, int64_t hidden, float* dst) const;
+};
+
 struct Weights {
-  std::unique_ptr<ModelDir> dir;
+  std::unique_ptr<ModelDir> dir;         // a checkpoint directory, or
+  std::unique_ptr<GgufFile> gguf;        // a GGUF file
   std::unique_ptr<FormatReader> reader;  // null for a dense checkpoint
-  const TensorView* embed = nullptr;     // [vocab][hidden], any float dtype
+  Embedding embed;
   std::vector<float> final_norm;
   Linear lm_head;
   std::vector<LayerWeights> layers;
   bool quantized = false;
+  std::vector<std::string> notes;  // how the weights were loaded (GGUF: per block type), for the user
 };
 
 // Loads every weight the config names; throws awq::Error naming the file and tensor. With
@@ -71,5 +85,17 @@ Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_
 LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i);
 // Bytes a loaded layer holds in memory (packed weights, owned dense copies, norms).
 size_t layer_bytes(const LayerWeights& l);
+
+// Loads every weight the config names from a GGUF file (gguf_weights.cc): Q4_0/Q4_1/Q4_K linears
+// repacked for the 4-bit kernels (gguf_linear.h), every other type dense (F32/F16/BF16 in place,
+// the rest dequantized as ggml does to f32); llama-family q/k rows un-permuted back to Hugging
+// Face's order. Throws awq::Error naming the file and tensor.
+Weights load_gguf_weights(std::unique_ptr<GgufFile> file, const ModelConfig& cfg);
+
+// Shared by both loaders: whether two linears can be stacked into one packed matrix, the stacking
+// (q|k|v, gate|up), and a packed Linear.
+bool same_quantization(const QuantLinear& a, const QuantLinear& b);
+QuantLinear concat_rows(std::vector<QuantLinear>& parts);
+Linear packed_linear(const QuantLinear& q);
 
 }  // namespace awq::model

@@ -4,7 +4,9 @@
 #include <sstream>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
 #include "awq/tokenizer.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/sp_tokenizer.h"
 
@@ -160,11 +162,12 @@ std::unique_ptr<Tokenizer> load_sp(const fs::path& file, const Configs& c) {
 
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
   std::error_code ec;
+  if (is_gguf_file(path.string())) return tok::load_gguf_tokenizer(GgufFile(path.string()));
   if (fs::is_regular_file(path, ec)) {  // a tokenizer file named directly
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     if (path.extension() == ".json") return load_json(path, read_configs(dir));
     if (path.extension() == ".model") return load_sp(path, read_configs(dir));
-    fail(path.string(), "", "not a tokenizer file (expected a directory, a tokenizer.json or a tokenizer.model)");
+    fail(path.string(), "", "not a tokenizer file (expected a directory, a tokenizer.json, a tokenizer.model or a .gguf)");
   }
   if (!fs::is_directory(path, ec)) fail(path.string(), "", "no such model directory");
   if (fs::is_regular_file(path / "tokenizer.json", ec)) return load_json(path / "tokenizer.json", read_configs(path));

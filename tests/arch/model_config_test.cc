@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
+#include "awq/gguf_arch.h"
 #include "awq/model_config.h"
+#include "test_util.h"
 
 using namespace awq;
 using nlohmann::json;
@@ -91,4 +94,96 @@ TEST(ModelConfig, ErrorsNameTheArchitectureOrKey) {
   j["use_sliding_window"] = true;
   EXPECT_NE(error_of(j).find("use_sliding_window"), std::string::npos);
   EXPECT_NE(error_of(json::array()).find("expected a JSON object"), std::string::npos);
+}
+
+// transformers' Qwen3Config defaults head_dim to 128, whatever hidden_size / num_attention_heads is;
+// Llama, Mistral and Qwen2 derive it from those two.
+TEST(ModelConfig, HeadDimDefaultsAsTransformersConfigsDo) {
+  EXPECT_EQ(parse_model_config(base("Qwen3ForCausalLM"), "c").head_dim, 128);
+  for (const char* a : {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
+    EXPECT_EQ(parse_model_config(base(a), "c").head_dim, 16) << a;
+}
+
+TEST(DecoderDims, AcceptedConfigsGiveModelConfigsValues) {
+  json j = base("Qwen3ForCausalLM");
+  j["num_experts"] = 8;  // read beside the dimensions, whatever the architecture
+  const DecoderDims d = decoder_dims(j, "config.json");
+  ASSERT_TRUE(d.model.has_value()) << d.model_error;
+  EXPECT_EQ(d.head_dim, 128);
+  EXPECT_EQ(d.head_dim, d.model->head_dim);
+  EXPECT_EQ(d.kv_heads, 2);
+  EXPECT_EQ(d.hidden, 64);
+  EXPECT_EQ(d.intermediate, 128);
+  EXPECT_EQ(d.layers, 2);
+  EXPECT_EQ(d.vocab, 100);
+  EXPECT_EQ(d.experts, 8);
+  EXPECT_EQ(d.experts_key, "num_experts");
+  EXPECT_TRUE(d.model_error.empty());
+}
+
+// What parse_model_config refuses is still described: the same keys and defaults, read leniently,
+// also inside text_config; the refusal is kept.
+TEST(DecoderDims, RefusedConfigsAreReadLeniently) {
+  json moe = base("MixtralForCausalLM");
+  moe.erase("num_key_value_heads");
+  moe["num_local_experts"] = 4;
+  moe["moe_intermediate_size"] = 32;
+  DecoderDims d = decoder_dims(moe, "config.json");
+  EXPECT_FALSE(d.model.has_value());
+  EXPECT_NE(d.model_error.find("architecture MixtralForCausalLM is not supported"), std::string::npos) << d.model_error;
+  EXPECT_EQ(d.kv_heads, 4);   // defaults to num_attention_heads
+  EXPECT_EQ(d.head_dim, 16);  // hidden_size / num_attention_heads
+  EXPECT_EQ(d.moe_intermediate, 32);
+  EXPECT_EQ(d.experts, 4);
+  EXPECT_EQ(d.experts_key, "num_local_experts");
+
+  json vlm = {{"architectures", {"SomeVisionForConditionalGeneration"}}, {"text_config", base("Qwen3ForCausalLM")}};
+  vlm["text_config"]["hidden_size"] = 96;
+  vlm["text_config"]["head_dim"] = 48;
+  d = decoder_dims(vlm, "config.json");
+  EXPECT_FALSE(d.model.has_value());
+  EXPECT_EQ(d.hidden, 96);
+  EXPECT_EQ(d.head_dim, 48);
+  EXPECT_EQ(d.vocab, 100);
+
+  json odd = base("LlamaForCausalLM");
+  odd["hidden_size"] = "64";  // wrong JSON type: that dimension is unknown, the others stay
+  d = decoder_dims(odd, "config.json");
+  EXPECT_NE(d.model_error.find("hidden_size"), std::string::npos) << d.model_error;
+  EXPECT_EQ(d.hidden, -1);
+  EXPECT_EQ(d.head_dim, -1);
+  EXPECT_EQ(d.heads, 4);
+  EXPECT_EQ(decoder_dims(json::array(), "c").hidden, -1);  // never throws
+}
+
+TEST(ModelConfig, TensorNamesByArchitectureName) {
+  ASSERT_TRUE(architecture_tensor_names("Qwen3ForCausalLM").has_value());
+  EXPECT_EQ(architecture_tensor_names("Qwen3ForCausalLM")->k_norm, "model.layers.{}.self_attn.k_norm.weight");
+  EXPECT_TRUE(architecture_tensor_names("LlamaForCausalLM")->q_norm.empty());
+  EXPECT_FALSE(architecture_tensor_names("MixtralForCausalLM").has_value());
+}
+
+// A qwen3 GGUF without attention.key_length means llama.cpp's n_embd / n_head, which the config
+// read back from it states explicitly (else Qwen3Config's default of 128 would apply).
+TEST(GgufConfig, Qwen3WithoutKeyLengthKeepsLlamaCppsHeadDim) {
+  test::TempDir t;
+  const std::string path = t / "q3.gguf";
+  {
+    GgufWriter w(path);
+    w.add_string("general.architecture", "qwen3");
+    w.add_u32("qwen3.embedding_length", 64);
+    w.add_u32("qwen3.feed_forward_length", 128);
+    w.add_u32("qwen3.block_count", 1);
+    w.add_u32("qwen3.attention.head_count", 4);
+    w.add_u32("qwen3.attention.head_count_kv", 2);
+    w.add_f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
+    w.add_tensor("token_embd.weight", {64, 10}, GgmlType::F32);
+    w.begin_data();
+    const std::vector<float> zeros(640, 0.0f);
+    w.append(zeros.data(), zeros.size() * sizeof(float));
+    w.commit();
+  }
+  const json c = hf_config_from_gguf(GgufFile(path));
+  EXPECT_EQ(c["head_dim"], 16);
+  EXPECT_EQ(parse_model_config(c, path).head_dim, 16);
 }

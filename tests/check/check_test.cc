@@ -4,10 +4,13 @@
 
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <set>
 
 #include "awq/check.h"
 #include "awq/dtype.h"
 #include "awq/formats.h"
+#include "awq/model_config.h"
 #include "awq/model_dir.h"
 #include "check/checkpoint_util.h"
 #include "test_util.h"
@@ -184,6 +187,76 @@ TEST(CheckArchitecture, MissingAndUnexpectedTensors) {
   const auto r = check_model(m.dir());
   EXPECT_EQ(expect_finding(r, "tensor-missing", Severity::kError).tensor, "model.layers.0.post_attention_layernorm.weight");
   EXPECT_EQ(expect_finding(r, "tensor-unexpected", Severity::kError).tensor, "model.layers.0.self_attn.extra_norm.weight");
+}
+
+// Qwen3's dimensions are src/arch's ModelConfig's: head_dim defaults to 128 (Qwen3Config), not
+// hidden_size / num_attention_heads (16 here), and q_norm/k_norm are tensors every layer must have.
+TEST(CheckArchitecture, Qwen3DimensionsAndNormsComeFromModelConfig) {
+  auto qwen3 = [] {
+    auto m = std::make_unique<test::Checkpoint>("models/qwen3");  // 4 heads, 2 kv heads, head_dim 32, hidden 64
+    fs::remove(m->file("logits.safetensors"));
+    m->edit_config([](nlohmann::json& c) { c.erase("head_dim"); });
+    return m;
+  };
+  {  // stored with head_dim 32: the config without head_dim implies 128
+    const auto m = qwen3();
+    const auto r = check_model(m->dir());
+    const Finding* q = nullptr;
+    for (const auto& f : r.findings)
+      if (f.code == "config-mismatch" && f.tensor == "model.layers.0.self_attn.q_proj") q = &f;
+    ASSERT_TRUE(q) << codes(r);
+    EXPECT_NE(q->message.find("is [out 128, in 64] but config.json (hidden_size 64, intermediate_size 128, heads 4, kv heads 2, "
+                              "head_dim 128) implies [512, 64]"), std::string::npos) << q->message;
+  }
+  {  // reshaped to head_dim 128 (zeros; only shapes are compared): consistent
+    const auto m = qwen3();
+    m->edit_tensors([](std::vector<EditTensor>& ts) {
+      for (auto& t : ts) {
+        const int64_t q = 4 * 128, kv = 2 * 128;
+        if (t.name.ends_with("q_proj.weight")) t.shape = {q, 64};
+        else if (t.name.ends_with("k_proj.weight") || t.name.ends_with("v_proj.weight")) t.shape = {kv, 64};
+        else if (t.name.ends_with("o_proj.weight")) t.shape = {64, q};
+        else if (t.name.ends_with("q_norm.weight") || t.name.ends_with("k_norm.weight")) t.shape = {128};
+        else continue;
+        t.bytes.assign(size_t(t.shape[0] * (t.shape.size() == 2 ? t.shape[1] : 1)) * dtype_size(t.dtype), '\0');
+      }
+      test::erase(ts, "model.layers.1.self_attn.k_norm.weight");
+    });
+    const auto r = check_model(m->dir());
+    EXPECT_FALSE(r.has("config-mismatch")) << codes(r);
+    EXPECT_EQ(expect_finding(r, "tensor-missing", Severity::kError).tensor, "model.layers.1.self_attn.k_norm.weight");
+  }
+}
+
+// Architectures src/arch refuses keep every check that needs only config.json's dimensions: an
+// unknown architecture name, and a known one whose config the runtime refuses (a rope scaling it
+// does not implement), which also keeps the missing-tensor check.
+TEST(CheckArchitecture, ArchitecturesModelConfigRefusesKeepTheirChecks) {
+  const auto base = check_model(test::data_path("golden/awq-gemm-g32/model"));
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant);
+    test::Checkpoint m("awq-gemm-g32");
+    m.edit_config([&](nlohmann::json& c) {
+      if (variant == 0) c["architectures"] = {"SomeFutureForCausalLM"};
+      else c["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+      ASSERT_FALSE(decoder_dims(c, "config.json").model.has_value());
+    });
+    auto same = check_model(m.dir());
+    EXPECT_EQ(same.count(Severity::kError), 0u) << codes(same);
+    for (const char* code : {"tp-awq", "tp-awq-marlin"}) {  // the same dimensions, the same verdicts
+      ASSERT_TRUE(find(same, code) && find(base, code)) << codes(same);
+      EXPECT_EQ(find(same, code)->message, find(base, code)->message);
+    }
+    m.edit_config([](nlohmann::json& c) { c["intermediate_size"] = 192; c["vocab_size"] = 300; });
+    m.edit_tensors([](std::vector<EditTensor>& ts) { test::erase(ts, "model.layers.0.post_attention_layernorm.weight"); });
+    const auto r = check_model(m.dir());
+    std::set<std::string> mismatched;
+    for (const auto& f : r.findings)
+      if (f.code == "config-mismatch") mismatched.insert(f.tensor);
+    EXPECT_TRUE(mismatched.count("model.embed_tokens.weight")) << codes(r);
+    EXPECT_TRUE(mismatched.count("model.layers.0.mlp.down_proj") || mismatched.count("model.layers.0.mlp.gate_proj")) << codes(r);
+    EXPECT_EQ(r.has("tensor-missing"), variant == 1) << codes(r);  // names only for an architecture src/arch knows
+  }
 }
 
 TEST(CheckArchitecture, LayerStoredDenseThoughConfigSaysQuantized) {

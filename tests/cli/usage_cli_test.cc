@@ -37,6 +37,9 @@ TEST(UsageCli, UsageErrorsExitTwoInEverySubcommand) {
       {"bench", "gemv", "--shape", "4096"},
       {"bench", "gemm", "--m", "0"},
       {"bench", "gemv", "--threads", "0"},
+      {"run", kTiny, "-p", "x", "--threads", "0"},             // MODEL/--threads: one adder for run and bench run
+      {"run", kTiny, "-p", "x", "--threads", "1,2"},           // run takes one count
+      {"bench", "run", kTiny, "--threads", "1,2000"},
       {"bench", "dequant", "--dtype", "int8"},
       {"bench", "gemv", "--target", "NOPE"},
   };
@@ -137,6 +140,25 @@ TEST(UsageCli, OutputLargerThanFreeDiskIsRefusedBeforeWriting) {
     }
     fs::remove_all(t / "o");
   }
+}
+
+// A GGUF file is dequantized through the same writer (write_dequantized): refused the same way.
+TEST(UsageCli, GgufDequantizeChecksMemoryAndDiskBeforeWriting) {
+  test::TempDir src, t;
+  const std::string gguf = src / "m.gguf";
+  const auto made = test::run_awq({"convert", kTiny, "-o", gguf, "--to", "gguf", "-q"});
+  ASSERT_EQ(made.status, 0) << made.err;
+  const std::vector<std::string> args{"dequantize", gguf, "-o", t / "o", "-q"};
+  for (const auto& [var, what] : {std::pair<const char*, const char*>{"AWQ_TEST_MEM_AVAILABLE", "bytes) of memory"},
+                                  {"AWQ_TEST_DISK_FREE", "bytes) of disk"}}) {
+    EnvVar small(var, "1000");
+    const auto r = test::run_awq(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    EXPECT_TRUE(test::entry_names(t.path()).empty()) << "nothing written";
+  }
+  const auto ok = test::run_awq(args);
+  EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
 }  // namespace

@@ -1,0 +1,84 @@
+// `awq quantize`: a dense Hugging Face checkpoint -> a 4-bit one (autoawq-gemm by default, any
+// `convert` target through the convert writers). Methods: plain round-to-nearest (rtn) and AWQ
+// (activation-aware scale search, then clip search; docs/quantize.md has the algorithm and where it
+// departs from AutoAWQ). Layer-streamed from the mmap'd input: each finished decoder layer is saved
+// under <OUT_DIR>.awq-progress/ (fsutil.h progress_dir_for), which makes an interrupted run resumable
+// and is removed once OUT_DIR is committed.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace awq {
+
+enum class QuantMethod : uint8_t { kRtn, kAwq };
+// What to do with a NaN/Inf weight. kError: awq::Error naming tensor, row and group. kZero: the value
+// is replaced by 0 before quantizing (counted in QuantizeResult::sanitized).
+enum class SanitizePolicy : uint8_t { kError, kZero };
+// AWQ scale formula of the α grid: x-only s = mean|x|^α, duo s = mean|x|^α / mean|ŵ|^(1−α), or both.
+enum class ScaleFormula : uint8_t { kXOnly, kDuo, kBoth };
+
+struct QuantizeOptions {
+  std::string out_dir;
+  QuantMethod method = QuantMethod::kAwq;
+  int bits = 4;
+  int64_t group_size = 128;
+  bool zero_point = true;               // false: symmetric (zero 2^(bits-1), s = max|w| / (2^(bits-1) − 1))
+  std::string format = "autoawq-gemm";  // any convert target (convert.h convert_targets())
+  bool force = false, progress = true;
+  SanitizePolicy sanitize = SanitizePolicy::kError;
+  std::vector<std::string> not_convert;  // module-name substrings kept dense (AutoAWQ's rule); written
+  int threads = 0;                       // <= 0: all cores
+  uint64_t max_shard_bytes = 5'000'000'000ULL;
+
+  // AWQ only. Calibration tokens: cut into `samples` blocks of exactly `seqlen` tokens (fewer blocks
+  // when the text is short; see calibration_blocks).
+  std::vector<int32_t> calib_tokens;
+  int64_t samples = 64, seqlen = 512;
+  ScaleFormula formula = ScaleFormula::kDuo;
+  int grid = 20;                // α = i/grid for i in [0, grid] (α = 1 included)
+  bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
+  bool clip = true;
+  bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)
+  std::string log_file;         // JSON lines, one per scaling group and per clipped linear
+
+  // Mixed precision (--mixed auto): each linear's relative output error ‖ΔW·X‖²/‖W·X‖² on the
+  // calibration inputs is measured; the most sensitive are kept dense (the convert targets have
+  // no 8-bit layout) while the decoder linears' bits per weight stay within budget_bpw. Needs
+  // calibration tokens with either method.
+  bool mixed = false;
+  double budget_bpw = 4.5;
+};
+
+// One decoder linear's measured sensitivity (--mixed auto), and whether it was kept dense.
+struct ModuleSensitivity {
+  std::string module;
+  double rel_error = 0;  // ‖ΔW·X‖² / ‖W·X‖² of its quantized form on the calibration inputs
+  int64_t weights = 0;
+  bool promoted = false;
+};
+
+struct QuantizeResult {
+  size_t modules = 0, layers = 0, resumed_layers = 0, blocks = 0;
+  size_t sanitized = 0;  // non-finite weights zeroed (SanitizePolicy::kZero)
+  std::vector<std::string> warnings;
+  // --mixed auto: every quantizable linear, most sensitive first; bits per weight of the decoder
+  // linears all quantized and after the promotions.
+  std::vector<ModuleSensitivity> sensitivity;
+  double bpw_quantized = 0, bpw_final = 0;
+};
+
+// Per-layer progress callback (i finished layers of n, seconds so far, last group's loss ratio).
+using QuantizeProgress = std::function<void(int64_t i, int64_t n, double seconds, double loss_ratio)>;
+
+// Quantizes `model_dir` into opt.out_dir (OutputDir rules: atomic, --force, no overlap with the
+// input). Throws awq::Error naming the file/tensor (and row, group for non-finite weights).
+QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOptions& opt,
+                              const QuantizeProgress& on_layer = {});
+
+// Calibration blocks: the token stream cut into consecutive, non-overlapping blocks of exactly
+// `seqlen` tokens from its start, at most `samples` of them; the remainder is dropped.
+std::vector<std::vector<int32_t>> calibration_blocks(const std::vector<int32_t>& tokens, int64_t samples, int64_t seqlen);
+
+}  // namespace awq

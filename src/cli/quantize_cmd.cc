@@ -1,0 +1,143 @@
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "awq/error.h"
+#include "awq/progress.h"
+#include "awq/quantize.h"
+#include "awq/tokenizer.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace awq::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot read the calibration text");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// --calib FILE, else MODEL/calib.txt, else the bundled model's calib.txt.
+std::string calib_path(const std::string& given, const std::string& model) {
+  if (!given.empty()) return given;
+  if (fs::exists(fs::path(model) / "calib.txt")) return (fs::path(model) / "calib.txt").string();
+  const std::string bundled = resolve_model_dir("");
+  if (fs::exists(fs::path(bundled) / "calib.txt")) return (fs::path(bundled) / "calib.txt").string();
+  throw Error("no calibration text: " + model + " has no calib.txt, nor has the bundled model; give --calib FILE");
+}
+
+// The --mixed auto table: every promoted module and the next most sensitive ones that stayed 4-bit.
+void print_promotions(const QuantizeResult& r, double budget) {
+  std::printf("mixed precision: %.3f bits per weight all quantized, budget %.3f, %.3f written\n", r.bpw_quantized, budget, r.bpw_final);
+  std::printf("  %-4s %-44s %14s %10s  %s\n", "rank", "module", "rel. error", "weights", "kept");
+  size_t shown_rest = 0;
+  for (size_t i = 0; i < r.sensitivity.size(); ++i) {
+    const auto& m = r.sensitivity[i];
+    if (!m.promoted && shown_rest++ >= 3) continue;
+    std::printf("  %-4zu %-44s %14.4e %10lld  %s\n", i + 1, m.module.c_str(), m.rel_error, (long long)m.weights,
+                m.promoted ? "dense (promoted: most sensitive that fit the budget)" : "4-bit");
+  }
+}
+
+}  // namespace
+
+Action add_quantize(CLI::App& app) {
+  auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
+  struct Args {
+    std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
+                mixed = "off";
+    double budget = 4.5;
+    int bits = 4, threads = 0, grid = 20;
+    int64_t group = 128, samples = 64, seqlen = 512;
+    bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false;
+    std::vector<std::string> skip;
+  };
+  auto a = std::make_shared<Args>();
+  sub->add_option("MODEL", a->model, "dense model directory (f32, bf16 or f16)")->required();
+  sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
+  sub->add_option("--method", a->method, "awq (default) | rtn")->check(CLI::IsMember({"awq", "rtn"}));
+  sub->add_option("--bits", a->bits, "4 (default) | 8 (8 needs --format dense)")->check(CLI::IsMember({4, 8}));
+  sub->add_option("--group-size", a->group, "input columns per quantization group (default 128)");
+  auto* zp = sub->add_flag("--zero-point", a->zero_point, "asymmetric with a zero point per group (default)");
+  sub->add_flag("--symmetric", a->symmetric, "symmetric (zero point 2^(bits-1))")->excludes(zp);
+  sub->add_option("--format", a->format, "any convert target (default autoawq-gemm)");
+  sub->add_option("--calib", a->calib, "calibration text (default: MODEL/calib.txt, else the bundled model's)");
+  sub->add_option("--calib-tokens", a->calib_tokens, "pre-tokenized calibration: a file of whitespace-separated token ids (instead of --calib)");
+  sub->add_option("--samples", a->samples, "calibration blocks (default 64)");
+  sub->add_option("--seqlen", a->seqlen, "tokens per calibration block (default 512)");
+  sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
+  sub->add_option("--grid", a->grid, "α grid: i/grid for i = 0..grid (default 20)");
+  sub->add_flag("--no-identity", a->no_identity, "drop s = 1 (plain RTN) from the candidates (AutoAWQ's grid)");
+  sub->add_flag("--no-clip", a->no_clip, "skip the clip search");
+  sub->add_flag("--sym-clip", a->sym_clip, "AutoAWQ's symmetric ±max clip instead of clipping min and max");
+  sub->add_option("--mixed", a->mixed,
+                  "auto: measure each linear's output error on the calibration data and keep the most sensitive dense within --budget | off (default)")
+      ->check(CLI::IsMember({"auto", "off"}));
+  sub->add_option("--budget", a->budget, "bits per weight of the decoder linears allowed with --mixed auto (default 4.5)");
+  sub->add_option("--sanitize", a->sanitize, "NaN/Inf weights: error (default) | zero (replace by 0)")->check(CLI::IsMember({"error", "zero"}));
+  sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)");
+  sub->add_option("--threads", a->threads, "threads (default: all cores)");
+  sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer");
+  sub->add_option("--max-shard-size", a->max_shard, "largest output shard (default 5GB)")->check(size_arg());
+  sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress");
+  return [a]() {
+    QuantizeOptions opt;
+    opt.out_dir = a->out;
+    opt.method = a->method == "rtn" ? QuantMethod::kRtn : QuantMethod::kAwq;
+    opt.bits = a->bits;
+    opt.group_size = a->group;
+    opt.zero_point = !a->symmetric;
+    opt.format = a->format;
+    opt.force = a->force;
+    opt.progress = !a->quiet;
+    opt.sanitize = a->sanitize == "zero" ? SanitizePolicy::kZero : SanitizePolicy::kError;
+    opt.not_convert = a->skip;
+    opt.threads = a->threads;
+    opt.max_shard_bytes = parse_size(a->max_shard);
+    opt.samples = a->samples;
+    opt.seqlen = a->seqlen;
+    opt.formula = a->formula == "x" ? ScaleFormula::kXOnly : a->formula == "both" ? ScaleFormula::kBoth : ScaleFormula::kDuo;
+    opt.grid = a->grid;
+    opt.identity_candidate = !a->no_identity;
+    opt.clip = !a->no_clip;
+    opt.asym_clip = !a->sym_clip;
+    opt.log_file = a->log;
+    opt.mixed = a->mixed == "auto";
+    opt.budget_bpw = a->budget;
+    const bool calibrated = opt.method == QuantMethod::kAwq || opt.mixed;
+    if (calibrated && !a->calib_tokens.empty()) {
+      std::ifstream f(a->calib_tokens);
+      if (!f) throw Error(a->calib_tokens + ": cannot read the calibration token ids");
+      long long id;
+      while (f >> id) opt.calib_tokens.push_back(int32_t(id));
+      if (!f.eof()) throw Error(a->calib_tokens + ": not a list of integer token ids");
+    } else if (calibrated) {
+      const std::string path = calib_path(a->calib, a->model);
+      const auto tok = load_tokenizer(a->model);
+      opt.calib_tokens = tok->encode(read_text(path));
+      if (!a->quiet) std::fprintf(stderr, "calibration: %s, %zu tokens\n", path.c_str(), opt.calib_tokens.size());
+    }
+    const bool show = !a->quiet;
+    const auto r = quantize_model(a->model, opt, [show](int64_t i, int64_t n, double secs, double ratio) {
+      if (!show) return;
+      const double eta = secs / double(i) * double(n - i);
+      std::fprintf(stderr, "layer %lld/%lld  %.1fs  ETA %.1fs  loss/RTN %.3f\n", (long long)i, (long long)n, secs, eta, ratio);
+    });
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    std::printf("wrote %s: %zu quantized modules, %zu layers (%zu resumed)%s", a->out.c_str(), r.modules, r.layers, r.resumed_layers,
+                r.blocks ? "" : "\n");
+    if (r.blocks) std::printf(", %zu calibration blocks of %lld tokens\n", r.blocks, (long long)a->seqlen);
+    if (r.sanitized) std::printf("sanitized: %zu non-finite weights replaced by 0\n", r.sanitized);
+    if (opt.mixed) print_promotions(r, opt.budget_bpw);
+    return 0;
+  };
+}
+
+}  // namespace awq::cli

@@ -1,0 +1,116 @@
+// The f32 decoder-layer forward AWQ calibrates on (transformers' Llama/Mistral/Qwen2/Qwen3 layer),
+// on the runtime's kernels (model_ops.h, kernels.h).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "awq/error.h"
+#include "awq/model_ops.h"
+#include "awq/thread_pool.h"
+#include "quant/awq_forward.h"
+
+namespace awq::quant_detail {
+
+Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& blocks) {
+  const TensorView& e = dir.get(cfg.names.embed);
+  Activations a;
+  a.blocks = int64_t(blocks.size());
+  a.len = blocks.empty() ? 0 : int64_t(blocks[0].size());
+  a.hidden = cfg.hidden;
+  a.x.resize(size_t(a.blocks * a.len * a.hidden));
+  size_t t = 0;
+  for (const auto& b : blocks)
+    for (int32_t id : b) {
+      if (id < 0 || id >= e.dim(0)) fail(dir.path(), e.name, "calibration token id " + std::to_string(id) + " is outside the vocabulary");
+      for (int64_t c = 0; c < a.hidden; ++c) a.x[t * size_t(a.hidden) + size_t(c)] = load_float(e.data, e.dtype, size_t(id * a.hidden + c));
+      ++t;
+    }
+  return a;
+}
+
+namespace {
+// Token rows per GEMM call: a block of x (kRows × k floats) stays in the core's cache while every
+// weight row passes over it. dense_f32_gemm alone streams all of x once per 4 weight rows, which
+// for 32 K calibration tokens is gigabytes of memory traffic per linear.
+constexpr int64_t kRows = 128;
+}  // namespace
+
+void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  // One single-thread pool per worker: each task runs a whole token block on one core.
+  std::vector<std::unique_ptr<ThreadPool>> serial;
+  for (int i = 0; i < pool.size(); ++i) serial.push_back(std::make_unique<ThreadPool>(1));
+  pool.run((m + kRows - 1) / kRows, [&](int64_t blk, int th) {
+    const int64_t m0 = blk * kRows, rows = std::min(kRows, m - m0);
+    kernels::dense_f32_gemm(w, n, k, x + m0 * k, rows, y + m0 * n, serial[size_t(th)].get());
+    if (!b.empty())
+      for (int64_t t = m0; t < m0 + rows; ++t)
+        for (int64_t j = 0; j < n; ++j) y[t * n + j] += b[size_t(j)];
+  });
+}
+
+void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, const float* wv, const float* wo, const LayerTensors& L,
+                    const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool) {
+  const int64_t T = blocks * len, hd = cfg.head_dim, qd = cfg.heads * hd, kd = cfg.kv_heads * hd, group = cfg.heads / cfg.kv_heads;
+  std::vector<float> q(static_cast<size_t>(T * qd)), k(static_cast<size_t>(T * kd)), v(static_cast<size_t>(T * kd));
+  linear(wq, L.b[0], qd, cfg.hidden, a, T, q.data(), pool);
+  linear(wk, L.b[1], kd, cfg.hidden, a, T, k.data(), pool);
+  linear(wv, L.b[2], kd, cfg.hidden, a, T, v.data(), pool);
+  const auto table = kernels::make_rope_table(rope_inv_freq(hd, cfg.rope_theta, cfg.rope_scaling), len);
+  pool.run(T, [&](int64_t t, int) {
+    float* qt = q.data() + t * qd;
+    float* kt = k.data() + t * kd;
+    if (cfg.qk_norm) {
+      for (int64_t h = 0; h < cfg.heads; ++h) kernels::rms_norm(qt + h * hd, L.q_norm.data(), hd, float(cfg.rms_eps), qt + h * hd);
+      for (int64_t h = 0; h < cfg.kv_heads; ++h) kernels::rms_norm(kt + h * hd, L.k_norm.data(), hd, float(cfg.rms_eps), kt + h * hd);
+    }
+    const int64_t pos = t % len;
+    kernels::rope(qt, cfg.heads, hd, table.cos(pos), table.sin(pos));
+    kernels::rope(kt, cfg.kv_heads, hd, table.cos(pos), table.sin(pos));
+  });
+  const float scale = 1.0f / std::sqrt(float(hd));
+  std::vector<std::vector<float>> scratch(size_t(pool.size()), std::vector<float>(size_t(group * len)));
+  pool.run(T, [&](int64_t t, int th) {
+    const int64_t b = t / len, pos = t % len;
+    const int64_t start = cfg.sliding_window > 0 ? std::max<int64_t>(0, pos + 1 - cfg.sliding_window) : 0;
+    for (int64_t h = 0; h < cfg.kv_heads; ++h) {
+      const size_t base = size_t((b * len + start) * kd + h * hd);
+      kernels::attention(q.data() + t * qd + h * group * hd, group, hd, k.data() + base, v.data() + base, kd, pos + 1 - start, scale,
+                         o_in + t * qd + h * group * hd, scratch[size_t(th)].data());
+    }
+  });
+  linear(wo, L.b[3], cfg.hidden, qd, o_in, T, out, pool);
+}
+
+void mlp(const ModelConfig& cfg, const float* wg, const float* wu, const float* wd, const LayerTensors& L, const float* m, int64_t T,
+         float* down_in, float* out, ThreadPool& pool) {
+  const int64_t I = cfg.intermediate;
+  std::vector<float> u(static_cast<size_t>(T * I));
+  linear(wg, L.b[4], I, cfg.hidden, m, T, down_in, pool);
+  linear(wu, L.b[5], I, cfg.hidden, m, T, u.data(), pool);
+  pool.run(T, [&](int64_t t, int) { kernels::silu_mul(down_in + t * I, u.data() + t * I, I, down_in + t * I); });
+  linear(wd, L.b[6], cfg.hidden, I, down_in, T, out, pool);
+}
+
+void rms_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t h, float eps, float* y, ThreadPool& pool) {
+  pool.run(T, [&](int64_t t, int) { kernels::rms_norm(x + t * h, w.data(), h, eps, y + t * h); });
+}
+
+void layer_forward(const ModelConfig& cfg, const LayerTensors& L, Activations& act, LayerInputs* in, ThreadPool& pool) {
+  const int64_t T = act.blocks * act.len, H = cfg.hidden, qd = cfg.heads * cfg.head_dim;
+  LayerInputs local;
+  LayerInputs& I = in ? *in : local;
+  I.qkv_in.resize(size_t(T * H));
+  I.o_in.resize(size_t(T * qd));
+  I.mlp_in.resize(size_t(T * H));
+  I.down_in.resize(size_t(T * cfg.intermediate));
+  std::vector<float> out(static_cast<size_t>(T * H));
+  rms_rows(act.x.data(), L.attn_norm, T, H, float(cfg.rms_eps), I.qkv_in.data(), pool);
+  self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, I.qkv_in.data(), act.blocks, act.len,
+                 I.o_in.data(), out.data(), pool);
+  for (size_t i = 0; i < out.size(); ++i) act.x[i] += out[i];
+  rms_rows(act.x.data(), L.mlp_norm, T, H, float(cfg.rms_eps), I.mlp_in.data(), pool);
+  mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, I.mlp_in.data(), T, I.down_in.data(), out.data(), pool);
+  for (size_t i = 0; i < out.size(); ++i) act.x[i] += out[i];
+}
+
+}  // namespace awq::quant_detail

@@ -1,0 +1,99 @@
+// AWQ on one decoder layer (internal to quant/): calibration activations, the layer's f32 forward,
+// the per-group scale search and the clip search. docs/quantize.md describes the algorithm.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "awq/model_config.h"
+#include "awq/model_dir.h"
+#include "awq/quantize.h"
+#include "quant/group_quant.h"
+#include "quant/layer.h"
+
+namespace awq {
+class ThreadPool;
+}
+
+namespace awq::quant_detail {
+
+// Hidden states of the calibration blocks: [blocks·len][hidden], f32.
+struct Activations {
+  int64_t blocks = 0, len = 0, hidden = 0;
+  std::vector<float> x;
+};
+
+// Embedding rows of the calibration tokens (the first layer's input).
+Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& blocks);
+
+// What one layer's forward saw: the inputs of q/k/v (after input_layernorm), of o_proj, of
+// gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each.
+struct LayerInputs {
+  std::vector<float> qkv_in, o_in, mlp_in, down_in;
+};
+
+// Runs layer L (its current weights, f32) on `act` in place: each block is one causal sequence at
+// positions 0..len−1. Fills `in` when given.
+void layer_forward(const ModelConfig& cfg, const LayerTensors& L, Activations& act, LayerInputs* in, ThreadPool& pool);
+
+struct Trial {
+  std::string kind;  // "identity", "x", "duo"
+  double alpha = 0, loss = 0;
+};
+struct GroupLog {
+  std::string group;   // "qkv", "o", "gate_up", "down"
+  std::string choice;  // "identity", "x", "duo"
+  double alpha = 0, loss_rtn = 0, loss_best = 0;
+  std::vector<Trial> trials;  // every grid point in the order it ran
+};
+struct ClipLog {
+  std::string linear;
+  double loss_before = 0, loss_after = 0, mean_ratio = 1;
+};
+struct LayerLog {
+  std::vector<GroupLog> groups;
+  std::vector<ClipLog> clips;
+  // Per linear (LayerLinear order), when AwqParams::sensitivity: relative output error of its
+  // final quantization on the calibration inputs, ‖ΔW·X‖² / ‖W·X‖² (clip ratios applied); NaN for
+  // linears kept dense.
+  std::array<double, kLinears> rel_error{};
+};
+
+struct AwqParams {
+  QParams q;
+  int64_t group_size = 128;
+  ScaleFormula formula = ScaleFormula::kDuo;
+  int grid = 20;
+  bool identity = true, clip = true, asym_clip = true;
+  bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
+  bool sensitivity = false;  // fill LayerLog::rel_error
+  int64_t seq_len = 512;     // calibration block length (tokens = blocks · seq_len)
+};
+
+// Searches and applies AWQ scales for layer L given its inputs (from the unmodified layer), then
+// searches clip ratios; L's weights, norms and clip ratios are updated in place. With p.search
+// false the scales are skipped; with p.sensitivity the final relative errors are measured.
+LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p,
+                   ThreadPool& pool);
+
+// --- exposed for tests -------------------------------------------------------------------------
+// One scale candidate: s[c] from the per-channel statistics (x_mean, w_mean) by `formula` and α,
+// normalised so sqrt(max·min) = 1. formula kXOnly or kDuo.
+std::vector<float> scale_candidate(const std::vector<float>& x_mean, const std::vector<float>& w_mean, ScaleFormula formula,
+                                   double alpha);
+// Q(W·diag(s))·diag(s)⁻¹ of one [n][k] weight into out (w is read only).
+void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int64_t group_size, const QParams& q,
+                       float* out, ThreadPool& pool);
+// Per-channel mean |x| of x [T][k] (f32 result, double sums).
+std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k);
+// AutoAWQ's weight statistic of a scaling group (linears `lins` of L, same in_features): mean over
+// all their rows of |w| / (max |w| of its quantization group + 1e-6).
+std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, int64_t group_size);
+// MSE of two equal-length vectors (double sum in index order).
+double mse(const std::vector<float>& a, const std::vector<float>& b);
+// Σ over rows of ΔW·G·ΔWᵀ / tokens / n, ΔW = Wq − W (the Gram form of ‖ΔW·X‖² / elements).
+double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens,
+                 ThreadPool& pool);
+
+}  // namespace awq::quant_detail

@@ -1,0 +1,372 @@
+// AWQ scale search and clip search for one layer (see awq_layer.h and docs/quantize.md).
+// Every grid trial quantizes from the const, unmodified weights into a separate buffer: nothing a
+// trial does can leak into the next one (AutoAWQ/llm-awq's CPU aliasing bug cannot happen here).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "awq/error.h"
+#include "awq/model_ops.h"
+#include "awq/thread_pool.h"
+#include "quant/awq_forward.h"
+#include "quant/awq_layer.h"
+
+namespace awq::quant_detail {
+
+std::vector<float> scale_candidate(const std::vector<float>& x_mean, const std::vector<float>& w_mean, ScaleFormula formula, double alpha) {
+  std::vector<float> s(x_mean.size());
+  for (size_t c = 0; c < s.size(); ++c) {
+    double v = std::pow(double(x_mean[c]), alpha);
+    if (formula == ScaleFormula::kDuo) v /= std::pow(double(w_mean[c]), 1 - alpha) + 1e-4;
+    s[c] = float(std::max(v, 1e-4));
+  }
+  const auto [mn, mx] = std::minmax_element(s.begin(), s.end());
+  const float norm = float(std::sqrt(double(*mn) * double(*mx)));
+  for (float& v : s) v = std::isfinite(v / norm) ? v / norm : 1.0f;
+  return s;
+}
+
+void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int64_t group_size, const QParams& q, float* out,
+                       ThreadPool& pool) {
+  pool.run(n, [&](int64_t r, int) {
+    std::vector<float> buf(static_cast<size_t>(group_size));
+    for (int64_t g0 = 0; g0 < k; g0 += group_size) {
+      for (int64_t c = 0; c < group_size; ++c) buf[size_t(c)] = w[r * k + g0 + c] * (s ? s[g0 + c] : 1.0f);
+      fake_quant_group(buf.data(), group_size, q, 1, 1, out + r * k + g0);
+      if (s)
+        for (int64_t c = 0; c < group_size; ++c) out[r * k + g0 + c] /= s[g0 + c];
+    }
+  });
+}
+
+double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens, ThreadPool& pool) {
+  std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
+  for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
+  kernels::dense_f32_gemm(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
+  double acc = 0;
+  for (size_t i = 0; i < d.size(); ++i) acc += double(d[i]) * double(y[i]);
+  return acc / double(tokens) / double(n);
+}
+
+double mse(const std::vector<float>& a, const std::vector<float>& b) {
+  double acc = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    acc += d * d;
+  }
+  return acc / double(a.size());
+}
+
+std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k) {
+  std::vector<double> acc(static_cast<size_t>(k));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < k; ++c) acc[size_t(c)] += std::fabs(double(x[size_t(t * k + c)]));
+  std::vector<float> m(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) m[size_t(c)] = float(acc[size_t(c)] / double(T));
+  return m;
+}
+
+// Mean over the rows of the group's linears of |w| / (max |w| of its quantization group + 1e-6).
+std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, int64_t G) {
+  const int64_t k = L.k[size_t(lins[0])];
+  std::vector<double> acc(static_cast<size_t>(k));
+  int64_t rows = 0;
+  for (int i : lins) {
+    const auto& w = L.w[size_t(i)];
+    for (int64_t r = 0; r < L.n[size_t(i)]; ++r, ++rows)
+      for (int64_t g0 = 0; g0 < k; g0 += G) {
+        float mx = 0;
+        for (int64_t c = 0; c < G; ++c) mx = std::max(mx, std::fabs(w[size_t(r * k + g0 + c)]));
+        for (int64_t c = 0; c < G; ++c) acc[size_t(g0 + c)] += std::fabs(w[size_t(r * k + g0 + c)]) / (double(mx) + 1e-6);
+      }
+  }
+  std::vector<float> m(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) m[size_t(c)] = float(acc[size_t(c)] / double(rows));
+  return m;
+}
+
+namespace {
+
+// XᵀX of x [T][k]. Token blocks are taken in order; each block's product is computed in f32 on
+// the kernels (rows of G split over the pool, upper triangle only) and added into a double
+// accumulator, so the result is the same for any thread count.
+std::vector<float> gram(const std::vector<float>& x, int64_t T, int64_t k, ThreadPool& pool) {
+  constexpr int64_t kTok = 256, kRowsPerTask = 32;
+  std::vector<double> acc(static_cast<size_t>(k * k));
+  std::vector<float> xt(static_cast<size_t>(k * kTok));
+  std::vector<std::vector<float>> part(size_t(pool.size()), std::vector<float>(static_cast<size_t>(k * kRowsPerTask)));
+  std::vector<std::unique_ptr<ThreadPool>> serial;
+  for (int i = 0; i < pool.size(); ++i) serial.push_back(std::make_unique<ThreadPool>(1));
+  for (int64_t t0 = 0; t0 < T; t0 += kTok) {
+    const int64_t rows = std::min(kTok, T - t0);
+    pool.run(k, [&](int64_t c, int) {
+      for (int64_t t = 0; t < rows; ++t) xt[size_t(c * rows + t)] = x[size_t((t0 + t) * k + c)];
+    });
+    pool.run((k + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int th) {
+      const int64_t a0 = task * kRowsPerTask, na = std::min(kRowsPerTask, k - a0);
+      float* y = part[size_t(th)].data();  // y[b − a0][j] = Σ_t x[t][a0 + j]·x[t][b], b >= a0
+      kernels::dense_f32_gemm(xt.data() + a0 * rows, na, rows, xt.data() + a0 * rows, k - a0, y, serial[size_t(th)].get());
+      for (int64_t j = 0; j < na; ++j)
+        for (int64_t b = a0; b < k; ++b) acc[size_t((a0 + j) * k + b)] += double(y[size_t((b - a0) * na + j)]);
+    });
+  }
+  std::vector<float> g(static_cast<size_t>(k * k));
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = a; b < k; ++b) g[size_t(a * k + b)] = g[size_t(b * k + a)] = float(acc[size_t(a * k + b)]);
+  return g;
+}
+
+struct Candidate {
+  std::string kind;
+  double alpha = 0;
+  std::vector<float> s;  // empty: identity
+};
+
+std::vector<Candidate> candidates(const std::vector<float>& xm, const std::vector<float>& wm, const AwqParams& p) {
+  std::vector<Candidate> c;
+  if (p.identity) c.push_back({"identity", 0, {}});
+  for (int i = 0; i <= p.grid; ++i) {
+    const double a = double(i) / p.grid;
+    if (p.formula != ScaleFormula::kXOnly) c.push_back({"duo", a, scale_candidate(xm, wm, ScaleFormula::kDuo, a)});
+    if (p.formula != ScaleFormula::kDuo && i > 0) c.push_back({"x", a, scale_candidate(xm, wm, ScaleFormula::kXOnly, a)});
+  }
+  return c;
+}
+
+// Grid search: loss(trial weights) for each candidate; trial weights are Q(W·s)/s of the group's
+// linears computed from the const originals into `trial`.
+template <class LossFn>
+GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
+                const AwqParams& p, ThreadPool& pool, const LossFn& loss, std::vector<float>& best_s) {
+  const std::vector<float> wm = w_mean(L, lins, p.group_size);
+  GroupLog log;
+  log.group = name;
+  log.loss_best = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<float>> trial(lins.size());
+  const auto run = [&](const Candidate& c) {
+    for (size_t j = 0; j < lins.size(); ++j) {
+      const int i = lins[j];
+      trial[j].resize(L.w[size_t(i)].size());
+      fake_quant_scaled(L.w[size_t(i)].data(), L.n[size_t(i)], L.k[size_t(i)], c.s.empty() ? nullptr : c.s.data(), p.group_size, p.q,
+                        trial[j].data(), pool);
+    }
+    return loss(trial);
+  };
+  log.loss_rtn = run({"identity", 0, {}});
+  for (const Candidate& c : candidates(xm, wm, p)) {
+    const double l = c.kind == "identity" ? log.loss_rtn : run(c);
+    log.trials.push_back({c.kind, c.alpha, l});
+    if (std::isfinite(l) && l < log.loss_best) {
+      log.loss_best = l;
+      log.choice = c.kind;
+      log.alpha = c.alpha;
+      best_s = c.s;
+    }
+  }
+  if (!std::isfinite(log.loss_best)) {  // no finite loss (non-finite activations): keep RTN
+    log.loss_best = log.loss_rtn;
+    log.choice = "identity";
+    best_s.clear();
+  }
+  return log;
+}
+
+void scale_columns(LayerTensors& L, int i, const std::vector<float>& s) {
+  const int64_t k = L.k[size_t(i)];
+  for (int64_t r = 0; r < L.n[size_t(i)]; ++r)
+    for (int64_t c = 0; c < k; ++c) L.w[size_t(i)][size_t(r * k + c)] *= s[size_t(c)];
+}
+
+void divide_rows(LayerTensors& L, int i, const std::vector<float>& s) {
+  const int64_t k = L.k[size_t(i)];
+  for (int64_t r = 0; r < L.n[size_t(i)]; ++r)
+    for (int64_t c = 0; c < k; ++c) L.w[size_t(i)][size_t(r * k + c)] /= s[size_t(r)];
+}
+
+// Per (row, group) clip ratio minimising ΔW_g·G_g·ΔW_gᵀ, G_g the group's diagonal block of the
+// input Gram matrix (already divided by the applied scales).
+ClipLog clip_linear(LayerTensors& L, int i, const std::string& name, const std::vector<float>& G, const AwqParams& p, int64_t tokens,
+                    ThreadPool& pool) {
+  const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)], gs = p.group_size, ng = k / gs;
+  auto& lo = L.clip_lo[size_t(i)];
+  auto& hi = L.clip_hi[size_t(i)];
+  lo.assign(size_t(n * ng), 1.0f);
+  hi.assign(size_t(n * ng), 1.0f);
+  std::vector<double> before(static_cast<size_t>(n)), after(static_cast<size_t>(n)), ratio_sum(static_cast<size_t>(n));
+  const float* w = L.w[size_t(i)].data();
+  pool.run(n, [&](int64_t r, int) {
+    std::vector<float> fq(static_cast<size_t>(gs)), d(static_cast<size_t>(gs));
+    for (int64_t g = 0; g < ng; ++g) {
+      const float* wg = w + r * k + g * gs;
+      float mn = wg[0], mx = wg[0];
+      for (int64_t c = 1; c < gs; ++c) {
+        mn = std::min(mn, wg[c]);
+        mx = std::max(mx, wg[c]);
+      }
+      const float amax = std::max(std::fabs(mn), std::fabs(mx));
+      double best = std::numeric_limits<double>::infinity();
+      float blo = 1, bhi = 1;
+      for (int s = 0; s < 10; ++s) {
+        const float ratio = 1.0f - 0.05f * float(s);
+        float rlo = ratio, rhi = ratio;
+        if (!p.asym_clip) {  // AutoAWQ: clamp to ±max|w|·ratio
+          rlo = mn < 0 ? std::max(mn, -amax * ratio) / mn : 1.0f;
+          rhi = mx > 0 ? std::min(mx, amax * ratio) / mx : 1.0f;
+        }
+        fake_quant_group(wg, gs, p.q, rlo, rhi, fq.data());
+        for (int64_t c = 0; c < gs; ++c) d[size_t(c)] = fq[size_t(c)] - wg[c];
+        double l = 0;
+        for (int64_t a = 0; a < gs; ++a) {
+          double row = 0;
+          const float* Gr = G.data() + size_t((g * gs + a) * k + g * gs);
+          for (int64_t b = 0; b < gs; ++b) row += double(Gr[b]) * d[size_t(b)];
+          l += row * d[size_t(a)];
+        }
+        if (s == 0) before[size_t(r)] += l;
+        if (l < best) {
+          best = l;
+          blo = rlo;
+          bhi = rhi;
+        }
+      }
+      after[size_t(r)] += best;
+      lo[size_t(r * ng + g)] = blo;
+      hi[size_t(r * ng + g)] = bhi;
+      ratio_sum[size_t(r)] += 0.5 * (blo + bhi);
+    }
+  });
+  ClipLog log;
+  log.linear = name;
+  for (int64_t r = 0; r < n; ++r) {
+    log.loss_before += before[size_t(r)];
+    log.loss_after += after[size_t(r)];
+    log.mean_ratio += ratio_sum[size_t(r)];
+  }
+  log.loss_before /= double(tokens) * double(n);
+  log.loss_after /= double(tokens) * double(n);
+  log.mean_ratio /= double(n * ng);
+  return log;
+}
+
+// ‖ΔW·X‖² / ‖W·X‖² of linear i as it will be stored (its clip ratios applied), through the Gram
+// matrix G of its inputs; NaN when the linear stays dense.
+double relative_error(const LayerTensors& L, int i, const std::vector<float>& G, const AwqParams& p, int64_t tokens, ThreadPool& pool) {
+  if (L.dense[size_t(i)]) return std::numeric_limits<double>::quiet_NaN();
+  const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)], gs = p.group_size, ng = k / gs;
+  const auto& w = L.w[size_t(i)];
+  const auto& lo = L.clip_lo[size_t(i)];
+  const auto& hi = L.clip_hi[size_t(i)];
+  std::vector<float> wq(w.size()), zero(w.size(), 0.0f);
+  pool.run(n, [&](int64_t r, int) {
+    for (int64_t g = 0; g < ng; ++g) {
+      const size_t gi = size_t(r * ng + g);
+      fake_quant_group(w.data() + r * k + g * gs, gs, p.q, lo.empty() ? 1.0f : lo[gi], hi.empty() ? 1.0f : hi[gi], wq.data() + r * k + g * gs);
+    }
+  });
+  const double err = gram_loss(wq.data(), w.data(), n, k, G, tokens, pool), ref = gram_loss(w.data(), zero.data(), n, k, G, tokens, pool);
+  return ref > 0 ? err / ref : 0.0;
+}
+
+std::vector<float> scaled_gram(std::vector<float> G, int64_t k, const std::vector<float>& s) {
+  if (s.empty()) return G;
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b < k; ++b) G[size_t(a * k + b)] /= s[size_t(a)] * s[size_t(b)];
+  return G;
+}
+
+}  // namespace
+
+LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p, ThreadPool& pool) {
+  LayerLog log;
+  const int64_t H = cfg.hidden, I = cfg.intermediate, qd = cfg.heads * cfg.head_dim;
+  const auto any_dense = [&](std::initializer_list<int> v) {
+    for (int i : v)
+      if (L.dense[size_t(i)]) return true;
+    return false;
+  };
+  const std::vector<float> G_qkv = gram(in.qkv_in, tokens, H, pool), G_o = gram(in.o_in, tokens, qd, pool),
+                           G_mlp = gram(in.mlp_in, tokens, H, pool), G_down = gram(in.down_in, tokens, I, pool);
+  std::vector<float> s_qkv, s_o, s_gu, s_down;
+
+  // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense).
+  if (p.search && !any_dense({0, 1, 2})) {
+    std::vector<float> ref(static_cast<size_t>(tokens * H)), oin(static_cast<size_t>(tokens * qd)), out(static_cast<size_t>(tokens * H));
+    const int64_t seq = p.seq_len, nb = tokens / seq;
+    self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, in.qkv_in.data(), nb, seq, oin.data(), ref.data(), pool);
+    log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), p, pool,
+                                [&](const std::vector<std::vector<float>>& t) {
+                                  self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, in.qkv_in.data(), nb,
+                                                 seq, oin.data(), out.data(), pool);
+                                  return mse(out, ref);
+                                },
+                                s_qkv));
+  }
+  // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
+  const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
+  if (v_o)
+    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), p, pool,
+                                [&](const std::vector<std::vector<float>>& t) {
+                                  return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
+                                },
+                                s_o));
+  // 3. gate, up by post_attention_layernorm; loss on the MLP's output (down_proj dense).
+  if (p.search && !any_dense({4, 5})) {
+    std::vector<float> ref(static_cast<size_t>(tokens * H)), din(static_cast<size_t>(tokens * I)), out(static_cast<size_t>(tokens * H));
+    mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, in.mlp_in.data(), tokens, din.data(), ref.data(), pool);
+    log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), p, pool,
+                                [&](const std::vector<std::vector<float>>& t) {
+                                  mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, in.mlp_in.data(), tokens, din.data(), out.data(), pool);
+                                  return mse(out, ref);
+                                },
+                                s_gu));
+  }
+  // 4. down by up; Gram form.
+  if (p.search && !any_dense({5, 6}))
+    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), p, pool,
+                                [&](const std::vector<std::vector<float>>& t) {
+                                  return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
+                                },
+                                s_down));
+
+  // Apply: 1/s into the previous op, s into the linears' input columns.
+  if (!s_qkv.empty()) {
+    for (int i : {0, 1, 2}) scale_columns(L, i, s_qkv);
+    for (int64_t c = 0; c < H; ++c) L.attn_norm[size_t(c)] /= s_qkv[size_t(c)];
+    L.attn_norm_changed = true;
+  }
+  if (!s_o.empty()) {
+    divide_rows(L, 2, s_o);
+    if (!L.b[2].empty()) {
+      for (int64_t c = 0; c < L.n[2]; ++c) L.b[2][size_t(c)] /= s_o[size_t(c)];
+      L.v_bias_changed = true;
+    }
+    scale_columns(L, 3, s_o);
+  }
+  if (!s_gu.empty()) {
+    for (int i : {4, 5}) scale_columns(L, i, s_gu);
+    for (int64_t c = 0; c < H; ++c) L.mlp_norm[size_t(c)] /= s_gu[size_t(c)];
+    L.mlp_norm_changed = true;
+  }
+  if (!s_down.empty()) {
+    divide_rows(L, 5, s_down);
+    if (!L.b[5].empty()) fail("", "up_proj.bias", "AWQ down/up scaling with an up_proj bias is not supported");
+    scale_columns(L, 6, s_down);
+  }
+  // Clip search on v, o, gate, up, down (q and k are skipped, as AutoAWQ does: their error passes
+  // through the q·k product, which a per-group output loss does not see).
+  const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  if (p.clip || p.sensitivity) {
+    const std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
+                             Gd = scaled_gram(G_down, I, s_down);
+    const std::vector<float>* grams[7] = {&Gv, &Gv, &Gv, &Go, &Gm, &Gm, &Gd};
+    if (p.clip)
+      for (int i = 2; i < 7; ++i)
+        if (!L.dense[size_t(i)]) log.clips.push_back(clip_linear(L, i, names[i], *grams[i], p, tokens, pool));
+    if (p.sensitivity)
+      for (int i = 0; i < 7; ++i) log.rel_error[size_t(i)] = relative_error(L, i, *grams[i], p, tokens, pool);
+  }
+  return log;
+}
+
+}  // namespace awq::quant_detail

@@ -1,0 +1,424 @@
+// `awq quantize` (include/awq/quantize.h): layer by layer, load the layer (f32), run AWQ on it when
+// asked, quantize its linears, save the result under <OUT_DIR>.awq-progress/layer-NNNNN.safetensors;
+// then write the target through convert_model from those saved layers.
+#include "awq/quantize.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <array>
+#include <cstring>
+
+#include "awq/convert.h"
+#include "awq/error.h"
+#include "awq/formats.h"
+#include "awq/fsutil.h"
+#include "awq/model_config.h"
+#include "awq/model_dir.h"
+#include "awq/safetensors.h"
+#include "awq/thread_pool.h"
+#include "quant/awq_layer.h"
+#include "quant/group_quant.h"
+#include "quant/layer.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace awq {
+using namespace quant_detail;
+
+std::vector<std::vector<int32_t>> calibration_blocks(const std::vector<int32_t>& tokens, int64_t samples, int64_t seqlen) {
+  std::vector<std::vector<int32_t>> out;
+  if (seqlen <= 0) throw Error("--seqlen must be positive");
+  for (int64_t b = 0; b < samples && (b + 1) * seqlen <= int64_t(tokens.size()); ++b)
+    out.emplace_back(tokens.begin() + b * seqlen, tokens.begin() + (b + 1) * seqlen);
+  return out;
+}
+
+namespace {
+
+bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
+  for (const auto& key : not_convert)
+    if (module.find(key) != std::string::npos) return true;
+  return false;
+}
+
+// One linear's codes [n][k], scales [n][g] (f16 values) and zeros [n][g], clip ratios applied.
+struct QuantOut {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+  std::vector<int32_t> zeros;
+};
+
+QuantOut quantize_linear(const LayerTensors& L, int i, int64_t group, const QParams& qp, ThreadPool& pool) {
+  const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)], g = k / group;
+  QuantOut o;
+  o.codes.resize(size_t(n * k));
+  o.scales.resize(size_t(n * g));
+  o.zeros.resize(size_t(n * g));
+  const auto& lo = L.clip_lo[size_t(i)];
+  const auto& hi = L.clip_hi[size_t(i)];
+  const float* w = L.w[size_t(i)].data();
+  pool.run(n, [&](int64_t r, int) {
+    for (int64_t j = 0; j < g; ++j) {
+      const size_t gi = size_t(r * g + j);
+      const GroupQ q = quantize_group(w + r * k + j * group, group, qp, lo.empty() ? 1.0f : lo[gi], hi.empty() ? 1.0f : hi[gi],
+                                      o.codes.data() + r * k + j * group);
+      o.scales[gi] = q.scale;
+      o.zeros[gi] = q.zero;
+    }
+  });
+  return o;
+}
+
+struct Spec {
+  TensorSpec spec;
+  std::vector<uint8_t> bytes;
+};
+
+template <class T>
+Spec raw(const std::string& name, DType dt, std::vector<int64_t> shape, const std::vector<T>& v) {
+  Spec s{{name, dt, std::move(shape)}, {}};
+  s.bytes.resize(v.size() * sizeof(T));
+  std::memcpy(s.bytes.data(), v.data(), s.bytes.size());
+  return s;
+}
+
+Spec as_dtype(const std::string& name, DType dt, const std::vector<float>& v) {
+  Spec s{{name, dt, {int64_t(v.size())}}, {}};
+  s.bytes.resize(v.size() * dtype_size(dt));
+  for (size_t i = 0; i < v.size(); ++i) store_float(s.bytes.data(), dt, i, v[i]);
+  return s;
+}
+
+// Saves one finished layer (atomic: SafetensorsWriter writes a temporary and renames it).
+// With `rel_error` (--mixed auto) each quantized linear's (scaled) weight is saved too, as
+// "<module>.weight" in the model's dtype, so a module promoted at the end can be written dense,
+// and the errors go into the file's metadata ("rel_error", a JSON array in LayerLinear order).
+void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig& cfg, const LayerTensors& L, int64_t group,
+                const QParams& qp, const std::array<double, kLinears>* rel_error, ThreadPool& pool) {
+  std::vector<Spec> specs;
+  std::map<std::string, std::string> meta{{"format", "awq-progress"}};
+  for (LayerLinear which : kAllLayerLinears) {
+    const int i = li(which);
+    if (L.dense[size_t(i)]) continue;
+    const std::string m = cfg.linear_name(L.layer, which);
+    QuantOut q = quantize_linear(L, i, group, qp, pool);
+    const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)];
+    specs.push_back(raw(m + ".codes", DType::U8, {n, k}, q.codes));
+    specs.push_back(raw(m + ".scales", DType::F32, {n, k / group}, q.scales));
+    specs.push_back(raw(m + ".zeros", DType::I32, {n, k / group}, q.zeros));
+    if (rel_error) {
+      specs.push_back(as_dtype(m + ".weight", dir.get(m + ".weight").dtype, L.w[size_t(i)]));
+      specs.back().spec.shape = {n, k};
+    }
+  }
+  if (rel_error) {
+    json e = json::array();
+    for (double v : *rel_error) e.push_back(std::isfinite(v) ? json(v) : json());
+    meta["rel_error"] = e.dump();
+  }
+  const auto override_of = [&](const std::string& name, const std::vector<float>& v) {
+    specs.push_back(as_dtype(name, dir.get(name).dtype, v));
+  };
+  if (L.attn_norm_changed) override_of(ModelConfig::layer_name(cfg.names.attn_norm, L.layer), L.attn_norm);
+  if (L.mlp_norm_changed) override_of(ModelConfig::layer_name(cfg.names.mlp_norm, L.layer), L.mlp_norm);
+  if (L.v_bias_changed) override_of(cfg.linear_name(L.layer, LayerLinear::kV) + ".bias", L.b[size_t(li(LayerLinear::kV))]);
+  std::vector<TensorSpec> ts;
+  for (const auto& s : specs) ts.push_back(s.spec);
+  SafetensorsWriter w(path, ts, meta);
+  for (const auto& s : specs) w.append(s.bytes.data(), s.bytes.size());
+  w.commit();
+}
+
+// The saved layers as a quantized checkpoint for convert_model.
+class SavedReader : public FormatReader {
+ public:
+  // `promoted`: modules written dense from their saved weight (listed in modules_to_not_convert).
+  SavedReader(const std::vector<std::unique_ptr<SafetensorsFile>>& files, const QuantizeOptions& opt, const std::set<std::string>& promoted) {
+    scheme_.format = "autoawq-gemm";
+    scheme_.bits = opt.bits;
+    scheme_.group_size = opt.group_size;
+    scheme_.zero_point = opt.zero_point;
+    scheme_.version = "gemm";
+    scheme_.modules_to_not_convert = opt.not_convert;
+    for (const auto& m : promoted) scheme_.modules_to_not_convert.push_back(m);
+    for (const auto& f : files)
+      for (const auto& t : f->tensors()) {
+        const std::string& nm = t.name;
+        if (nm.size() > 6 && nm.compare(nm.size() - 6, 6, ".codes") == 0) {
+          const std::string m = nm.substr(0, nm.size() - 6);
+          if (promoted.count(m)) continue;
+          modules_.push_back(m);
+          codes_[m] = &t;
+          scales_[m] = f->find(m + ".scales");
+          zeros_[m] = f->find(m + ".zeros");
+        } else if (nm.find(".codes") == std::string::npos && nm.find(".scales") == std::string::npos &&
+                   nm.find(".zeros") == std::string::npos) {
+          overrides_.push_back(&t);
+        }
+      }
+    std::sort(modules_.begin(), modules_.end());
+  }
+  std::vector<std::string> module_tensors(const std::string& m) const override { return {m + ".weight"}; }
+  ModuleInfo check(const std::string& m) const override {
+    const TensorView* c = codes_.at(m);
+    return {c->shape[0], c->shape[1], DType::F16};
+  }
+  QuantLinear read(const std::string& m) const override {
+    const TensorView* c = codes_.at(m);
+    const TensorView* s = scales_.at(m);
+    const TensorView* z = zeros_.at(m);
+    QuantLinear q;
+    q.name = m;
+    q.format = "autoawq-gemm";
+    q.n = c->shape[0];
+    q.k = c->shape[1];
+    q.bits = scheme_.bits;
+    q.group_size = scheme_.group_size;
+    q.n_groups = s->shape[1];
+    q.codes.assign(c->data, c->data + c->nbytes);
+    q.zero_mode = ZeroMode::kInteger;
+    q.scale_dtype = DType::F16;
+    q.scales.resize(size_t(s->numel()));
+    std::memcpy(q.scales.data(), s->data, s->nbytes);
+    q.zeros.resize(size_t(z->numel()));
+    std::memcpy(q.zeros.data(), z->data, z->nbytes);
+    return q;
+  }
+  const std::vector<const TensorView*>& overrides() const { return overrides_; }
+
+ private:
+  std::map<std::string, const TensorView*> codes_, scales_, zeros_;
+  std::vector<const TensorView*> overrides_;
+};
+
+// What a saved layer depends on: resuming with anything different starts over.
+json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int32_t t : o.calib_tokens) h = (h ^ uint32_t(t)) * 1099511628211ULL;
+  uint64_t sz = 0;
+  for (const auto* t : dir.tensors()) sz += t->nbytes;
+  return {{"model", fs::weakly_canonical(dir.path()).string()}, {"model_bytes", sz}, {"method", int(o.method)},
+          {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
+          {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
+          {"formula", int(o.formula)}, {"grid", o.grid}, {"identity", o.identity_candidate}, {"clip", o.clip},
+          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}};
+}
+
+std::string layer_file(const fs::path& dir, int64_t i) {
+  char b[64];
+  std::snprintf(b, sizeof b, "layer-%05lld.safetensors", (long long)i);
+  return (dir / b).string();
+}
+
+void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::string& model) {
+  if (o.bits != 4 && o.bits != 8) throw Error("--bits must be 4 or 8");
+  if (o.bits == 8 && o.format != "dense")
+    throw Error("--bits 8: the convert targets are 4-bit layouts; use --format dense for an 8-bit fake-quantized checkpoint");
+  const auto targets = convert_targets();
+  if (std::find(targets.begin(), targets.end(), o.format) == targets.end()) throw Error("--format " + o.format + ": unknown target");
+  if (o.group_size <= 0) throw Error("--group-size must be positive");
+  for (LayerLinear w : kAllLayerLinears)
+    if (cfg.linear_shape(w).second % o.group_size != 0)
+      throw Error(model + ": in_features " + std::to_string(cfg.linear_shape(w).second) + " of " + cfg.linear_name(0, w) +
+                  " is not a multiple of --group-size " + std::to_string(o.group_size));
+  if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
+  if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
+}
+
+// --mixed auto: the saved relative errors of every quantized linear, most sensitive first; each is
+// kept dense (its saved scaled weight written in the model's dtype) while the bits per weight of
+// all decoder linears stay within the budget. A quantized weight costs bits + (16 + bits)/group
+// (f16 scale and a packed zero per group); a dense one its dtype's width.
+std::set<std::string> choose_promotions(const std::vector<std::unique_ptr<SafetensorsFile>>& files, const ModelDir& dir, const ModelConfig& cfg,
+                                        const QuantizeOptions& opt, QuantizeResult& res) {
+  struct Mod {
+    ModuleSensitivity s;
+    double dense_bits = 16;
+  };
+  std::vector<Mod> mods;
+  double weights = 0, bits = 0;
+  const double qbits = double(opt.bits) + (16.0 + double(opt.bits)) / double(opt.group_size);
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    const SafetensorsFile& f = *files[size_t(i)];
+    const auto it = f.metadata().find("rel_error");
+    if (it == f.metadata().end()) throw Error(f.path() + ": saved layer has no rel_error (made without --mixed auto)");
+    const json e = json::parse(it->second);
+    for (LayerLinear which : kAllLayerLinears) {
+      const std::string m = cfg.linear_name(i, which);
+      const TensorView& w = dir.get(m + ".weight");
+      const double nw = double(w.numel()), db = 8.0 * double(dtype_size(w.dtype));
+      weights += nw;
+      if (kept_dense(m, opt.not_convert) || e.at(size_t(li(which))).is_null()) {
+        bits += nw * db;
+        continue;
+      }
+      bits += nw * qbits;
+      mods.push_back({{m, e.at(size_t(li(which))).get<double>(), int64_t(nw), false}, db});
+    }
+  }
+  std::stable_sort(mods.begin(), mods.end(), [](const Mod& a, const Mod& b) { return a.s.rel_error > b.s.rel_error; });
+  res.bpw_quantized = weights > 0 ? bits / weights : 0;
+  std::set<std::string> promoted;
+  for (Mod& m : mods) {
+    const double extra = double(m.s.weights) * (m.dense_bits - qbits);
+    if (bits + extra <= opt.budget_bpw * weights) {
+      bits += extra;
+      m.s.promoted = true;
+      promoted.insert(m.s.module);
+    }
+    res.sensitivity.push_back(m.s);
+  }
+  res.bpw_final = weights > 0 ? bits / weights : 0;
+  if (res.bpw_quantized > opt.budget_bpw)
+    res.warnings.push_back("--budget " + std::to_string(opt.budget_bpw) + " is below the all-quantized " + std::to_string(res.bpw_quantized) +
+                           " bits per weight: nothing promoted");
+  return promoted;
+}
+
+}  // namespace
+
+QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOptions& opt, const QuantizeProgress& on_layer) {
+  QuantizeResult res;
+  ModelDir dir(model_dir);
+  if (!dir.quant_config().is_null()) throw Error(model_dir + ": already quantized (" + dir.quant_config_source() + "); quantize reads a dense checkpoint");
+  const ModelConfig cfg = parse_model_config(dir.config(), (fs::path(model_dir) / "config.json").string());
+  validate(opt, cfg, model_dir);
+  refuse_output_overlapping_inputs(opt.out_dir, {model_dir});
+  if (!opt.force && fs::is_directory(opt.out_dir) && !fs::is_empty(opt.out_dir))
+    throw Error(opt.out_dir + ": exists and is not empty (use --force to replace it)");
+  if (opt.mixed) {  // a budget that keeps every linear dense leaves nothing to quantize (and no readable checkpoint)
+    double weights = 0, bits = 0;
+    for (int64_t i = 0; i < cfg.layers; ++i)
+      for (LayerLinear which : kAllLayerLinears) {
+        const TensorView& w = dir.get(cfg.linear_name(i, which) + ".weight");
+        weights += double(w.numel());
+        bits += double(w.numel()) * 8.0 * double(dtype_size(w.dtype));
+      }
+    if (opt.budget_bpw >= bits / weights)
+      throw Error("--budget " + std::to_string(opt.budget_bpw) + " bits per weight keeps every linear dense (" + std::to_string(bits / weights) +
+                  " bits per weight): nothing would be quantized");
+  }
+  ThreadPool pool(opt.threads);
+  const QParams qp{opt.bits, opt.zero_point};
+  const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;
+
+  std::vector<std::vector<int32_t>> blocks;
+  Activations act;
+  if (calibrated) {
+    blocks = calibration_blocks(opt.calib_tokens, opt.samples, opt.seqlen);
+    if (blocks.empty())
+      throw Error("calibration text too short: " + std::to_string(opt.calib_tokens.size()) + " tokens, fewer than one block of " +
+                  std::to_string(opt.seqlen));
+    if (int64_t(blocks.size()) < opt.samples)
+      res.warnings.push_back("calibration text gives " + std::to_string(blocks.size()) + " blocks of " + std::to_string(opt.seqlen) +
+                             " tokens, fewer than the " + std::to_string(opt.samples) + " asked for");
+    act = embed_blocks(dir, cfg, blocks);
+  }
+  res.blocks = blocks.size();
+
+  // Saved progress: reused when it was made with the same model, options and calibration.
+  const fs::path prog = progress_dir_for(opt.out_dir);
+  const json fp = fingerprint(dir, opt, blocks.size());
+  const fs::path state = prog / "state.json";
+  if (fs::exists(prog)) {
+    bool same = false;
+    try {
+      same = fs::exists(state) && read_json_file(state.string()) == fp;
+    } catch (const Error&) {
+    }
+    if (!same) fs::remove_all(prog);
+  }
+  fs::create_directories(prog);
+  if (!fs::exists(state)) write_file_atomic(state.string(), fp.dump(2));
+
+  std::unique_ptr<std::ofstream> log;
+  if (!opt.log_file.empty()) {
+    log = std::make_unique<std::ofstream>(opt.log_file, std::ios::app);
+    if (!*log) throw Error(opt.log_file + ": cannot open the log for writing");
+  }
+  AwqParams ap;
+  ap.q = qp;
+  ap.group_size = opt.group_size;
+  ap.formula = opt.formula;
+  ap.grid = opt.grid;
+  ap.identity = opt.identity_candidate;
+  ap.search = awq;
+  ap.clip = awq && opt.clip;
+  ap.asym_clip = opt.asym_clip;
+  ap.sensitivity = opt.mixed;
+  ap.seq_len = opt.seqlen;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    const std::string file = layer_file(prog, i);
+    const bool done = fs::exists(file);
+    if (done && !calibrated) {
+      ++res.resumed_layers;
+      continue;
+    }
+    LayerTensors L = load_layer(dir, cfg, i, opt.group_size, opt.sanitize == SanitizePolicy::kZero, &res.sanitized);
+    for (LayerLinear w : kAllLayerLinears) L.dense[size_t(li(w))] = kept_dense(cfg.linear_name(i, w), opt.not_convert);
+    double ratio = 0;
+    LayerLog lg;
+    if (calibrated) {
+      LayerInputs in;
+      layer_forward(cfg, L, act, done ? nullptr : &in, pool);  // the next layer sees the dense layer's output
+      if (done) {
+        ++res.resumed_layers;
+        continue;
+      }
+      const auto ts = std::chrono::steady_clock::now();
+      lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+      double before = 0, after = 0;
+      for (const auto& g : lg.groups) {
+        before += g.loss_rtn;
+        after += g.loss_best;
+        if (log)
+          *log << json{{"layer", i}, {"group", g.group}, {"choice", g.choice}, {"alpha", g.alpha}, {"loss_rtn", g.loss_rtn},
+                       {"loss", g.loss_best}}.dump() << "\n";
+      }
+      for (const auto& c : lg.clips)
+        if (log)
+          *log << json{{"layer", i}, {"clip", c.linear}, {"loss_before", c.loss_before}, {"loss_after", c.loss_after},
+                       {"mean_ratio", c.mean_ratio}}.dump() << "\n";
+      if (log) {
+        *log << json{{"layer", i}, {"seconds", secs}}.dump() << "\n";
+        log->flush();
+      }
+      ratio = before > 0 ? after / before : 0;
+    }
+    save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, pool);
+    ++res.layers;
+    if (on_layer)
+      on_layer(i + 1, cfg.layers, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), ratio);
+  }
+
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  for (int64_t i = 0; i < cfg.layers; ++i) files.push_back(std::make_unique<SafetensorsFile>(layer_file(prog, i)));
+  std::set<std::string> promoted;
+  if (opt.mixed) promoted = choose_promotions(files, dir, cfg, opt, res);
+  SavedReader reader(files, opt, promoted);
+  res.modules = reader.modules().size();
+  ConvertOptions co;
+  co.out_dir = opt.out_dir;
+  co.to = opt.format;
+  co.force = opt.force;
+  co.progress = opt.progress;
+  co.max_shard_bytes = opt.max_shard_bytes;
+  co.dense_overrides = reader.overrides();
+  convert_model(dir, reader, co);
+  files.clear();
+  fs::remove_all(prog);
+  return res;
+}
+
+}  // namespace awq

@@ -1,0 +1,68 @@
+// Resumable: `awq quantize` killed with -9 (a real process) after its first finished layer
+// continues from <OUT_DIR>.awq-progress/ and writes the same bytes as an uninterrupted run.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "test_util.h"
+
+namespace awq {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> args_for(const std::string& out) {
+  return {"quantize", test::data_path("../../models/kjv-llama"), "-o", out, "--samples", "4", "--seqlen", "256", "--threads", "2", "-q"};
+}
+
+TEST(QuantizeKill, ResumesAtTheLastFinishedLayerAfterKillDashNine) {
+  test::TempDir t;
+  const std::string out = t / "q";
+  const fs::path progress = t.path() / "q.awq-progress";
+  const pid_t pid = test::spawn_awq(args_for(out), t / "killed.log");
+  ASSERT_GT(pid, 0);
+  bool layer_done = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    if (fs::exists(progress / "layer-00000.safetensors", ec)) {
+      layer_done = true;
+      break;
+    }
+    int st;
+    if (::waitpid(pid, &st, WNOHANG) == pid) FAIL() << "quantize ended before its first layer: " << test::read_bytes(t / "killed.log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(layer_done);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  ASSERT_FALSE(fs::exists(out + "/model.safetensors"));
+  // What the killed run saved survives it (the progress directory is not a temporary).
+  ASSERT_TRUE(fs::exists(progress / "layer-00000.safetensors"));
+  ASSERT_TRUE(fs::exists(progress / "state.json"));
+  size_t saved = 0;
+  for (const auto& e : fs::directory_iterator(progress)) saved += e.path().filename().string().rfind("layer-", 0) == 0;
+  ASSERT_LT(saved, 4u) << "the run was not interrupted before its last layer";
+
+  const auto resumed = test::run_awq(args_for(out));
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("(" + std::to_string(saved) + " resumed)"), std::string::npos) << resumed.out;
+  EXPECT_FALSE(fs::exists(progress));  // removed once OUT_DIR is committed
+
+  const std::string fresh = t / "fresh";
+  const auto whole = test::run_awq(args_for(fresh));
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  EXPECT_NE(whole.out.find("(0 resumed)"), std::string::npos) << whole.out;
+  EXPECT_TRUE(test::read_bytes(out + "/model.safetensors") == test::read_bytes(fresh + "/model.safetensors"));
+  EXPECT_EQ(test::read_bytes(out + "/config.json"), test::read_bytes(fresh + "/config.json"));
+}
+
+}  // namespace
+}  // namespace awq
