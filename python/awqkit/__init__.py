@@ -47,9 +47,15 @@ def convert(path, out, to="autoawq-gemm", gptq_format="v1", force=False, requant
                            None if key_file is None else str(key_file))
 
 
-def quantize(path, out, **options):
-    """Runs `awq quantize` (AWQ search + 4-bit packing) when this build has it."""
-    q = getattr(_awqkit, "quantize", None)
-    if q is None:
-        raise Error("not built: this awq build has no quantizer (awq quantize)")
-    return q(str(path), str(out), **options)
+def quantize(path, out, method="awq", bits=4, group_size=128, zero_point=True, format="autoawq-gemm",
+             calib=None, calib_tokens=None, samples=64, seqlen=512, threads=None, force=False, skip=(),
+             clip=True, sanitize="error"):
+    """Runs `awq quantize PATH -o OUT` (a dense checkpoint to 4 bits; same options and defaults).
+
+    method "awq" (calibrated: calib_tokens, a list of ids, else the text file calib, default
+    PATH/calib.txt, tokenized by PATH's tokenizer) or "rtn". Returns {"modules", "layers",
+    "resumed_layers", "calibration_blocks", "sanitized", "warnings"}."""
+    return _awqkit.quantize(str(path), str(out), method, bits, group_size, zero_point, format,
+                            None if calib is None else str(calib),
+                            None if calib_tokens is None else list(calib_tokens), samples, seqlen, threads,
+                            force, list(skip), clip, sanitize)

@@ -7,6 +7,9 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +26,7 @@
 #include "awq/model.h"
 #include "awq/model_dir.h"
 #include "awq/quant_linear.h"
+#include "awq/quantize.h"
 #include "awq/sealed.h"
 #include "awq/tokenizer.h"
 
@@ -254,6 +258,59 @@ py::dict convert(const std::string& path, const std::string& out, const std::str
   return d;
 }
 
+// `awq quantize`: the same options and defaults; the calibration text (AWQ, or mixed precision)
+// is calib_tokens if given, else the file calib (default: MODEL/calib.txt) tokenized by MODEL's
+// tokenizer. Returns what was written.
+py::dict quantize(const std::string& path, const std::string& out, const std::string& method, int bits,
+                  int64_t group_size, bool zero_point, const std::string& format,
+                  const std::optional<std::string>& calib, const std::optional<std::vector<int32_t>>& calib_tokens,
+                  int64_t samples, int64_t seqlen, std::optional<int> threads, bool force,
+                  const std::vector<std::string>& skip, bool clip, const std::string& sanitize) {
+  awq::QuantizeOptions o;
+  if (method != "awq" && method != "rtn") throw awq::Error("quantize: method '" + method + "': expected awq or rtn");
+  if (sanitize != "error" && sanitize != "zero")
+    throw awq::Error("quantize: sanitize '" + sanitize + "': expected error or zero");
+  o.out_dir = out;
+  o.method = method == "rtn" ? awq::QuantMethod::kRtn : awq::QuantMethod::kAwq;
+  o.bits = bits;
+  o.group_size = group_size;
+  o.zero_point = zero_point;
+  o.format = format;
+  o.samples = samples;
+  o.seqlen = seqlen;
+  o.threads = threads.value_or(0);
+  o.force = force;
+  o.progress = false;
+  o.not_convert = skip;
+  o.clip = clip;
+  o.sanitize = sanitize == "zero" ? awq::SanitizePolicy::kZero : awq::SanitizePolicy::kError;
+  awq::QuantizeResult r;
+  {
+    py::gil_scoped_release nogil;
+    if (o.method == awq::QuantMethod::kAwq) {
+      if (calib_tokens) {
+        o.calib_tokens = *calib_tokens;
+      } else {
+        const std::string file = calib ? *calib : (std::filesystem::path(path) / "calib.txt").string();
+        std::ifstream f(file, std::ios::binary);
+        if (!f) throw awq::Error(file + ": cannot read the calibration text (give calib= or calib_tokens=)");
+        std::stringstream text;
+        text << f.rdbuf();
+        o.calib_tokens = awq::load_tokenizer(path)->encode(text.str());
+      }
+    }
+    r = awq::quantize_model(path, o);
+  }
+  py::dict d;
+  d["modules"] = r.modules;
+  d["layers"] = r.layers;
+  d["resumed_layers"] = r.resumed_layers;
+  d["calibration_blocks"] = r.blocks;
+  d["sanitized"] = r.sanitized;
+  d["warnings"] = r.warnings;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_awqkit, m) {
@@ -304,4 +361,9 @@ PYBIND11_MODULE(_awqkit, m) {
         py::arg("gptq_format") = "v1", py::arg("force") = false, py::arg("requantize") = false,
         py::arg("key_file") = py::none());
   m.def("convert_targets", &awq::convert_targets);
+  m.def("quantize", &quantize, py::arg("path"), py::arg("out"), py::arg("method") = "awq", py::arg("bits") = 4,
+        py::arg("group_size") = 128, py::arg("zero_point") = true, py::arg("format") = "autoawq-gemm",
+        py::arg("calib") = py::none(), py::arg("calib_tokens") = py::none(), py::arg("samples") = 64,
+        py::arg("seqlen") = 512, py::arg("threads") = py::none(), py::arg("force") = false,
+        py::arg("skip") = std::vector<std::string>{}, py::arg("clip") = true, py::arg("sanitize") = "error");
 }

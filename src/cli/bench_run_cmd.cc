@@ -68,7 +68,9 @@ int bench_run(const Args& a) {
   std::vector<int> threads = a.threads;
   if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
   const kernels::Path path = a.path == "int8" ? kernels::Path::kInt8 : a.path == "bf16" ? kernels::Path::kBF16 : kernels::Path::kF32;
-  ModelOptions mo{.threads = threads[0], .path = path};
+  ModelOptions mo;
+  mo.threads = threads[0];
+  mo.path = path;
   apply_layer_cache(a.cache, mo);
   const auto t_open = Clock::now();
   auto m = Model::load(dir, mo);

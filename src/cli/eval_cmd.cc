@@ -70,7 +70,8 @@ int run(const Args& a) {
   const std::string text = read_text(text_file);
   auto tok = tokenizer_for(dir, a.ref);
   const std::vector<int32_t> ids = tok->encode(text);
-  ModelOptions mo{.threads = a.threads};
+  ModelOptions mo;
+  mo.threads = a.threads;
   apply_layer_cache(a.cache, mo);
   auto model = Model::load(dir, mo);
   std::unique_ptr<Model> ref;

@@ -91,7 +91,8 @@ int run(const Args& a) {
   if (a.n < 0) throw Error("-n must be >= 0");
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
-  ModelOptions mo{.threads = a.threads.empty() ? 0 : a.threads[0]};
+  ModelOptions mo;
+  mo.threads = a.threads.empty() ? 0 : a.threads[0];
   apply_layer_cache(a.cache, mo);
   auto model = Model::load(dir, mo);
   for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
