@@ -88,13 +88,12 @@ int bench_run(const Args& a) {
 
   nlohmann::json rows = nlohmann::json::array();
   if (!a.json)
-    std::printf("model %s (%s, %s path%s), prompt %lld tokens, %lld generated, median of %d runs [min-max]\n"
-                "loaded in %.2f s, first token's logits %.2f s after the start\n",
+    std::printf("model %s (%s, %s path%s), prompt %lld tokens, %lld generated, median of %d runs [min-max]\n",
                 dir.c_str(), cfg.architecture.c_str(), kernels::path_name(path),
                 a.cache.cache_bytes.empty() ? ""
                                             : (", layer cache " + a.cache.cache_bytes + " bytes, prefetch " +
                                                std::to_string(a.cache.prefetch)).c_str(),
-                (long long)a.prompt_tokens, (long long)a.gen_tokens, a.repeats, load_s, first_token_s);
+                (long long)a.prompt_tokens, (long long)a.gen_tokens, a.repeats);
   for (int t : threads) {
     m->set_threads(t);
     const Speeds warm = run_once(*m, std::vector<int32_t>(ids.begin(), ids.begin() + std::min<int64_t>(16, a.prompt_tokens)),
@@ -116,6 +115,7 @@ int bench_run(const Args& a) {
       std::printf("threads %2d  prefill %9.2f tokens/s [%.2f-%.2f]  decode %8.2f tokens/s [%.2f-%.2f]  peak RSS %.1f MiB\n", t,
                   pfm, pf.front(), pf.back(), dcm, dc.front(), dc.back(), double(peak_rss_bytes()) / (1 << 20));
   }
+  if (!a.json) std::printf("cold start: loaded in %.2f s, first token's logits %.2f s after the start\n", load_s, first_token_s);
   if (mo.layer_cache && !a.json) {
     const LayerCache::Stats st = mo.layer_cache->stats();
     std::printf("layer cache: %zu layers held, %.1f of %.1f MiB; %llu hits, %llu misses, %llu evictions\n", st.entries,
