@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/error.h"
 #include "awq/layer_cache.h"
 #include "awq/model.h"
 
@@ -69,6 +70,26 @@ TEST(LayerStream, ClosingAModelDropsItsLayersFromASharedCache) {
   EXPECT_EQ(both, size_t(a->config().layers + b->config().layers));
   a.reset();
   EXPECT_EQ(cache->stats().entries, size_t(b->config().layers));
+}
+
+}  // namespace
+}  // namespace awq
+
+namespace awq {
+namespace {
+
+// A GGUF file has its own loader, which does not stream yet: a layer cache is refused by name
+// rather than ignored (the user asked for a memory bound the model would not keep).
+TEST(LayerStream, AGgufModelWithALayerCacheIsRefused) {
+  ModelOptions o;
+  o.threads = 1;
+  o.layer_cache = std::make_shared<LayerCache>(1);
+  try {
+    Model::load(std::string(AWQ_TEST_DATA) + "/gguf/model-llama.gguf", o);
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GGUF file cannot stream its layers"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
