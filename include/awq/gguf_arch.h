@@ -36,4 +36,9 @@ int64_t gguf_permuted_source_row(int64_t r, int64_t rows, int64_t heads);
 // architecture. rope_freqs.weight is read back into llama3 rope_scaling when present.
 nlohmann::json hf_config_from_gguf(const GgufFile& f);
 
+// The ModelConfig of a GGUF file, for the runtime: hf_config_from_gguf's keys through
+// parse_model_config, and rope_freqs.weight (F32 [head_dim/2], positive finite factors) as
+// RopeScaling::kFactors. awq::Error naming the file and key or tensor otherwise.
+ModelConfig model_config_from_gguf(const GgufFile& f);
+
 }  // namespace awq

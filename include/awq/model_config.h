@@ -12,9 +12,13 @@ namespace awq {
 enum class Architecture : uint8_t { kLlama, kMistral, kQwen2, kQwen3 };
 
 // RoPE frequency scaling. kNone: inv_freq[i] = theta^(−2i/head_dim). kLlama3: Llama 3.1's
-// piecewise rescaling of long wavelengths (transformers' _compute_llama3_parameters).
+// piecewise rescaling of long wavelengths (transformers' _compute_llama3_parameters). kFactors:
+// inv_freq[i] / factors[i], the per-frequency factors a GGUF file stores as rope_freqs.weight
+// (llama.cpp divides each frequency by its factor; its converter computes them from the llama3
+// parameters, which cannot be recovered from them).
 struct RopeScaling {
-  enum class Type : uint8_t { kNone, kLlama3 } type = Type::kNone;
+  enum class Type : uint8_t { kNone, kLlama3, kFactors } type = Type::kNone;
+  std::vector<float> factors;  // kFactors: head_dim / 2 values
   double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
   int64_t original_max_positions = 8192;
 };

@@ -2,6 +2,7 @@
 // (conversion/llama.py, qwen.py; gguf-py constants.py MODEL_TENSOR names).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "awq/error.h"
 #include "awq/gguf.h"
@@ -51,7 +52,29 @@ int64_t gguf_permuted_source_row(int64_t r, int64_t rows, int64_t heads) {
   return h * hd + (rem % 2) * (hd / 2) + rem / 2;
 }
 
-nlohmann::json hf_config_from_gguf(const GgufFile& f) {
+namespace {
+nlohmann::json config_keys(const GgufFile& f, bool refuse_rope_freqs);
+}
+
+nlohmann::json hf_config_from_gguf(const GgufFile& f) { return config_keys(f, true); }
+
+ModelConfig model_config_from_gguf(const GgufFile& f) {
+  ModelConfig c = parse_model_config(config_keys(f, false), f.path() + " (GGUF metadata)");
+  if (const GgufTensorInfo* rf = f.tensor("rope_freqs.weight")) {
+    if (rf->type != GgmlType::F32 || rf->ne != std::vector<int64_t>{c.head_dim / 2})
+      fail(f.path(), rf->name, "expected F32 [" + std::to_string(c.head_dim / 2) + "], found " + ggml_type_name(rf->type) + " " + rf->shape_str());
+    c.rope_scaling = RopeScaling{};
+    c.rope_scaling.type = RopeScaling::Type::kFactors;
+    c.rope_scaling.factors.resize(size_t(c.head_dim / 2));
+    std::memcpy(c.rope_scaling.factors.data(), rf->data, c.rope_scaling.factors.size() * 4);
+    for (float x : c.rope_scaling.factors)
+      if (!std::isfinite(x) || x <= 0) fail(f.path(), rf->name, "holds a factor that is not a positive finite number");
+  }
+  return c;
+}
+
+namespace {
+nlohmann::json config_keys(const GgufFile& f, bool refuse_rope_freqs) {
   const std::string arch = f.get_string("general.architecture");
   nlohmann::json j;
   if (arch == "llama") j["architectures"] = {"LlamaForCausalLM"};
@@ -83,14 +106,14 @@ nlohmann::json hf_config_from_gguf(const GgufFile& f) {
   if (arch == "qwen3") j["attention_bias"] = f.tensor("blk.0.attn_q.bias") != nullptr;
   for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"})
     if (f.find(key) && f.find(key)->as_int()) j[std::string(key).substr(15, 3) + "_token_id"] = f.get_int(key);
-  if (const GgufTensorInfo* rf = f.tensor("rope_freqs.weight")) {
+  if (const GgufTensorInfo* rf = f.tensor("rope_freqs.weight"); rf && refuse_rope_freqs) {
     // llama3 rope scaling travels only as these factors; factor = the largest, the band edges are
     // not recoverable, so the per-frequency factors are the truth: refuse to guess.
-    (void)rf;
     fail(f.path(), "rope_freqs.weight", "per-frequency rope factors (Llama 3.1 rope scaling) cannot be turned back into a config.json; "
                                         "not supported for read-back yet");
   }
   return j;
 }
+}  // namespace
 
 }  // namespace awq

@@ -303,6 +303,11 @@ std::vector<float> rope_inv_freq(int64_t head_dim, double theta, const RopeScali
       f = float(nf);
     }
   }
+  if (sc.type == RopeScaling::Type::kFactors) {
+    if (sc.factors.size() != inv.size())
+      throw Error("rope_freqs: " + std::to_string(sc.factors.size()) + " factors for " + std::to_string(inv.size()) + " frequencies");
+    for (size_t i = 0; i < inv.size(); ++i) inv[i] /= sc.factors[i];
+  }
   return inv;
 }
 

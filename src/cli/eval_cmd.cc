@@ -12,6 +12,7 @@
 #include "awq/eval.h"
 #include "awq/eval_report.h"
 #include "awq/fsutil.h"
+#include "awq/gguf.h"
 #include "awq/model.h"
 #include "awq/progress.h"
 #include "awq/tokenizer.h"
@@ -41,11 +42,12 @@ std::string text_path(const Args& a, const std::string& model_dir) {
   throw Error("no --text given, and neither " + own.string() + " nor " + bundled.string() + " exists");
 }
 
-// MODEL's tokenizer, else REF's.
+// MODEL's tokenizer, else REF's (a .gguf file carries its own).
 std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_dir, const std::string& ref_dir) {
   for (const std::string& d : {model_dir, ref_dir}) {
     if (d.empty()) continue;
-    if (fs::exists(fs::path(d) / "tokenizer.json") || fs::exists(fs::path(d) / "tokenizer.model")) return load_tokenizer(d);
+    if (is_gguf_file(d) || fs::exists(fs::path(d) / "tokenizer.json") || fs::exists(fs::path(d) / "tokenizer.model"))
+      return load_tokenizer(d);
   }
   throw Error(model_dir + ": no tokenizer.json or tokenizer.model" + (ref_dir.empty() ? "" : " (nor in " + ref_dir + ")"));
 }
@@ -107,8 +109,8 @@ Action add_eval(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "eval", "Perplexity (Hugging Face sliding window); with --ref: KL divergence and the first divergent layer");
   auto a = std::make_shared<Args>();
-  sub->add_option("MODEL", a->model, "model directory (default: the bundled model in models/)");
-  sub->add_option("--ref", a->ref, "reference model (e.g. the dense original), run on the same tokens");
+  sub->add_option("MODEL", a->model, "model directory or .gguf file (default: the bundled model in models/)");
+  sub->add_option("--ref", a->ref, "reference model directory or .gguf (e.g. the dense original), run on the same tokens");
   sub->add_option("--text", a->text, "text file (default: MODEL/eval.txt, else the bundled model's)");
   sub->add_option("--ctx", a->ctx, "window length in tokens (default: 512, or the model's context if shorter)")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 30));

@@ -186,7 +186,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   std::unique_ptr<GgufFile> file;
   if (gguf) {  // config from the metadata, through the same parser as config.json
     file = std::make_unique<GgufFile>(dir);
-    impl->cfg = parse_model_config(hf_config_from_gguf(*file), dir + " (GGUF metadata)");
+    impl->cfg = model_config_from_gguf(*file);
   } else {
     const std::string cfg_path = (fs::path(dir) / "config.json").string();
     if (!fs::exists(cfg_path)) throw Error(cfg_path + ": missing (a model directory needs its config.json)");

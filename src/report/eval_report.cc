@@ -36,9 +36,9 @@ constexpr const char* kDivergenceRule =
 std::string eval_method(const EvalResult& r, const EvalSources& s) {
   return fmt::format(
       "Hugging Face sliding window: {} tokens ({}), windows of {} advanced by {}, each scoring only the tokens "
-      "not scored before and never its own first token; {} tokens scored in {} windows",
+      "not scored before and never its own first token; {} tokens scored in {} window{}",
       r.tokens, s.bos_added ? "BOS added once at the start by the tokenizer" : "no BOS", r.ctx, r.stride, r.scored,
-      r.windows);
+      r.windows, r.windows == 1 ? "" : "s");
 }
 
 nlohmann::ordered_json eval_json(const EvalResult& r, const EvalSources& s) {

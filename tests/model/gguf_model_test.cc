@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "awq/error.h"
 #include "awq/gguf.h"
@@ -171,6 +172,36 @@ TEST_P(GgufRunOwnExport, LogitsEqualTheSourceCheckpoints) {
   EXPECT_TRUE(contains(m->load_notes(), "on the 4-bit kernels"));
 }
 
+// Llama 3.1 rope scaling travels as rope_freqs.weight; the runtime divides each frequency by its
+// factor (as llama.cpp does). Factor 8 from position 16 on, so it matters within the prompt.
+TEST(GgufRunOwnExportRope, Llama3RopeFactorsGiveTheSourcesLogits) {
+  test::TempDir tmp;
+  const std::string src = tmp / "l3", gguf = tmp / "l3.gguf";
+  test::copy_dir(test::data_path("tiny-llama-awq"), src);
+  test::edit_json(src + "/config.json", [](nlohmann::json& c) {
+    c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 16}};
+  });
+  auto r = test::run_awq({"convert", src, "-o", gguf, "--to", "gguf", "-q"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_NE(GgufFile(gguf).tensor("rope_freqs.weight"), nullptr);
+  const std::string prompt = "In the beginning God created the heaven and the earth. And the earth was without form, and void.";
+  r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--logits-out", tmp / "src.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = test::run_awq({"run", gguf, "-p", prompt, "-n", "0", "--logits-out", tmp / "gguf.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Logits want = read_logits(tmp / "src.safetensors"), got = read_logits(tmp / "gguf.safetensors");
+  ASSERT_EQ(got.rows, want.rows);
+  ASSERT_GT(got.rows, 16);
+  const auto [rel, miss] = compare(got.v, want);
+  std::printf("llama3 rope via rope_freqs.weight: max|d|/std %.3g, %lld argmax differ\n", rel, (long long)miss);
+  // As q4_1 without rope scaling (the m rounding, and the f32 rounding of the factors). Ignoring the
+  // factors costs 0.18 on this prompt (the source run without rope_scaling, measured 2026-12-05), so
+  // the bar fails without them.
+  EXPECT_LT(rel, 1e-2);
+  EXPECT_EQ(Model::load(gguf)->config().rope_scaling.type, RopeScaling::Type::kFactors);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, GgufRunOwnExport, ::testing::Values("q4_1", "q4_k"));
 
 // ---- a golden GGUF made by gguf-py + ggml, against transformers' GGUF loader ----
@@ -202,12 +233,13 @@ TEST(GgufRunGolden, MixedTypesGiveTransformersLogits) {
 TEST(GgufRunDense, BundledModelExportRunsToTheSourcesLogits) {
   test::TempDir tmp;
   const std::string src = std::string(AWQ_TEST_DATA) + "/../../models/kjv-llama", gguf = tmp / "kjv.gguf";
-  auto r = test::run_awq({"convert", src, "-o", gguf, "--to", "gguf", "-q"});
+  auto r = test::run_awq({"convert", src, "-o", gguf, "--to", "gguf", "--dense-type", "bf16", "-q"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("dense checkpoint: every linear is f16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dense checkpoint: every linear is bf16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("total: max |w_gguf - w_source| 0 "), std::string::npos) << r.out;
   GgufFile f(gguf);
-  EXPECT_EQ(f.get_int("general.file_type"), 1);  // MOSTLY_F16
-  EXPECT_EQ(f.tensor("blk.0.attn_q.weight")->type, GgmlType::F16);
+  EXPECT_EQ(f.get_int("general.file_type"), 32);  // MOSTLY_BF16
+  EXPECT_EQ(f.tensor("blk.0.attn_q.weight")->type, GgmlType::BF16);
   const std::string prompt = "In the beginning God created the heaven and the earth.";
   r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--logits-out", tmp / "src.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -216,10 +248,29 @@ TEST(GgufRunDense, BundledModelExportRunsToTheSourcesLogits) {
   const Logits want = read_logits(tmp / "src.safetensors"), got = read_logits(tmp / "gguf.safetensors");
   ASSERT_EQ(got.rows, want.rows) << "the GGUF's tokenizer gave other ids";
   const auto [rel, miss] = compare(got.v, want);
-  // bf16 -> f16 is exact for these weights (convert prints 0 difference); only the f16 vs bf16
-  // dense kernels' summation differs.
-  EXPECT_LT(rel, 1e-4);
+  // The same bf16 weights through the same dense kernel (q/k rows un-permuted back): the same logits.
+  EXPECT_LT(rel, 1e-6);
   EXPECT_EQ(miss, 0);
+}
+
+// `awq eval` takes a GGUF as MODEL or --ref (its tokenizer from the file): our q4_1 export against
+// its source AWQ checkpoint differs only by the f16 rounding of m, so the KL divergence is tiny and
+// the perplexities agree; both tokenize the text alike.
+TEST(GgufEval, AcceptsAGgufAgainstItsSource) {
+  test::TempDir tmp;
+  const std::string src = test::data_path("tiny-llama-awq"), gguf = tmp / "m.gguf";
+  ASSERT_EQ(test::run_awq({"convert", src, "-o", gguf, "--to", "gguf", "-q"}).status, 0);
+  test::write_bytes(tmp / "text.txt", test::read_bytes(std::string(AWQ_TEST_DATA) + "/../../models/kjv-llama/eval.txt").substr(0, 3000));
+  const auto r = test::run_awq({"eval", gguf, "--ref", src, "--text", tmp / "text.txt", "--ctx", "64", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto own = test::run_awq({"eval", src, "--text", tmp / "text.txt", "--ctx", "64", "--json"});
+  ASSERT_EQ(own.status, 0) << own.err;
+  const auto jo = nlohmann::json::parse(own.out);
+  EXPECT_EQ(j["tokens"], jo["tokens"]);
+  EXPECT_LT(j["kld_mean"].get<double>(), 1e-5);
+  EXPECT_LT(std::fabs(j["ln_ppl_ratio"].get<double>()), 1e-3);
+  EXPECT_NEAR(j["ppl_ref"].get<double>(), jo["ppl"].get<double>(), 1e-6 * jo["ppl"].get<double>());
 }
 
 TEST(GgufRunErrors, NamesTheFileAndWhatIsMissing) {
