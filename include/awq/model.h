@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "awq/kernels.h"
+#include "awq/layer_cache.h"
 #include "awq/model_config.h"
 
 namespace awq {
@@ -34,6 +35,14 @@ struct ModelOptions {
   // region's wake-up and join cost more): ops touching < 64 K floats, linears reading < 256 KiB ×
   // rows. Scaled by this factor; 0 sends everything to the pool (tests of the parallel paths).
   double serial_threshold_scale = 1.0;
+  // Decoder layers: null keeps every layer loaded for the model's lifetime (the default). A cache
+  // (possibly shared with other models) makes the model stream its layers through it: a layer is
+  // read and repacked when first needed and kept while the cache's byte budget allows; below the
+  // model's size layers are evicted and read again. Logits are byte-identical either way.
+  std::shared_ptr<LayerCache> layer_cache;
+  // With a layer cache: while layer i computes, layers i+1 .. i+prefetch (wrapping to the first
+  // ones for the next step) are read and repacked on a background thread. 0: no prefetch thread.
+  int prefetch = 1;
 };
 
 class Model;

@@ -18,6 +18,7 @@
 #include "awq/tokenizer.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/layer_cache_args.h"
 
 namespace awq::cli {
 namespace {
@@ -28,6 +29,7 @@ struct Args {
   int64_t ctx = 0, stride = 0;
   bool json = false;
   int threads = 0;
+  LayerCacheArgs cache;  // one cache, shared by MODEL and REF
 };
 
 // --text, else MODEL's eval.txt, else the bundled model's.
@@ -71,9 +73,13 @@ int run(const Args& a) {
   auto tok = tokenizer_for(dir, a.ref);
   const std::vector<int32_t> ids = tok->encode(text);
   // f32 activations: the quantization error under test must not drown in the runtime's own.
-  auto model = Model::load(dir, {.threads = a.threads, .path = kernels::Path::kF32});
+  ModelOptions mo;
+  mo.threads = a.threads;
+  mo.path = kernels::Path::kF32;
+  apply_layer_cache(a.cache, mo);
+  auto model = Model::load(dir, mo);
   std::unique_ptr<Model> ref;
-  if (!a.ref.empty()) ref = Model::load(a.ref, {.threads = a.threads, .path = kernels::Path::kF32});
+  if (!a.ref.empty()) ref = Model::load(a.ref, mo);
   EvalOptions opt;
   opt.ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(512, model->config().max_positions);
   if (ref && a.ctx <= 0) opt.ctx = std::min(opt.ctx, ref->config().max_positions);
@@ -115,6 +121,7 @@ Action add_eval(CLI::App& app) {
   sub->add_flag("--json", a->json, "print the results as JSON");
   sub->add_option("--html", a->html, "also write a self-contained HTML report to FILE");
   sub->add_option("--threads", a->threads, "threads per model (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_layer_cache_options(sub, a->cache);  // with --ref, MODEL and REF share the one budget
   return [a]() { return run(*a); };
 }
 

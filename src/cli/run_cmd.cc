@@ -13,6 +13,7 @@
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
 #include "cli/commands.h"
+#include "cli/layer_cache_args.h"
 
 namespace awq::cli {
 namespace {
@@ -80,6 +81,7 @@ struct Args : ModelRunOptions {
   float temperature = 0, top_p = 1;
   int64_t top_k = 0;
   uint64_t seed = 0;
+  LayerCacheArgs cache;
 };
 
 int run(const Args& a) {
@@ -89,7 +91,11 @@ int run(const Args& a) {
   if (a.n < 0) throw Error("-n must be >= 0");
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
-  auto model = Model::load(dir, {.threads = a.threads.empty() ? 0 : a.threads[0], .path = run_path(a)});
+  ModelOptions mo;
+  mo.threads = a.threads.empty() ? 0 : a.threads[0];
+  mo.path = run_path(a);
+  apply_layer_cache(a.cache, mo);
+  auto model = Model::load(dir, mo);
   for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());
@@ -143,6 +149,7 @@ Action add_run(CLI::App& app) {
   sub->add_option("--top-k", a->top_k, "sample among the K most likely tokens (0 = all, default)");
   sub->add_option("--top-p", a->top_p, "sample among the most likely tokens holding probability P (default 1)");
   sub->add_option("--seed", a->seed, "random seed for sampling (default 0)");
+  add_layer_cache_options(sub, a->cache);
   sub->add_option("--logits-out", a->logits_out, "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file");
   return [a]() { return run(*a); };
 }

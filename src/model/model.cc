@@ -3,8 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "awq/error.h"
 #include "awq/gguf.h"
@@ -17,6 +22,100 @@ namespace awq {
 
 using model::LinearGroup;
 
+namespace {
+
+// Streams decoder layers through a LayerCache, with an optional background thread that reads and
+// repacks the next layers ahead of the forward pass. A prefetched layer is held here until taken
+// (so it is used even when the cache's budget cannot keep it): memory is the budget plus `depth`
+// layers plus the one computing.
+class LayerStream {
+ public:
+  LayerStream(std::shared_ptr<LayerCache> cache, const model::Weights& w, const ModelConfig& cfg, int depth)
+      : cache_(std::move(cache)), w_(w), cfg_(cfg), owner_(LayerCache::new_owner_id()), depth_(std::max(depth, 0)) {
+    if (depth_ > 0) worker_ = std::thread([this] { run(); });
+  }
+  ~LayerStream() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+    cache_->evict_prefix(owner_);
+  }
+
+  // Layer i, ready; asks the prefetcher for the `depth` layers after it.
+  std::shared_ptr<const model::LayerWeights> get(int64_t i) {
+    LayerCache::Value v = take(i);
+    if (!v) v = cache_->get(key(i), [&] { return load(i); });
+    for (int d = 1; d <= depth_; ++d) request((i + d) % cfg_.layers);
+    return std::static_pointer_cast<const model::LayerWeights>(v);
+  }
+
+ private:
+  std::string key(int64_t i) const { return owner_ + "layer" + std::to_string(i); }
+  LayerCache::Loaded load(int64_t i) const {
+    auto l = std::make_shared<model::LayerWeights>(model::load_layer(w_, cfg_, i));
+    const size_t bytes = model::layer_bytes(*l);
+    return {std::move(l), bytes};
+  }
+  void request(int64_t i) {
+    if (cache_->present_or_loading(key(i))) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ready_.count(i) || inflight_.count(i) || std::find(queue_.begin(), queue_.end(), i) != queue_.end()) return;
+    queue_.push_back(i);
+    cv_.notify_all();
+  }
+  // The prefetched layer i if the worker has it or is loading it (waits for that), else null.
+  LayerCache::Value take(int64_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto q = std::find(queue_.begin(), queue_.end(), i);
+    if (q != queue_.end()) queue_.erase(q);  // not started: the caller loads it now
+    cv_.wait(lock, [&] { return !inflight_.count(i); });
+    auto it = ready_.find(i);
+    if (it == ready_.end()) return nullptr;
+    LayerCache::Value v = std::move(it->second);
+    ready_.erase(it);
+    return v;
+  }
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      const int64_t i = queue_.front();
+      queue_.pop_front();
+      inflight_.insert(i);
+      lock.unlock();
+      LayerCache::Value v;
+      try {
+        v = cache_->get(key(i), [&] { return load(i); });
+      } catch (...) {
+        v = nullptr;  // the forward pass loads it again and gets the error itself
+      }
+      lock.lock();
+      inflight_.erase(i);
+      if (v && ready_.size() < size_t(depth_)) ready_[i] = std::move(v);
+      cv_.notify_all();
+    }
+  }
+
+  std::shared_ptr<LayerCache> cache_;
+  const model::Weights& w_;
+  const ModelConfig& cfg_;
+  const std::string owner_;
+  const int depth_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<int64_t> queue_;
+  std::set<int64_t> inflight_;
+  std::map<int64_t, LayerCache::Value> ready_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+}  // namespace
+
 struct Model::Impl {
   ModelConfig cfg;
   model::Weights w;
@@ -25,6 +124,14 @@ struct Model::Impl {
   kernels::Path path = kernels::Path::kF32;
   double serial_scale = 1.0;
   mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
+  std::unique_ptr<LayerStream> stream;  // null: every layer is in w.layers
+
+  // Decoder layer i, ready to compute: from w.layers, or read through the layer cache (then held
+  // by the caller for as long as it uses it, whatever the cache evicts meanwhile).
+  std::shared_ptr<const model::LayerWeights> layer_weights(int64_t i) const {
+    if (stream) return stream->get(i);
+    return std::shared_ptr<const model::LayerWeights>(std::shared_ptr<void>(), &w.layers[size_t(i)]);  // not owned
+  }
 
   // Working buffers, grown on demand (guarded by mu).
   struct Rows {
@@ -90,7 +197,13 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
-  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg) : model::load_weights(dir, impl->cfg);
+  if (gguf && options.layer_cache)
+    throw Error(dir + ": a GGUF file cannot stream its layers through a layer cache yet (--cache-bytes): run it "
+                "without one, every layer loaded");
+  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg)
+                 : model::load_weights(dir, impl->cfg, /*with_layers=*/!options.layer_cache);
+  if (options.layer_cache)
+    impl->stream = std::make_unique<LayerStream>(options.layer_cache, impl->w, impl->cfg, options.prefetch);
   impl->rope = kernels::make_rope_table(
       rope_inv_freq(impl->cfg.head_dim, impl->cfg.rope_theta, impl->cfg.rope_scaling), impl->cfg.max_positions);
   impl->pool = std::make_unique<ThreadPool>(options.threads);
@@ -211,8 +324,9 @@ void Model::run_layer(int64_t layer, std::vector<float>& x, const Model* attn_fr
   c.v_.resize(size_t(m.cfg.layers));
   c.k_[size_t(layer)].resize(size_t(m.cfg.kv_heads) * size_t(t) * size_t(m.cfg.head_dim));
   c.v_[size_t(layer)].resize(c.k_[size_t(layer)].size());
-  m.attention_block(a.w.layers[size_t(layer)], layer, c, t);
-  m.mlp_block(f.w.layers[size_t(layer)], t);
+  const std::shared_ptr<const model::LayerWeights> attn = a.layer_weights(layer), mlp = f.layer_weights(layer);
+  m.attention_block(*attn, layer, c, t);
+  m.mlp_block(*mlp, t);
   std::copy(m.x.begin(), m.x.begin() + std::ptrdiff_t(x.size()), x.begin());
 }
 
@@ -327,7 +441,8 @@ void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& t
   for (const auto& seq : tokens)
     for (int32_t id : seq) embed(int64_t(r++), id);
   for (int64_t layer = 0; layer < cfg.layers; ++layer) {
-    const auto& l = w.layers[size_t(layer)];
+    const std::shared_ptr<const model::LayerWeights> held = layer_weights(layer);
+    const model::LayerWeights& l = *held;
     attention_block(l, layer, c, m);
     mlp_block(l, m);
     if (capture) capture->insert(capture->end(), x.begin(), x.begin() + std::ptrdiff_t(mm * size_t(H)));

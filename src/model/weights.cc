@@ -9,6 +9,7 @@
 
 #include "awq/error.h"
 #include "awq/model_ops.h"
+#include "awq/sealed.h"
 #include "awq/thread_pool.h"
 
 namespace awq::model {
@@ -128,7 +129,7 @@ namespace {
 
 class Loader {
  public:
-  Loader(const ModelConfig& cfg, Weights& w) : cfg_(cfg), w_(w), tensors_(*w.dir, w.reader.get()) {}
+  Loader(const ModelConfig& cfg, const Weights& w) : cfg_(cfg), w_(w), tensors_(*w.dir, w.reader.get()) {}
 
   bool is_quantized(const std::string& module) const {
     if (!w_.reader) return false;
@@ -144,6 +145,8 @@ class Loader {
     for (const std::string& name : w_.reader->module_tensors(module)) {
       const TensorView* t = w_.dir->find(name);
       if (!t || t->nbytes == 0) continue;
+      // A decrypted file lives in owned memory, not a file mapping: dropping its pages would zero it.
+      if (t->file && t->file->size() > 4 && t->file->compare(t->file->size() - 4, 4, kSealedSuffix) == 0) continue;
       const uintptr_t b = (uintptr_t(t->data) + page - 1) / page * page, e = (uintptr_t(t->data) + t->nbytes) / page * page;
       if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
     }
@@ -210,48 +213,53 @@ class Loader {
     return load_vector(tensors_.get(ModelConfig::layer_name(pattern, layer), "a norm weight"), n);
   }
 
-  void load() {
+  LayerWeights layer(int64_t i) const {
+    using L = LayerLinear;
+    const TensorNames& nm = cfg_.names;
+    LayerWeights lw;
+    lw.attn_norm = norm(nm.attn_norm, i, cfg_.hidden);
+    lw.mlp_norm = norm(nm.mlp_norm, i, cfg_.hidden);
+    if (cfg_.qk_norm) {
+      lw.q_norm = norm(nm.q_norm, i, cfg_.head_dim);
+      lw.k_norm = norm(nm.k_norm, i, cfg_.head_dim);
+    }
+    lw.qkv = group(i, {L::kQ, L::kK, L::kV});
+    lw.o = group(i, {L::kO});
+    lw.gate_up = group(i, {L::kGate, L::kUp});
+    lw.down = group(i, {L::kDown});
+    return lw;
+  }
+
+  // Everything but the layers into `w` (the loader's own Weights, written only here).
+  void load_globals(Weights& w) const {
     const TensorNames& nm = cfg_.names;
     const TensorView& embed = tensors_.get(nm.embed, "the token embeddings");
     need_float(embed);
     if (embed.shape != std::vector<int64_t>{cfg_.vocab, cfg_.hidden})
       throw Error(*embed.file + ": " + embed.name + ": expected shape " + shape_of(cfg_.vocab, cfg_.hidden) +
                   " (vocab_size x hidden_size), found " + embed.shape_str());
-    w_.embed.data = embed.data;
-    w_.embed.dtype = embed.dtype;
-    w_.final_norm = load_vector(tensors_.get(nm.final_norm, "the final norm"), cfg_.hidden);
+    w.embed.data = embed.data;
+    w.embed.dtype = embed.dtype;
+    w.final_norm = load_vector(tensors_.get(nm.final_norm, "the final norm"), cfg_.hidden);
     const std::string head_module = nm.lm_head.substr(0, nm.lm_head.size() - std::string(".weight").size());
     if (is_quantized(head_module)) {
-      w_.lm_head = packed_linear(read_quant(head_module, cfg_.vocab, cfg_.hidden));
+      w.lm_head = packed_linear(read_quant(head_module, cfg_.vocab, cfg_.hidden));
     } else if (cfg_.tied_embeddings) {
-      w_.lm_head = dense_linear(embed, cfg_.vocab, cfg_.hidden);
+      w.lm_head = dense_linear(embed, cfg_.vocab, cfg_.hidden);
     } else {
-      w_.lm_head = dense_linear(tensors_.get(nm.lm_head, "tie_word_embeddings is false"), cfg_.vocab, cfg_.hidden);
+      w.lm_head = dense_linear(tensors_.get(nm.lm_head, "tie_word_embeddings is false"), cfg_.vocab, cfg_.hidden);
     }
-    using L = LayerLinear;
-    for (int64_t i = 0; i < cfg_.layers; ++i) {
-      LayerWeights lw;
-      lw.attn_norm = norm(nm.attn_norm, i, cfg_.hidden);
-      lw.mlp_norm = norm(nm.mlp_norm, i, cfg_.hidden);
-      if (cfg_.qk_norm) {
-        lw.q_norm = norm(nm.q_norm, i, cfg_.head_dim);
-        lw.k_norm = norm(nm.k_norm, i, cfg_.head_dim);
-      }
-      lw.qkv = group(i, {L::kQ, L::kK, L::kV});
-      lw.o = group(i, {L::kO});
-      lw.gate_up = group(i, {L::kGate, L::kUp});
-      lw.down = group(i, {L::kDown});
-      w_.layers.push_back(std::move(lw));
-    }
-    w_.quantized = w_.lm_head.packed.has_value();
-    for (const auto& l : w_.layers)
-      for (const LinearGroup* g : {&l.qkv, &l.o, &l.gate_up, &l.down})
-        for (const auto& p : g->parts) w_.quantized = w_.quantized || p.packed.has_value();
+    // Quantized: any linear is 4-bit (known from the reader's module list, without loading layers).
+    w.quantized = w.lm_head.packed.has_value();
+    for (int64_t i = 0; i < cfg_.layers && !w.quantized; ++i)
+      for (LayerLinear l : {LayerLinear::kQ, LayerLinear::kK, LayerLinear::kV, LayerLinear::kO, LayerLinear::kGate,
+                            LayerLinear::kUp, LayerLinear::kDown})
+        w.quantized = w.quantized || is_quantized(cfg_.linear_name(i, l));
   }
 
  private:
   const ModelConfig& cfg_;
-  Weights& w_;
+  const Weights& w_;
   Tensors tensors_;
 };
 
@@ -298,12 +306,24 @@ void LinearGroup::apply(const float* x, int64_t m, float* y, float* tmp, kernels
   }
 }
 
-Weights load_weights(const std::string& path, const ModelConfig& cfg) {
+Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_layers) {
   Weights w;
   w.dir = std::make_unique<ModelDir>(path);
   if (!w.dir->quant_config().is_null() || w.dir->hf_quant_config().is_object()) w.reader = open_format(*w.dir);
-  Loader(cfg, w).load();
+  Loader loader(cfg, w);
+  loader.load_globals(w);
+  if (with_layers)
+    for (int64_t i = 0; i < cfg.layers; ++i) w.layers.push_back(loader.layer(i));
   return w;
+}
+
+LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i) { return Loader(cfg, w).layer(i); }
+
+size_t layer_bytes(const LayerWeights& l) {
+  size_t b = (l.attn_norm.size() + l.mlp_norm.size() + l.q_norm.size() + l.k_norm.size()) * sizeof(float);
+  for (const LinearGroup* g : {&l.qkv, &l.o, &l.gate_up, &l.down})
+    for (const auto& p : g->parts) b += p.weight_bytes() + p.bias.size() * sizeof(float);
+  return b;
 }
 
 }  // namespace awq::model

@@ -75,8 +75,16 @@ struct Weights {
   std::vector<std::string> notes;  // how the weights were loaded (GGUF: per block type), for the user
 };
 
-// Loads every weight the config names; throws awq::Error naming the file and tensor.
-Weights load_weights(const std::string& path, const ModelConfig& cfg);
+// Loads every weight the config names; throws awq::Error naming the file and tensor. With
+// with_layers false the decoder layers are left out (Weights::layers stays empty): they are read
+// one at a time by load_layer (a model streaming its layers through a LayerCache).
+Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_layers = true);
+
+// Reads and repacks decoder layer `i` alone. Safe to call from several threads at once (it only
+// reads the checkpoint). Throws what load_weights throws.
+LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i);
+// Bytes a loaded layer holds in memory (packed weights, owned dense copies, norms).
+size_t layer_bytes(const LayerWeights& l);
 
 // Loads every weight the config names from a GGUF file (gguf_weights.cc): Q4_0/Q4_1/Q4_K linears
 // repacked for the 4-bit kernels (gguf_linear.h), every other type dense (F32/F16/BF16 in place,

@@ -20,7 +20,7 @@ TEST(BenchRunCli, JsonListHasExactlyTheContractKeys) {
   ASSERT_EQ(rows.size(), 2u);
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& j = rows[i];
-    ASSERT_EQ(j.size(), 7u) << j.dump();
+    ASSERT_EQ(j.size(), 9u) << j.dump();
     EXPECT_EQ(j["model"], kModel);
     EXPECT_TRUE(j["threads"].is_number_integer());
     EXPECT_EQ(j["threads"], i == 0 ? 1 : 2);
@@ -30,7 +30,22 @@ TEST(BenchRunCli, JsonListHasExactlyTheContractKeys) {
     EXPECT_GT(j["decode_tps"].get<double>(), 0.0);
     EXPECT_TRUE(j["peak_rss_bytes"].is_number_integer());
     EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 1 << 20);
+    EXPECT_GT(j["load_s"].get<double>(), 0.0);
+    EXPECT_GT(j["first_token_s"].get<double>(), j["load_s"].get<double>());
   }
+}
+
+TEST(BenchRunCli, LayerCacheOptions) {
+  auto r = test::run_awq({"bench", "run", kModel, "--prompt-tokens", "4", "--gen-tokens", "2", "--threads", "1",
+                          "--repeats", "1", "--cache-bytes", "1", "--prefetch", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("layer cache 1 bytes, prefetch 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layer cache: 0 layers held"), std::string::npos) << r.out;  // 1 byte keeps no layer
+  r = test::run_awq({"bench", "run", kModel, "--cache-bytes", "lots"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("--cache-bytes"), std::string::npos) << r.err;
+  r = test::run_awq({"bench", "run", kModel, "--cache-bytes", "1MB", "--prefetch", "-1"});
+  EXPECT_EQ(r.status, 2) << r.err;
 }
 
 TEST(BenchRunCli, TableAndErrors) {

@@ -54,6 +54,22 @@ TEST(EvalCli, BundledModelAgainstItself) {
   EXPECT_NE(j["method"].get<std::string>().find("BOS added once"), std::string::npos) << j["method"];
 }
 
+TEST(EvalCli, CacheBytesStreamsBothModelsWithTheSameReport) {
+  test::TempDir tmp;
+  const std::vector<std::string> cmd = {"eval", bundled(), "--ref", bundled(), "--text", short_text(tmp, 600),
+                                        "--ctx", "64", "--threads", "1", "--json"};
+  const auto whole = test::run_awq(cmd);
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  std::vector<std::string> streamed = cmd;
+  for (const char* a : {"--cache-bytes", "1", "--prefetch", "2"}) streamed.push_back(a);
+  const auto r = test::run_awq(streamed);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto a = nlohmann::json::parse(r.out), b = nlohmann::json::parse(whole.out);
+  for (auto* j : {&a, &b}) j->erase("seconds"), j->erase("tokens_per_s");  // timings, the only fields that may differ
+  EXPECT_EQ(a.dump(), b.dump());
+  EXPECT_EQ(test::run_awq({"eval", bundled(), "--cache-bytes", "-5"}).status, 2);
+}
+
 TEST(EvalCli, TextReportAndHtmlFile) {
   test::TempDir tmp;
   const auto r = test::run_awq({"eval", bundled(), "--ref", bundled(), "--text", short_text(tmp, 800), "--ctx", "64",

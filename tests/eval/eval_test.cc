@@ -17,6 +17,7 @@
 #include "awq/compare.h"
 #include "awq/error.h"
 #include "awq/eval.h"
+#include "awq/layer_cache.h"
 #include "awq/model.h"
 #include "awq/tokenizer.h"
 #include "check/checkpoint_util.h"
@@ -140,8 +141,8 @@ struct Damaged {
     quant = std::make_unique<test::Checkpoint>("models/llama-awq-gemm-g32");
     if (!module.empty()) test::multiply_scales(quant->file("model.safetensors"), module, 3);
   }
-  EvalResult eval() const {
-    auto q = Model::load(quant->dir()), r = Model::load(ref_dir());
+  EvalResult eval(const ModelOptions& o = {}) const {
+    auto q = Model::load(quant->dir(), o), r = Model::load(ref_dir(), o);
     std::vector<int32_t> ids;
     for (int i = 0; i < 200; ++i) ids.push_back(int32_t((i * 73 + 5) % q->config().vocab));
     EvalOptions opt;
@@ -184,6 +185,30 @@ TEST(EvalRef, DamagedAttentionIsNamedAttention) {
   ASSERT_TRUE(r.first_divergent_layer.has_value());
   EXPECT_EQ(*r.first_divergent_layer, 1);
   EXPECT_EQ(r.cause, "attention");
+}
+
+// `awq eval --cache-bytes`: MODEL and REF stream their layers through one cache smaller than a
+// layer (every layer read again on every use, by run_layer too): every figure is the same.
+TEST(EvalRef, LayersStreamedThroughOneSharedCacheGiveTheSameResult) {
+  const Damaged d("model.layers.1.mlp.down_proj");
+  const EvalResult want = d.eval();
+  ModelOptions o;
+  o.layer_cache = std::make_shared<LayerCache>(1);
+  o.prefetch = 1;
+  const EvalResult got = d.eval(o);
+  EXPECT_EQ(got.ppl, want.ppl);
+  EXPECT_EQ(got.ppl_ref, want.ppl_ref);
+  EXPECT_EQ(got.kld.mean, want.kld.mean);
+  EXPECT_EQ(got.same_top.mean, want.same_top.mean);
+  ASSERT_EQ(got.layers.size(), want.layers.size());
+  for (size_t i = 0; i < got.layers.size(); ++i) {
+    EXPECT_EQ(got.layers[i].rel_error, want.layers[i].rel_error) << i;
+    EXPECT_EQ(got.layers[i].local_rel_error, want.layers[i].local_rel_error) << i;
+  }
+  EXPECT_EQ(got.first_divergent_layer, want.first_divergent_layer);
+  EXPECT_EQ(got.cause, want.cause);
+  EXPECT_EQ(o.layer_cache->stats().entries, 0u);  // both models closed: nothing left
+  EXPECT_GT(o.layer_cache->stats().misses, 0u);
 }
 
 TEST(EvalRef, MismatchedModelsAreRefused) {
