@@ -49,7 +49,7 @@ def convert(path, out, to="autoawq-gemm", gptq_format="v1", force=False, requant
 
 def quantize(path, out, method="awq", bits=4, group_size=128, zero_point=True, format="autoawq-gemm",
              calib=None, calib_tokens=None, samples=64, seqlen=512, threads=None, force=False, skip=(),
-             clip=True, sanitize="error"):
+             clip=False, sanitize="error"):
     """Runs `awq quantize PATH -o OUT` (a dense checkpoint to 4 bits; same options and defaults).
 
     method "awq" (calibrated: calib_tokens, a list of ids, else the text file calib, default

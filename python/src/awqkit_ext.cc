@@ -365,5 +365,5 @@ PYBIND11_MODULE(_awqkit, m) {
         py::arg("group_size") = 128, py::arg("zero_point") = true, py::arg("format") = "autoawq-gemm",
         py::arg("calib") = py::none(), py::arg("calib_tokens") = py::none(), py::arg("samples") = 64,
         py::arg("seqlen") = 512, py::arg("threads") = py::none(), py::arg("force") = false,
-        py::arg("skip") = std::vector<std::string>{}, py::arg("clip") = true, py::arg("sanitize") = "error");
+        py::arg("skip") = std::vector<std::string>{}, py::arg("clip") = false, py::arg("sanitize") = "error");
 }
