@@ -124,8 +124,17 @@ PackedLinear repack(const QuantLinear& q);
 //          0.27 % (K = 4096, g128, f16 scales, N(0,1) activations; Bf16Path.AccuracyAgainstF32 prints
 //          it), from the two bf16 roundings (8-bit significands); the int8 path's is 0.67 %.
 //          gemm() with kBF16 on a CPU without AVX512_BF16 throws awq::Error (never SIGILL).
-enum class Path : uint8_t { kF32, kInt8, kBF16 };
-const char* path_name(Path p);  // "f32", "int8", "bf16"
+//   kInt16: activations quantized per (row, group) to 16 bits (d = max|x|/32639, nearest even),
+//          held as two int8 planes r = 256·hi + lo, each dotted with the codes by the int8 path's
+//          integer dot products (twice its work, no rounding in them), combined per group in f32:
+//          y += s·d·(256·Σq·hi + Σq·lo) + o·d·Σr. The activation rounding is 2^-16 of the group's
+//          max|x| (int8: 2^-8), so outlier channels cost it little: it meets the runtime's 1e-2 bar
+//          against transformers where int8 does not, at the int8 path's memory traffic. The SIMD
+//          kernels perform the same f32 operations as gemm_ref (bit for bit on FMA targets).
+enum class Path : uint8_t { kF32, kInt8, kBF16, kInt16 };
+const char* path_name(Path p);  // "f32", "int8", "bf16", "int16"
+// The path named name (as path_name spells it); false for any other string.
+bool parse_path(const std::string& name, Path* out);
 
 // Whether this CPU (and OS) can run path p; when not, *why_not names what is missing, e.g.
 // "CPU lacks avx512_bf16". kF32 and kInt8 always can (Highway falls back to portable code); kBF16

@@ -39,8 +39,11 @@ struct QuantizeOptions {
   ScaleFormula formula = ScaleFormula::kDuo;
   int grid = 20;                // α = i/grid for i in [0, grid] (α = 1 included)
   bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
-  bool clip = true;
+  bool clip = false;            // clip search (AutoAWQ: on); off by default: it raised perplexity on the bundled model (BENCHMARKS.md)
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)
+  // Error propagation: each layer is calibrated on the previous layers' quantized outputs (their
+  // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
+  bool propagate = false;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
 
   // Mixed precision (--mixed auto): each linear's relative output error ‖ΔW·X‖²/‖W·X‖² on the

@@ -488,8 +488,8 @@ Action add_bench(CLI::App& app) {
   sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)")->delimiter(',');
   sub->add_flag("--hot", a->hot, "one copy of the weights reused every run (cache-hot, like ggml test-backend-ops)");
   sub->add_flag("--json", a->json, "print a JSON list (one object per measured kernel and shape) instead of the table");
-  sub->add_option("--path", a->path, "auto | f32 | int8 | bf16 (auto: int8, the fastest on every machine measured, bf16 included; bf16 needs AVX512_BF16)")
-      ->check(CLI::IsMember({"auto", "f32", "int8", "bf16"}));
+  sub->add_option("--path", a->path, "auto | f32 | int8 | int16 | bf16 (auto: int8, the fastest on every machine measured, bf16 included; bf16 needs AVX512_BF16)")
+      ->check(CLI::IsMember({"auto", "f32", "int8", "int16", "bf16"}));
   sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(float_dtype_arg());
   sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
@@ -514,9 +514,8 @@ Action add_bench(CLI::App& app) {
     if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
     for (int t : threads)
       if (t < 1 || t > 1024) throw UsageError("--threads must be in [1, 1024]");
-    const kernels::Path path = a->path == "f32"    ? kernels::Path::kF32
-                               : a->path == "bf16" ? kernels::Path::kBF16
-                                                   : kernels::Path::kInt8;
+    kernels::Path path = kernels::Path::kInt8;  // auto
+    if (a->path != "auto") kernels::parse_path(a->path, &path);  // CLI11 checked the name
     std::string why;
     if (!kernels::path_available(path, &why)) throw Error(std::string("--path ") + a->path + ": " + why);
     Bench b(*a);

@@ -27,7 +27,6 @@ using Clock = std::chrono::steady_clock;
 struct Args : ModelRunOptions {
   int64_t prompt_tokens = 512, gen_tokens = 128;
   int repeats = 3;
-  std::string path = "f32";
   bool json = false;
 };
 
@@ -61,7 +60,7 @@ int bench_run(const Args& a) {
   if (a.repeats < 1) throw Error("--repeats must be >= 1");
   std::vector<int> threads = a.threads;
   if (threads.empty()) threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
-  const kernels::Path path = a.path == "int8" ? kernels::Path::kInt8 : a.path == "bf16" ? kernels::Path::kBF16 : kernels::Path::kF32;
+  const kernels::Path path = run_path(a);
   auto m = Model::load(dir, {.threads = threads[0], .path = path});
   const ModelConfig& cfg = m->config();
   if (a.prompt_tokens + a.gen_tokens > cfg.max_positions)
@@ -110,8 +109,6 @@ Action add_bench_run(CLI::App& bench) {
   sub->add_option("--prompt-tokens", a->prompt_tokens, "prompt length (default 512)");
   sub->add_option("--gen-tokens", a->gen_tokens, "decode steps (default 128)");
   sub->add_option("--repeats", a->repeats, "timed runs per thread count; the median is reported (default 3)");
-  sub->add_option("--path", a->path, "quantized linears' arithmetic: f32 (default, as awq run) | int8 | bf16")
-      ->check(CLI::IsMember({"f32", "int8", "bf16"}));
   sub->add_flag("--json", a->json,
                 "print a JSON list of {model, threads, prompt_tokens, gen_tokens, prefill_tps, decode_tps, peak_rss_bytes}");
   return [a, sub]() -> int { return sub->parsed() ? bench_run(*a) : -1; };

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "awq/dequantize_model.h"
+#include "awq/kernels.h"
 
 namespace awq::cli {
 
@@ -32,10 +33,13 @@ std::string resolve_model_dir(const std::string& given);
 struct ModelRunOptions {
   std::string model;         // MODEL as given; empty: the bundled model (resolve_model_dir)
   std::vector<int> threads;  // --threads, each in [1, 1024] (else a usage error); empty: all cores
+  std::string path = "int16";  // --path: the quantized linears' arithmetic (kernels::path_name spelling)
 };
 // Registers MODEL and --threads on `sub`. `thread_list`: --threads takes a comma-separated list of
 // counts (bench run measures each); otherwise exactly one.
 void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list);
+// The --path of `o`, checked runnable on this CPU (else awq::Error naming what is missing).
+kernels::Path run_path(const ModelRunOptions& o);
 
 Action add_compare(CLI::App& app);
 Action add_keygen(CLI::App& app);

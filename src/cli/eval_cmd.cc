@@ -95,9 +95,10 @@ int run(const Args& a) {
     throw Error(text_file + ": " + e.what() + " (expected a UTF-8 text file)");
   }
   if (ids.size() < 2) throw Error(text_file + ": " + std::to_string(ids.size()) + " token(s); perplexity needs at least 2");
-  auto model = Model::load(dir, {.threads = a.threads});
+  // f32 activations: the quantization error under test must not drown in the runtime's own.
+  auto model = Model::load(dir, {.threads = a.threads, .path = kernels::Path::kF32});
   std::unique_ptr<Model> ref;
-  if (!a.ref.empty()) ref = Model::load(a.ref, {.threads = a.threads});
+  if (!a.ref.empty()) ref = Model::load(a.ref, {.threads = a.threads, .path = kernels::Path::kF32});
   if (a.ctx > 0) check_ctx(a.ctx, *model, "the model");
   if (ref && a.ctx > 0) check_ctx(a.ctx, *ref, "the reference");
   EvalOptions opt;

@@ -43,6 +43,19 @@ void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list) 
                 ->check(CLI::Range(1, 1024));
   if (thread_list) t->delimiter(',');
   else t->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  sub->add_option("--path", o.path,
+                  "quantized linears' arithmetic: int16 (default: 16-bit activations, as accurate as f32 against "
+                  "transformers and faster) | f32 | int8 (fastest, misses the accuracy bar on models with outlier "
+                  "channels) | bf16 (AVX512_BF16 CPUs)")
+      ->check(CLI::IsMember({"int16", "f32", "int8", "bf16"}));
+}
+
+kernels::Path run_path(const ModelRunOptions& o) {
+  kernels::Path p = kernels::Path::kInt16;
+  kernels::parse_path(o.path, &p);  // CLI11 checked the name
+  std::string why;
+  if (!kernels::path_available(p, &why)) throw Error("--path " + o.path + ": " + why);
+  return p;
 }
 
 }  // namespace awq::cli

@@ -57,7 +57,8 @@ Action add_quantize(CLI::App& app) {
     double budget = 4.5;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512;
-    bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false;
+    bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false,
+         propagate = false, clip = false;
     std::vector<std::string> skip;
   };
   auto a = std::make_shared<Args>();
@@ -76,7 +77,9 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
   sub->add_option("--grid", a->grid, "α grid: i/grid for i = 0..grid (default 20)");
   sub->add_flag("--no-identity", a->no_identity, "drop s = 1 (plain RTN) from the candidates (AutoAWQ's grid)");
-  sub->add_flag("--no-clip", a->no_clip, "skip the clip search");
+  sub->add_flag("--clip", a->clip, "run AutoAWQ's clip search after the scales (off by default: it raised perplexity on the bundled model)");
+  sub->add_flag("--no-clip", a->no_clip, "no clip search (the default)");
+  sub->add_flag("--propagate", a->propagate, "calibrate each layer on the previous layers' quantized outputs (error propagation)");
   sub->add_flag("--sym-clip", a->sym_clip, "AutoAWQ's symmetric ±max clip instead of clipping min and max");
   sub->add_option("--mixed", a->mixed,
                   "auto: measure each linear's output error on the calibration data and keep the most sensitive dense within --budget | off (default)")
@@ -123,8 +126,9 @@ Action add_quantize(CLI::App& app) {
     opt.formula = a->formula == "x" ? ScaleFormula::kXOnly : a->formula == "both" ? ScaleFormula::kBoth : ScaleFormula::kDuo;
     opt.grid = a->grid;
     opt.identity_candidate = !a->no_identity;
-    opt.clip = !a->no_clip;
+    opt.clip = a->clip && !a->no_clip;
     opt.asym_clip = !a->sym_clip;
+    opt.propagate = a->propagate;
     opt.log_file = a->log;
     opt.mixed = a->mixed == "auto";
     opt.budget_bpw = a->budget;

@@ -89,7 +89,7 @@ int run(const Args& a) {
   if (a.n < 0) throw Error("-n must be >= 0");
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
-  auto model = Model::load(dir, {.threads = a.threads.empty() ? 0 : a.threads[0]});
+  auto model = Model::load(dir, {.threads = a.threads.empty() ? 0 : a.threads[0], .path = run_path(a)});
   for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());
   const ModelConfig& cfg = model->config();
   const int64_t t = int64_t(ids.size());

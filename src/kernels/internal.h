@@ -17,10 +17,25 @@ namespace awq::kernels {
 void pack_activations_f32(const PackedLinear& w, const void* x, DType xt, int64_t m0, int64_t m1, float* dst);
 
 // Symmetric per-(row, group) int8 quantization of packed f32 rows xf [m1-m0][k_pad]:
-// amax = max|x|, d = amax/127, a = nearbyint(x·(127/amax)) clamped to ±127 (all 0 when amax = 0).
+// amax = max|x|, d = amax/127, a = nearbyint(x·(127/amax)) clamped to ±127 (all 0 when amax = 0);
+// the product is rounded to f32 first, then to an integer (nearest even).
 // Writes a [m1-m0][k_pad], d_out and ds_out (= d·Σa) [m1-m0][n_groups].
 void quantize_activations_i8(const PackedLinear& w, const float* xf, int64_t m0, int64_t m1, int8_t* a,
                              float* d_out, float* ds_out);
+
+// Per-(row, group) 16-bit quantization for Path::kInt16, held as two int8 planes:
+// amax = max|x|, d = amax/kI16Max, r = nearbyint(x·(kI16Max/amax)) clamped to ±kI16Max (all 0 when
+// amax = 0), then r = 256·hi + lo with hi = floor((r + 128) / 256) in [-127, 127] and lo in [-128, 127].
+// Writes hi [m1-m0][k_pad], lo [m1-m0][k_pad], d_out and ds_out (= d·Σr) [m1-m0][n_groups].
+constexpr float kI16Max = 32639.f;  // the largest r whose hi part fits [-127, 127]
+void quantize_activations_i16(const PackedLinear& w, const float* xf, int64_t m0, int64_t m1, int8_t* hi,
+                              int8_t* lo, float* d_out, float* ds_out);
+// Splits a rounded activation r (|r| <= kI16Max) into its int8 planes (see above).
+inline void split_i16(int32_t r, int8_t& hi, int8_t& lo) {
+  const int32_t h = (r + 128) >> 8;  // arithmetic shift: floor
+  hi = int8_t(h);
+  lo = int8_t(r - 256 * h);
+}
 
 // Scale and offset (w = fma(q, s, o)) of the 16 rows of tile t in group g, as the kernels compute
 // them: compact o = −(s·z), exact in f32.

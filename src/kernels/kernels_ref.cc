@@ -37,13 +37,18 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
   check_io(w, xt, m, yt);
   std::vector<float> xf(size_t(m * w.k_pad));
   pack_activations_f32(w, x, xt, 0, m, xf.data());
-  std::vector<int8_t> a;
+  std::vector<int8_t> a, alo;
   std::vector<float> d, ds;
-  if (path == Path::kInt8) {
+  if (path == Path::kInt8 || path == Path::kInt16) {
     a.resize(xf.size());
     d.resize(size_t(m * w.n_groups));
     ds.resize(d.size());
-    quantize_activations_i8(w, xf.data(), 0, m, a.data(), d.data(), ds.data());
+    if (path == Path::kInt8) {
+      quantize_activations_i8(w, xf.data(), 0, m, a.data(), d.data(), ds.data());
+    } else {
+      alo.resize(xf.size());
+      quantize_activations_i16(w, xf.data(), 0, m, a.data(), alo.data(), d.data(), ds.data());
+    }
   }
   if (path == Path::kBF16)  // activations rounded once to bf16, as VCVTNEPS2BF16 does
     for (float& v : xf) v = bf16_to_f32(f32_to_bf16_ftz(v));
@@ -79,9 +84,16 @@ void gemm_ref(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y
               const int8_t* ar = &a[size_t(mi * w.k_pad + g * w.group)];
               int32_t dot = 0;
               for (int64_t j = 0; j < w.group; ++j) dot += int32_t(qr[j]) * int32_t(ar[j]);
+              float t = float(dot);
+              if (path == Path::kInt16) {  // 256·Σq·hi + Σq·lo, combined once in f32
+                const int8_t* lr = &alo[size_t(mi * w.k_pad + g * w.group)];
+                int32_t dlo = 0;
+                for (int64_t j = 0; j < w.group; ++j) dlo += int32_t(qr[j]) * int32_t(lr[j]);
+                t = std::fma(float(dot), 256.f, float(dlo));
+              }
               const size_t gi = size_t(mi * w.n_groups + g);
               const float sd = s[r] * d[gi];
-              a_ = std::fma(sd, float(dot), std::fma(o[r], ds[gi], a_));
+              a_ = std::fma(sd, t, std::fma(o[r], ds[gi], a_));
             }
           }
         }

@@ -29,6 +29,7 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr int kMaxMR = kP >= 8 ? 1 : int(8 / kP);         // activation rows per micro-kernel call
+constexpr int kMaxMR16 = kMaxMR >= 2 ? kMaxMR / 2 : 1;     // int16 path: twice the accumulators
 
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
@@ -140,12 +141,13 @@ HWY_NOINLINE void MicroF32(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY
 }
 
 // int8 path micro-kernel. a: int8 activations (stride as), d/ds: per-(row, group) scale and
-// scale·Σa at the block's first group (row stride gs).
-template <int MR, bool kWide>
+// scale·Σa at the block's first group (row stride gs). kTwo (the int16 path): a is the hi plane and
+// a + lo the lo plane; each group's sum is 256·Σq·hi + Σq·lo, formed once in f32 as gemm_ref does.
+template <int MR, bool kWide, bool kTwo = false>
 HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_RESTRICT params, size_t pb,
                           int64_t ng, int64_t G, const int8_t* HWY_RESTRICT a, int64_t as,
                           const float* HWY_RESTRICT d, const float* HWY_RESTRICT ds, int64_t gs,
-                          float* HWY_RESTRICT y, int64_t ys, bool first) {
+                          float* HWY_RESTRICT y, int64_t ys, bool first, int64_t lo = 0) {
   const DF df;
   const DU du;
   const DI di;
@@ -161,37 +163,40 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
     // chunk when MR == 1), so consecutive dot products do not wait on each other. Integer sums are
     // exact, so this order does not change the result.
     constexpr int kIA = MR == 1 ? 4 : 2;
-    VI iacc[MR][kP][kIA];
-    for (int m = 0; m < MR; ++m)
-      for (size_t p = 0; p < kP; ++p)
-        for (int i = 0; i < kIA; ++i) iacc[m][p][i] = hn::Zero(di);
+    constexpr int kPl = kTwo ? 2 : 1;  // activation planes: [0] hi (or the int8 values), [1] lo
+    VI iacc[kPl][MR][kP][kIA];
+    for (int pl = 0; pl < kPl; ++pl)
+      for (int m = 0; m < MR; ++m)
+        for (size_t p = 0; p < kP; ++p)
+          for (int i = 0; i < kIA; ++i) iacc[pl][m][p][i] = hn::Zero(di);
     const uint8_t* cg = codes + size_t(g * chunks) * kChunkBytes;
     const int8_t* ag = a + g * G;
     auto chunk = [&](int64_t c, int slot) HWY_ATTR {
       const uint32_t* ch = reinterpret_cast<const uint32_t*>(cg + size_t(c) * kChunkBytes);
       hwy::Prefetch(cg + size_t(c) * kChunkBytes + kPrefetchBytes);
-      VI lo[kP], hi[kP];
+      VI lo_[kP], hi[kP];  // low / high nibbles (lo_: `lo` is the activation plane offset)
       for (size_t p = 0; p < kP; ++p) {
         const VU v = hn::Load(du, ch + p * kL);
-        lo[p] = hn::BitCast(di, hn::And(v, m4));
+        lo_[p] = hn::BitCast(di, hn::And(v, m4));
         hi[p] = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v), m4));
       }
-      for (int m = 0; m < MR; ++m) {
-        const int8_t* am = ag + m * as + c * kChunkCols;
-        if constexpr (kP == 1) {
-          iacc[m][0][slot] = Dot4Mem(iacc[m][0][slot], lo[0], am);
-          iacc[m][0][slot + 1] = Dot4Mem(iacc[m][0][slot + 1], hi[0], am + 4);
-        } else {
-          int32_t a0, a1;
-          std::memcpy(&a0, am, 4);
-          std::memcpy(&a1, am + 4, 4);
-          const VI b0 = hn::Set(di, a0), b1 = hn::Set(di, a1);
-          for (size_t p = 0; p < kP; ++p) {
-            iacc[m][p][slot] = Dot4(iacc[m][p][slot], lo[p], b0);
-            iacc[m][p][slot + 1] = Dot4(iacc[m][p][slot + 1], hi[p], b1);
+      for (int pl = 0; pl < kPl; ++pl)
+        for (int m = 0; m < MR; ++m) {
+          const int8_t* am = ag + pl * lo + m * as + c * kChunkCols;
+          if constexpr (kP == 1) {
+            iacc[pl][m][0][slot] = Dot4Mem(iacc[pl][m][0][slot], lo_[0], am);
+            iacc[pl][m][0][slot + 1] = Dot4Mem(iacc[pl][m][0][slot + 1], hi[0], am + 4);
+          } else {
+            int32_t a0, a1;
+            std::memcpy(&a0, am, 4);
+            std::memcpy(&a1, am + 4, 4);
+            const VI b0 = hn::Set(di, a0), b1 = hn::Set(di, a1);
+            for (size_t p = 0; p < kP; ++p) {
+              iacc[pl][m][p][slot] = Dot4(iacc[pl][m][p][slot], lo_[p], b0);
+              iacc[pl][m][p][slot + 1] = Dot4(iacc[pl][m][p][slot + 1], hi[p], b1);
+            }
           }
         }
-      }
     };
     int64_t c = 0;
     if constexpr (kIA == 4) {
@@ -201,16 +206,20 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
       }
     }
     for (; c < chunks; ++c) chunk(c, 0);
-    for (int m = 0; m < MR; ++m)
-      for (size_t p = 0; p < kP; ++p) {
-        iacc[m][p][0] = hn::Add(iacc[m][p][0], iacc[m][p][1]);
-        if constexpr (kIA == 4) iacc[m][p][0] = hn::Add(iacc[m][p][0], hn::Add(iacc[m][p][2], iacc[m][p][3]));
-      }
+    for (int pl = 0; pl < kPl; ++pl)
+      for (int m = 0; m < MR; ++m)
+        for (size_t p = 0; p < kP; ++p) {
+          VI* ia = iacc[pl][m][p];
+          ia[0] = hn::Add(ia[0], ia[1]);
+          if constexpr (kIA == 4) ia[0] = hn::Add(ia[0], hn::Add(ia[2], ia[3]));
+        }
     for (int m = 0; m < MR; ++m) {
       const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
       for (size_t p = 0; p < kP; ++p) {
         const VF t = hn::MulAdd(o[p], dsv, yacc[m][p]);
-        yacc[m][p] = hn::MulAdd(hn::Mul(s[p], dv), hn::ConvertTo(df, iacc[m][p][0]), t);
+        VF dot = hn::ConvertTo(df, iacc[0][m][p][0]);
+        if constexpr (kTwo) dot = hn::MulAdd(dot, hn::Set(df, 256.f), hn::ConvertTo(df, iacc[1][m][p][0]));
+        yacc[m][p] = hn::MulAdd(hn::Mul(s[p], dv), dot, t);
       }
     }
   }
@@ -222,13 +231,15 @@ HWY_NOINLINE void MicroI8(const uint8_t* HWY_RESTRICT codes, const uint8_t* HWY_
 // (kP == 1): each broadcast activation quad feeds two dot products, and 16 independent integer
 // accumulators keep the dot-product units busy. y is updated in memory at each group's end with
 // the same f32 operations as MicroI8 (so results are identical).
-template <bool kWide>
+// kTwo (the int16 path): 4 activation rows, both planes (a and a + lo), the same 16 accumulators.
+template <bool kWide, bool kTwo = false>
 HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* HWY_RESTRICT codes1,
                             const uint8_t* HWY_RESTRICT params0, const uint8_t* HWY_RESTRICT params1, size_t pb,
                             int64_t ng, int64_t G, const int8_t* HWY_RESTRICT a, int64_t as,
                             const float* HWY_RESTRICT d, const float* HWY_RESTRICT ds, int64_t gs,
-                            float* HWY_RESTRICT y, int64_t ys, bool first) {
-  constexpr int MR = 8;
+                            float* HWY_RESTRICT y, int64_t ys, bool first, int64_t lo = 0) {
+  constexpr int MR = kTwo ? 4 : 8;
+  constexpr int kPl = kTwo ? 2 : 1;
   const DF df;
   const DU du;
   const DI di;
@@ -240,8 +251,9 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
   const VU m4 = hn::Set(du, 0x0F0F0F0Fu);
   const int64_t chunks = G / kChunkCols;
   for (int64_t g = 0; g < ng; ++g) {
-    VI acc0[MR], acc1[MR];
-    for (int m = 0; m < MR; ++m) acc0[m] = acc1[m] = hn::Zero(di);
+    VI acc0[kPl][MR], acc1[kPl][MR];
+    for (int pl = 0; pl < kPl; ++pl)
+      for (int m = 0; m < MR; ++m) acc0[pl][m] = acc1[pl][m] = hn::Zero(di);
     const uint8_t* c0 = codes0 + size_t(g * chunks) * kChunkBytes;
     const uint8_t* c1 = codes1 + size_t(g * chunks) * kChunkBytes;
     const int8_t* ag = a + g * G;
@@ -252,13 +264,14 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
       const VU v1 = hn::Load(du, reinterpret_cast<const uint32_t*>(c1 + size_t(c) * kChunkBytes));
       const VI lo0 = hn::BitCast(di, hn::And(v0, m4)), hi0 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v0), m4));
       const VI lo1 = hn::BitCast(di, hn::And(v1, m4)), hi1 = hn::BitCast(di, hn::And(hn::ShiftRight<4>(v1), m4));
-      for (int m = 0; m < MR; ++m) {
-        const int8_t* am = ag + m * as + c * kChunkCols;
-        acc0[m] = Dot4Mem(acc0[m], lo0, am);
-        acc1[m] = Dot4Mem(acc1[m], lo1, am);
-        acc0[m] = Dot4Mem(acc0[m], hi0, am + 4);
-        acc1[m] = Dot4Mem(acc1[m], hi1, am + 4);
-      }
+      for (int pl = 0; pl < kPl; ++pl)
+        for (int m = 0; m < MR; ++m) {
+          const int8_t* am = ag + pl * lo + m * as + c * kChunkCols;
+          acc0[pl][m] = Dot4Mem(acc0[pl][m], lo0, am);
+          acc1[pl][m] = Dot4Mem(acc1[pl][m], lo1, am);
+          acc0[pl][m] = Dot4Mem(acc0[pl][m], hi0, am + 4);
+          acc1[pl][m] = Dot4Mem(acc1[pl][m], hi1, am + 4);
+        }
     }
     VF s0, o0, s1, o1;
     LoadParams<kWide>(params0 + size_t(g) * pb, &s0, &o0);
@@ -266,23 +279,27 @@ HWY_NOINLINE void MicroI8x2(const uint8_t* HWY_RESTRICT codes0, const uint8_t* H
     for (int m = 0; m < MR; ++m) {
       const VF dv = hn::Set(df, d[m * gs + g]), dsv = hn::Set(df, ds[m * gs + g]);
       float* ym = y + m * ys;
-      hn::StoreU(hn::MulAdd(hn::Mul(s0, dv), hn::ConvertTo(df, acc0[m]), hn::MulAdd(o0, dsv, hn::LoadU(df, ym))), df, ym);
-      hn::StoreU(hn::MulAdd(hn::Mul(s1, dv), hn::ConvertTo(df, acc1[m]), hn::MulAdd(o1, dsv, hn::LoadU(df, ym + kL))),
-                 df, ym + kL);
+      VF dot0 = hn::ConvertTo(df, acc0[0][m]), dot1 = hn::ConvertTo(df, acc1[0][m]);
+      if constexpr (kTwo) {  // 256·Σq·hi + Σq·lo, as MicroI8
+        dot0 = hn::MulAdd(dot0, hn::Set(df, 256.f), hn::ConvertTo(df, acc0[kPl - 1][m]));
+        dot1 = hn::MulAdd(dot1, hn::Set(df, 256.f), hn::ConvertTo(df, acc1[kPl - 1][m]));
+      }
+      hn::StoreU(hn::MulAdd(hn::Mul(s0, dv), dot0, hn::MulAdd(o0, dsv, hn::LoadU(df, ym))), df, ym);
+      hn::StoreU(hn::MulAdd(hn::Mul(s1, dv), dot1, hn::MulAdd(o1, dsv, hn::LoadU(df, ym + kL))), df, ym + kL);
     }
   }
 }
 
 
 // SIMD twin of quantize_activations_i8 (repack.cc): the same operations lane by lane (max of |x|,
-// one multiply, magic-number rounding, clamp), so the int8 activations and sums are identical.
+// one multiply, rounding to nearest even, clamp), so the int8 activations and sums are identical.
 // Returns false (caller falls back to the scalar one) when a group is not a multiple of the lanes.
 bool QuantizeRowsI8(const PackedLinear& w, const float* xf, int64_t rows, int8_t* a, float* d_out, float* ds_out) {
   if (w.group % int64_t(kL) != 0) return false;
   const DF df;
   const DI di;
   const hn::Rebind<int8_t, DI> d8;
-  const VF magic = hn::Set(df, 12582912.f), lo = hn::Set(df, -127.f), hi = hn::Set(df, 127.f);
+  const VF lo = hn::Set(df, -127.f), hi = hn::Set(df, 127.f);
   for (int64_t m = 0; m < rows; ++m) {
     const float* x = xf + size_t(m) * size_t(w.k_pad);
     int8_t* am = a + size_t(m) * size_t(w.k_pad);
@@ -295,7 +312,7 @@ bool QuantizeRowsI8(const PackedLinear& w, const float* xf, int64_t rows, int8_t
       const VF inv = hn::Set(df, amax > 0.f ? 127.f / amax : 0.f);
       VI vsum = hn::Zero(di);
       for (int64_t j = 0; j < w.group; j += kL) {
-        VF r = hn::Sub(hn::Add(hn::Mul(hn::LoadU(df, xg + j), inv), magic), magic);
+        VF r = hn::Round(hn::Mul(hn::LoadU(df, xg + j), inv));
         const VI ri = hn::ConvertTo(di, hn::Min(hn::Max(r, lo), hi));
         vsum = hn::Add(vsum, ri);
         hn::StoreU(hn::DemoteTo(d8, ri), d8, am + g * w.group + j);
@@ -308,9 +325,48 @@ bool QuantizeRowsI8(const PackedLinear& w, const float* xf, int64_t rows, int8_t
   return true;
 }
 
+// SIMD twin of quantize_activations_i16 (repack.cc): the same f32 operations lane by lane, then
+// the split r = 256·hi + lo in integers. Returns false like QuantizeRowsI8.
+bool QuantizeRowsI16(const PackedLinear& w, const float* xf, int64_t rows, int8_t* a_hi, int8_t* a_lo, float* d_out,
+                     float* ds_out) {
+  if (w.group % int64_t(kL) != 0) return false;
+  const DF df;
+  const DI di;
+  const hn::Rebind<int8_t, DI> d8;
+  const VF lo = hn::Set(df, -kI16Max), hi = hn::Set(df, kI16Max);
+  const VI k128 = hn::Set(di, 128);
+  for (int64_t m = 0; m < rows; ++m) {
+    const float* x = xf + size_t(m) * size_t(w.k_pad);
+    int8_t* hm = a_hi + size_t(m) * size_t(w.k_pad);
+    int8_t* lm = a_lo + size_t(m) * size_t(w.k_pad);
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      const float* xg = x + g * w.group;
+      VF vmax = hn::Zero(df);
+      for (int64_t j = 0; j < w.group; j += kL) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xg + j)));
+      const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      const float d = amax > 0.f ? amax / kI16Max : 0.f;
+      const VF inv = hn::Set(df, amax > 0.f ? kI16Max / amax : 0.f);
+      VI vsum = hn::Zero(di);
+      for (int64_t j = 0; j < w.group; j += kL) {
+        VF r = hn::Round(hn::Mul(hn::LoadU(df, xg + j), inv));
+        const VI ri = hn::ConvertTo(di, hn::Min(hn::Max(r, lo), hi));
+        vsum = hn::Add(vsum, ri);
+        const VI h = hn::ShiftRight<8>(hn::Add(ri, k128));  // arithmetic: floor((r + 128) / 256)
+        const VI l = hn::Sub(ri, hn::ShiftLeft<8>(h));
+        hn::StoreU(hn::DemoteTo(d8, h), d8, hm + g * w.group + j);
+        hn::StoreU(hn::DemoteTo(d8, l), d8, lm + g * w.group + j);
+      }
+      const int32_t sum = hn::GetLane(hn::SumOfLanes(di, vsum));
+      d_out[size_t(m * w.n_groups + g)] = d;
+      ds_out[size_t(m * w.n_groups + g)] = d * float(sum);
+    }
+  }
+  return true;
+}
+
 template <bool kWide>
 void RunTile(const PackedLinear& w, Path path, int64_t t, int64_t g0, int64_t ng, int64_t m0, int64_t mr,
-             const KernelScratch& S, float* yrow0, int64_t np, bool first) {
+             const KernelScratch& S, float* yrow0, int64_t np, bool first, int64_t lo) {
   const size_t pb = w.param_bytes();
   const uint8_t* codes = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(g0 * (w.group / kChunkCols)) * kChunkBytes;
   const uint8_t* params = w.params.data() + size_t(t * w.n_groups + g0) * pb;
@@ -323,6 +379,11 @@ void RunTile(const PackedLinear& w, Path path, int64_t t, int64_t g0, int64_t ng
       if (path == Path::kF32) {
         MicroF32<R, kWide>(codes, params, pb, ng, w.group, S.xf.data() + size_t(m * w.k_pad + g0 * w.group), w.k_pad,
                            y, np, first);
+      } else if (path == Path::kInt16) {
+        constexpr int R16 = R <= kMaxMR16 ? R : kMaxMR16;  // larger R are never asked for (below)
+        MicroI8<R16, kWide, true>(codes, params, pb, ng, w.group, S.a.data() + size_t(m * w.k_pad + g0 * w.group),
+                                  w.k_pad, S.d.data() + size_t(m * w.n_groups + g0),
+                                  S.ds.data() + size_t(m * w.n_groups + g0), w.n_groups, y, np, first, lo);
       } else {
         MicroI8<R, kWide>(codes, params, pb, ng, w.group, S.a.data() + size_t(m * w.k_pad + g0 * w.group), w.k_pad,
                           S.d.data() + size_t(m * w.n_groups + g0), S.ds.data() + size_t(m * w.n_groups + g0),
@@ -330,11 +391,12 @@ void RunTile(const PackedLinear& w, Path path, int64_t t, int64_t g0, int64_t ng
       }
       m += R;
     };
-    if (kMaxMR >= 8 && left >= 8) {
+    const int max_r = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
+    if (kMaxMR >= 8 && max_r >= 8 && left >= 8) {
       call(std::integral_constant<int, (kMaxMR >= 8 ? 8 : 1)>());
-    } else if (kMaxMR >= 4 && left >= 4) {
+    } else if (kMaxMR >= 4 && max_r >= 4 && left >= 4) {
       call(std::integral_constant<int, (kMaxMR >= 4 ? 4 : 1)>());
-    } else if (kMaxMR >= 2 && left >= 2) {
+    } else if (kMaxMR >= 2 && max_r >= 2 && left >= 2) {
       call(std::integral_constant<int, (kMaxMR >= 2 ? 2 : 1)>());
     } else {
       call(std::integral_constant<int, 1>());
@@ -349,8 +411,10 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   const int threads = pool.size();
   if (S.xf.size() < size_t(m * kp)) S.xf.resize(size_t(m * kp));
   if (S.y.size() < size_t(m * np)) S.y.resize(size_t(m * np));
-  if (path == Path::kInt8) {
-    if (S.a.size() < size_t(m * kp)) S.a.resize(size_t(m * kp));
+  const bool quantized = path == Path::kInt8 || path == Path::kInt16;
+  const int64_t lo = path == Path::kInt16 ? m * kp : 0;  // the int16 path's lo plane follows the hi plane
+  if (quantized) {
+    if (S.a.size() < size_t(m * kp + lo)) S.a.resize(size_t(m * kp + lo));
     if (S.d.size() < size_t(m * w.n_groups)) S.d.resize(size_t(m * w.n_groups)), S.ds.resize(size_t(m * w.n_groups));
   }
   // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
@@ -359,16 +423,20 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
     const int64_t r0 = m * task / row_tasks, r1 = m * (task + 1) / row_tasks;
     float* xf = S.xf.data() + size_t(r0 * kp);
     pack_activations_f32(w, x, xt, r0, r1, xf);
-    if (path == Path::kInt8) {
+    if (quantized) {
       int8_t* ar = S.a.data() + size_t(r0 * kp);
       float* dr = S.d.data() + size_t(r0 * w.n_groups);
       float* dsr = S.ds.data() + size_t(r0 * w.n_groups);
-      if (!QuantizeRowsI8(w, xf, r1 - r0, ar, dr, dsr)) quantize_activations_i8(w, xf, r0, r1, ar, dr, dsr);
+      if (path == Path::kInt8) {
+        if (!QuantizeRowsI8(w, xf, r1 - r0, ar, dr, dsr)) quantize_activations_i8(w, xf, r0, r1, ar, dr, dsr);
+      } else if (!QuantizeRowsI16(w, xf, r1 - r0, ar, ar + lo, dr, dsr)) {
+        quantize_activations_i16(w, xf, r0, r1, ar, ar + lo, dr, dsr);
+      }
     }
   });
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
-  const int64_t kb = m <= kMaxMR ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
+  const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
   const int64_t tb = std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
   const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
   float* ys = S.y.data();
@@ -376,11 +444,13 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
     const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
     for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
       const int64_t ng = std::min(kb, w.n_groups - g0);
-      for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
-        const int64_t mr = std::min<int64_t>(kMaxMR, m - m0);
+      const int64_t mstep = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
+      for (int64_t m0 = 0; m0 < m; m0 += mstep) {
+        const int64_t mr = std::min<int64_t>(mstep, m - m0);
         for (int64_t t = t0; t < t1; ++t) {
           if constexpr (kP == 1) {
-            if (path == Path::kInt8 && mr == 8 && t + 1 < t1) {
+            const bool two = path == Path::kInt16;
+            if (((path == Path::kInt8 && mr == 8) || (two && mr == 4)) && t + 1 < t1) {
               const size_t pb = w.param_bytes();
               const int64_t goff = g0 * (w.group / kChunkCols) * kChunkBytes;
               const uint8_t* cA = w.codes.data() + size_t(t) * w.tile_code_bytes() + size_t(goff);
@@ -391,18 +461,23 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
               const float* dm = S.d.data() + size_t(m0 * w.n_groups + g0);
               const float* dsm = S.ds.data() + size_t(m0 * w.n_groups + g0);
               float* yt = ys + size_t(m0) * size_t(np) + size_t(t * kPackRows);
-              if (w.wide)
-                MicroI8x2<true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+              const bool f = g0 == 0;
+              if (w.wide && two)
+                MicroI8x2<true, true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f, lo);
+              else if (w.wide)
+                MicroI8x2<true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f);
+              else if (two)
+                MicroI8x2<false, true>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f, lo);
               else
-                MicroI8x2<false>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, g0 == 0);
+                MicroI8x2<false>(cA, cB, pA, pB, pb, ng, w.group, am, w.k_pad, dm, dsm, w.n_groups, yt, np, f);
               ++t;
               continue;
             }
           }
           if (w.wide)
-            RunTile<true>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0);
+            RunTile<true>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0, lo);
           else
-            RunTile<false>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0);
+            RunTile<false>(w, path, t, g0, ng, m0, mr, S, ys, np, g0 == 0, lo);
         }
       }
     }

@@ -41,9 +41,19 @@ const char* path_name(Path p) {
   switch (p) {
     case Path::kInt8: return "int8";
     case Path::kBF16: return "bf16";
+    case Path::kInt16: return "int16";
     case Path::kF32: break;
   }
   return "f32";
+}
+
+bool parse_path(const std::string& name, Path* out) {
+  for (Path p : {Path::kF32, Path::kInt8, Path::kBF16, Path::kInt16})
+    if (name == path_name(p)) {
+      *out = p;
+      return true;
+    }
+  return false;
 }
 
 namespace {
@@ -256,14 +266,38 @@ void quantize_activations_i8(const PackedLinear& w, const float* xf, int64_t m0,
       const float d = amax > 0.f ? amax / 127.f : 0.f;
       const float inv = amax > 0.f ? 127.f / amax : 0.f;
       int32_t sum = 0;
-      // Round to nearest even by adding and subtracting 1.5·2^23 (exact for |v| < 2^22, as nearbyint
-      // in the default rounding mode, without a libm call; needs no -ffast-math, which we never use).
-      constexpr float kMagic = 12582912.f;
+      // The product rounded to f32, then to the nearest integer (even on ties) by ROUNDPS-like rounding:
+      // no add that a compiler could fuse with the product into an FMA (GCC's -ffp-contract=fast fuses
+      // the SIMD twin's intrinsics, not this baseline-x86-64 code), so every target rounds alike.
       for (int64_t j = 0; j < w.group; ++j) {
-        const float t = xg[j] * inv + kMagic;  // no reassociation without -ffast-math
-        float r = t - kMagic;
+        float r = std::nearbyint(xg[j] * inv);
         r = std::min(127.f, std::max(-127.f, r));
         am[g * w.group + j] = int8_t(r);
+        sum += int32_t(r);
+      }
+      d_out[size_t(m - m0) * size_t(w.n_groups) + size_t(g)] = d;
+      ds_out[size_t(m - m0) * size_t(w.n_groups) + size_t(g)] = d * float(sum);
+    }
+  }
+}
+
+void quantize_activations_i16(const PackedLinear& w, const float* xf, int64_t m0, int64_t m1, int8_t* hi,
+                              int8_t* lo, float* d_out, float* ds_out) {
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* x = xf + size_t(m - m0) * size_t(w.k_pad);
+    const size_t row = size_t(m - m0) * size_t(w.k_pad);
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      const float* xg = x + g * w.group;
+      float amax = 0.f;
+      for (int64_t j = 0; j < w.group; ++j) amax = std::max(amax, std::fabs(xg[j]));
+      const float d = amax > 0.f ? amax / kI16Max : 0.f;
+      const float inv = amax > 0.f ? kI16Max / amax : 0.f;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < w.group; ++j) {
+        float r = std::nearbyint(xg[j] * inv);  // as in quantize_activations_i8
+        r = std::min(kI16Max, std::max(-kI16Max, r));
+        const size_t i = row + size_t(g * w.group + j);
+        split_i16(int32_t(r), hi[i], lo[i]);
         sum += int32_t(r);
       }
       d_out[size_t(m - m0) * size_t(w.n_groups) + size_t(g)] = d;

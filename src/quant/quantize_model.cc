@@ -209,7 +209,7 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
           {"formula", int(o.formula)}, {"grid", o.grid}, {"identity", o.identity_candidate}, {"clip", o.clip},
-          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}};
+          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate}};
 }
 
 std::string layer_file(const fs::path& dir, int64_t i) {
@@ -231,6 +231,37 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
                   " is not a multiple of --group-size " + std::to_string(o.group_size));
   if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
   if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
+}
+
+// Layer i as the output checkpoint will compute it: weights s·(q − z) from the saved codes, scales
+// and zeros, norms and v bias from the saved (dtype-rounded) overrides; linears without codes keep
+// the model's weights. Used for error propagation, identically for a fresh and a resumed layer.
+LayerTensors stored_layer(const ModelDir& dir, const ModelConfig& cfg, int64_t i, const SafetensorsFile& saved, const QuantizeOptions& opt) {
+  LayerTensors L = load_layer(dir, cfg, i, opt.group_size, opt.sanitize == SanitizePolicy::kZero, nullptr);
+  for (LayerLinear which : kAllLayerLinears) {
+    const std::string m = cfg.linear_name(i, which);
+    const TensorView* c = saved.find(m + ".codes");
+    if (!c) continue;
+    const int li_ = li(which);
+    const int64_t n = L.n[size_t(li_)], k = L.k[size_t(li_)], ng = k / opt.group_size;
+    const std::vector<float> sc = tensor_f32(*saved.find(m + ".scales"));
+    const TensorView* z = saved.find(m + ".zeros");
+    std::vector<int32_t> zeros(size_t(z->numel()));
+    std::memcpy(zeros.data(), z->data, z->nbytes);
+    auto& w = L.w[size_t(li_)];
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t col = 0; col < k; ++col) {
+        const size_t g = size_t(r * ng + col / opt.group_size);
+        w[size_t(r * k + col)] = sc[g] * float(int(c->data[r * k + col]) - zeros[g]);
+      }
+  }
+  const auto over = [&](const std::string& name, std::vector<float>& v) {
+    if (const TensorView* t = saved.find(name)) v = tensor_f32(*t);
+  };
+  over(ModelConfig::layer_name(cfg.names.attn_norm, i), L.attn_norm);
+  over(ModelConfig::layer_name(cfg.names.mlp_norm, i), L.mlp_norm);
+  over(cfg.linear_name(i, LayerLinear::kV) + ".bias", L.b[size_t(li(LayerLinear::kV))]);
+  return L;
 }
 
 // --mixed auto: the saved relative errors of every quantized linear, most sensitive first; each is
@@ -368,10 +399,16 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     for (LayerLinear w : kAllLayerLinears) L.dense[size_t(li(w))] = kept_dense(cfg.linear_name(i, w), opt.not_convert);
     double ratio = 0;
     LayerLog lg;
+    std::vector<float> x_in;  // this layer's input, kept for error propagation
     if (calibrated) {
       LayerInputs in;
-      layer_forward(cfg, L, act, done ? nullptr : &in, pool);  // the next layer sees the dense layer's output
+      if (opt.propagate) x_in = act.x;
+      layer_forward(cfg, L, act, done ? nullptr : &in, pool);  // without propagation the next layer sees the dense output
       if (done) {
+        if (opt.propagate) {
+          act.x = x_in;
+          layer_forward(cfg, stored_layer(dir, cfg, i, SafetensorsFile(file), opt), act, nullptr, pool);
+        }
         ++res.resumed_layers;
         continue;
       }
@@ -397,6 +434,10 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       ratio = before > 0 ? after / before : 0;
     }
     save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, pool);
+    if (calibrated && opt.propagate) {  // the next layer's input: this layer as stored, on this layer's input
+      act.x = x_in;
+      layer_forward(cfg, stored_layer(dir, cfg, i, SafetensorsFile(file), opt), act, nullptr, pool);
+    }
     ++res.layers;
     if (on_layer)
       on_layer(i + 1, cfg.layers, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), ratio);

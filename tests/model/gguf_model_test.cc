@@ -124,9 +124,11 @@ TEST_P(GgufRunOwnExport, LogitsEqualTheSourceCheckpoints) {
   const auto t_gguf = test::run_awq({"tokenize", gguf, "--text", tmp / "prompt.txt"});
   ASSERT_EQ(t_gguf.status, 0) << t_gguf.err;
   EXPECT_EQ(t_gguf.out, t_src.out) << "the GGUF's tokenizer gives other ids";
-  r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--logits-out", tmp / "src.safetensors"});
+  // --path f32: this checks how the weights are held, so no activation rounding (the int16 default
+  // rounds per group, and the GGUF's groups of 32 are not the source's).
+  r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--path", "f32", "--logits-out", tmp / "src.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
-  r = test::run_awq({"run", gguf, "-p", prompt, "-n", "0", "--logits-out", tmp / "gguf.safetensors"});
+  r = test::run_awq({"run", gguf, "-p", prompt, "-n", "0", "--path", "f32", "--logits-out", tmp / "gguf.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
   // Every 4-bit linear runs on the 4-bit kernels; nothing was dequantized to dense.
   EXPECT_NE(r.err.find(GetParam() == "q4_1" ? "q4_1: 14 linear(s) on the 4-bit kernels" : "q4_K: 14 linear(s) on the 4-bit kernels"),
@@ -141,7 +143,7 @@ TEST_P(GgufRunOwnExport, LogitsEqualTheSourceCheckpoints) {
   r = test::run_awq({"dequantize", gguf, "-o", tmp / "dq", "--dtype", "f32", "-q"});
   ASSERT_EQ(r.status, 0) << r.err;
   const auto ids = load_tokenizer(gguf)->encode(prompt);
-  const std::vector<float> dense = Model::load(tmp / "dq", {.threads = 1})->prompt_logits(ids);
+  const std::vector<float> dense = Model::load(tmp / "dq", {.threads = 1, .path = kernels::Path::kF32})->prompt_logits(ids);
   const auto [rel_dense, miss_dense] = compare(got.v, Logits{dense, got.rows, got.vocab});
   EXPECT_LT(rel_dense, 1e-4);
   EXPECT_EQ(miss_dense, 0);
@@ -241,9 +243,11 @@ TEST(GgufRunDense, BundledModelExportRunsToTheSourcesLogits) {
   EXPECT_EQ(f.get_int("general.file_type"), 32);  // MOSTLY_BF16
   EXPECT_EQ(f.tensor("blk.0.attn_q.weight")->type, GgmlType::BF16);
   const std::string prompt = "In the beginning God created the heaven and the earth.";
-  r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--logits-out", tmp / "src.safetensors"});
+  // --path f32: this checks how the weights are held, so no activation rounding (the int16 default
+  // rounds per group, and the GGUF's groups of 32 are not the source's).
+  r = test::run_awq({"run", src, "-p", prompt, "-n", "0", "--path", "f32", "--logits-out", tmp / "src.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
-  r = test::run_awq({"run", gguf, "-p", prompt, "-n", "0", "--logits-out", tmp / "gguf.safetensors"});
+  r = test::run_awq({"run", gguf, "-p", prompt, "-n", "0", "--path", "f32", "--logits-out", tmp / "gguf.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
   const Logits want = read_logits(tmp / "src.safetensors"), got = read_logits(tmp / "gguf.safetensors");
   ASSERT_EQ(got.rows, want.rows) << "the GGUF's tokenizer gave other ids";

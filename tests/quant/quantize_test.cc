@@ -9,7 +9,9 @@
 
 #include "awq/dtype.h"
 #include "awq/error.h"
+#include "awq/model.h"
 #include "awq/model_dir.h"
+#include "awq/model_ops.h"
 #include "awq/quantize.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
@@ -404,4 +406,69 @@ TEST(QuantizeCmd, MixedAutoPromotesTheMostSensitiveWithinTheBudget) {
                             "--samples", "6", "--seqlen", "32", "--mixed", "auto", "--budget", "32", "-q"});
   EXPECT_EQ(all.status, 1);
   EXPECT_NE(all.err.find("nothing would be quantized"), std::string::npos) << all.err;
+}
+
+// quantize's own f32 forward (embedding, every layer, final
+// norm, head) gives the runtime's logits (which are checked against transformers), on two blocks.
+TEST(AwqForward, MatchesTheRuntimeLogits) {
+  for (const char* name : {"models/llama2", "models/qwen3", "models/mistral"}) {
+    ModelDir dir(data_path(name));
+    const ModelConfig cfg = parse_model_config(dir.config(), "config.json");
+    std::mt19937 rng(9);
+    std::vector<std::vector<int32_t>> blocks(2);
+    for (auto& b : blocks)
+      for (int t = 0; t < 150; ++t) b.push_back(int32_t(rng() % uint32_t(cfg.vocab)));
+    Activations act = embed_blocks(dir, cfg, blocks);
+    ThreadPool pool(2);
+    for (int64_t i = 0; i < cfg.layers; ++i) layer_forward(cfg, load_layer(dir, cfg, i, 32, false, nullptr), act, nullptr, pool);
+    const std::vector<float> fn = tensor_f32(dir.get(cfg.names.final_norm));
+    const std::vector<float> head = tensor_f32(dir.get(cfg.tied_embeddings ? cfg.names.embed : cfg.names.lm_head));
+    const auto model = Model::load(data_path(name));
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const std::vector<float> ref = model->prompt_logits(blocks[b]);
+      double worst = 0, var = 0;
+      std::vector<float> h(size_t(cfg.hidden));
+      for (int64_t t = 0; t < 150; ++t) {
+        kernels::rms_norm(act.x.data() + (int64_t(b) * 150 + t) * cfg.hidden, fn.data(), cfg.hidden, float(cfg.rms_eps), h.data());
+        for (int64_t v = 0; v < cfg.vocab; ++v) {
+          double l = 0;
+          for (int64_t c = 0; c < cfg.hidden; ++c) l += double(head[size_t(v * cfg.hidden + c)]) * h[size_t(c)];
+          const double r = ref[size_t(t * cfg.vocab + v)];
+          worst = std::max(worst, std::fabs(l - r));
+          var += r * r;
+        }
+      }
+      EXPECT_LT(worst / std::sqrt(var / double(150 * cfg.vocab)), 1e-4) << name << " block " << b;
+    }
+  }
+}
+
+// --propagate calibrates layer i on the stored (quantized) layers before it: layer 0 sees the same
+// input either way and is quantized identically; layer 1's calibration input differs, and so do
+// some of its codes or scales. The output passes check.
+TEST(QuantizeCmd, PropagateChangesOnlyTheLayersAfterTheFirst) {
+  TempDir tmp;
+  const std::string calib = calib_ids(tmp, 200, 19, 300);
+  for (const char* o : {"plain", "prop"}) {
+    std::vector<std::string> args = {"quantize", data_path("models/llama2"), "-o", tmp / o, "--group-size", "32", "--calib-tokens", calib,
+                                     "--samples", "6", "--seqlen", "32", "-q"};
+    if (std::string(o) == "prop") args.push_back("--propagate");
+    const auto r = run_awq(args);
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  EXPECT_EQ(run_awq({"check", tmp / "prop"}).status, 0);
+  ModelDir a(tmp / "plain"), b(tmp / "prop");
+  size_t same0 = 0, diff1 = 0;
+  for (const auto* t : a.tensors()) {
+    const TensorView* u = b.find(t->name);
+    ASSERT_TRUE(u) << t->name;
+    const bool same = t->nbytes == u->nbytes && std::memcmp(t->data, u->data, t->nbytes) == 0;
+    if (t->name.rfind("model.layers.0.", 0) == 0) {
+      EXPECT_TRUE(same) << t->name;
+      same0 += same;
+    }
+    if (t->name.rfind("model.layers.1.", 0) == 0 && !same) ++diff1;
+  }
+  EXPECT_GT(same0, 0u);
+  EXPECT_GT(diff1, 0u);
 }
