@@ -32,6 +32,10 @@ struct ConvertOptions {
   // NaN/Inf in scales, scaled zeros, pre-quant scales or floating tensors: refused (naming the
   // tensor, row and group) unless set; then carried through with one warning per tensor.
   bool allow_nonfinite = false;
+  // Auxiliary files (auxiliary_files()) not to copy: quantize leaves out the dense model's README.md.
+  std::vector<std::string> skip_auxiliary;
+  // The advice a NaN/Inf refusal ends with; empty: fix the source or pass --allow-nonfinite.
+  std::string nonfinite_remedy;
   // --to gguf only: 4-bit block type ("q4_1" exact, or "q4_k": codes kept, 6-bit scales/mins) and
   // the type of embeddings / lm_head / unquantized linears ("f16", "bf16", "q8_0").
   std::string gguf_type = "q4_1";

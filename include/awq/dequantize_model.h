@@ -22,6 +22,10 @@ struct DequantizeOptions {
   // tensor, row and group) unless this is set; then each such tensor is carried through and named
   // in DequantizeResult::warnings.
   bool allow_nonfinite = false;
+  // Auxiliary files (auxiliary_files()) not to copy: quantize leaves out the dense model's README.md.
+  std::vector<std::string> skip_auxiliary;
+  // The advice a NaN/Inf refusal ends with; empty: fix the source or pass --allow-nonfinite.
+  std::string nonfinite_remedy;
 };
 
 // Floating tensors cast to the output dtype (RNE), per (from, to) pair.

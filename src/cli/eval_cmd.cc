@@ -8,6 +8,8 @@
 #include <sstream>
 #include <memory>
 
+#include <unistd.h>
+
 #include "awq/error.h"
 #include "awq/eval.h"
 #include "awq/eval_report.h"
@@ -61,6 +63,21 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+// --html FILE: its directory must exist and be writable, checked before the evaluation runs.
+void check_html_dir(const std::string& html) {
+  const fs::path d = fs::path(html).parent_path().empty() ? fs::path(".") : fs::path(html).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(d, ec)) throw Error(html + ": the --html report's directory " + d.string() + " does not exist");
+  if (::access(d.c_str(), W_OK) != 0) throw Error(html + ": the --html report's directory " + d.string() + " is not writable");
+}
+
+// A usage error when --ctx exceeds `who`'s context (max_position_embeddings).
+void check_ctx(int64_t ctx, const Model& m, const std::string& who) {
+  if (ctx > m.config().max_positions)
+    throw UsageError("--ctx " + std::to_string(ctx) + " exceeds " + who + "'s context of " + std::to_string(m.config().max_positions) +
+                     " tokens (max_position_embeddings)");
+}
+
 int run(const Args& a) {
   const std::string dir = resolve_model_dir(a.model);
   const std::string text_file = text_path(a, dir);
@@ -68,10 +85,18 @@ int run(const Args& a) {
     std::vector<std::string> inputs{dir, text_file};
     if (!a.ref.empty()) inputs.push_back(a.ref);
     refuse_output_overlapping_inputs(a.html, inputs);
+    check_html_dir(a.html);
   }
   const std::string text = read_text(text_file);
+  if (text.empty()) throw Error(text_file + ": the text file is empty; nothing to evaluate");
   auto tok = tokenizer_for(dir, a.ref);
-  const std::vector<int32_t> ids = tok->encode(text);
+  std::vector<int32_t> ids;
+  try {
+    ids = tok->encode(text);
+  } catch (const Error& e) {
+    throw Error(text_file + ": " + e.what() + " (expected a UTF-8 text file)");
+  }
+  if (ids.size() < 2) throw Error(text_file + ": " + std::to_string(ids.size()) + " token(s); perplexity needs at least 2");
   // f32 activations: the quantization error under test must not drown in the runtime's own.
   ModelOptions mo;
   mo.threads = a.threads;
@@ -80,6 +105,8 @@ int run(const Args& a) {
   auto model = Model::load(dir, mo);
   std::unique_ptr<Model> ref;
   if (!a.ref.empty()) ref = Model::load(a.ref, mo);
+  if (a.ctx > 0) check_ctx(a.ctx, *model, "the model");
+  if (ref && a.ctx > 0) check_ctx(a.ctx, *ref, "the reference");
   EvalOptions opt;
   opt.ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(512, model->config().max_positions);
   if (ref && a.ctx <= 0) opt.ctx = std::min(opt.ctx, ref->config().max_positions);

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "awq/error.h"
+#include "awq/model_config.h"
+#include "awq/model_dir.h"
 #include "awq/progress.h"
 #include "awq/quantize.h"
 #include "awq/tokenizer.h"
@@ -91,6 +93,21 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress");
   return [a]() {
+    // Option values refused up front (usage errors, exit 2), before anything is read or computed.
+    const bool calib = a->method == "awq" || a->mixed == "auto";
+    if (a->samples < 1) throw UsageError("--samples " + std::to_string(a->samples) + ": needs at least 1 calibration block");
+    if (a->seqlen < 1) throw UsageError("--seqlen " + std::to_string(a->seqlen) + ": needs at least 1 token per calibration block");
+    if (a->group < 1) throw UsageError("--group-size " + std::to_string(a->group) + ": must be a positive number of input columns");
+    if (a->bits == 8 && a->format != "dense")
+      throw UsageError("--bits 8 needs --format dense (an 8-bit fake-quantized checkpoint): --format " + a->format + " holds 4-bit codes");
+    if (a->format == "modelopt" && !a->symmetric)
+      throw UsageError("--format modelopt stores symmetric codes only (no zero point): add --symmetric");
+    if (const fs::path cj = fs::path(a->model) / "config.json"; calib && fs::exists(cj)) {
+      const int64_t ctx = parse_model_config(read_json_file(cj.string()), cj.string()).max_positions;
+      if (a->seqlen > ctx)
+        throw UsageError("--seqlen " + std::to_string(a->seqlen) + " exceeds the model's context of " + std::to_string(ctx) +
+                         " tokens (max_position_embeddings in " + cj.string() + ")");
+    }
     QuantizeOptions opt;
     opt.out_dir = a->out;
     opt.method = a->method == "rtn" ? QuantMethod::kRtn : QuantMethod::kAwq;

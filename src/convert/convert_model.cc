@@ -263,6 +263,8 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
     d.max_shard_bytes = opt.max_shard_bytes;
     d.dense_overrides = opt.dense_overrides;
     d.allow_nonfinite = opt.allow_nonfinite;
+    d.nonfinite_remedy = opt.nonfinite_remedy;
+    d.skip_auxiliary = opt.skip_auxiliary;
     const auto r = dequantize_model(dir, reader, d);
     res.casts = r.casts;
     res.warnings = r.warnings;
@@ -288,6 +290,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   auto policy = std::make_shared<NonfinitePolicy>();
   policy->file = dir.path();
   policy->allow = opt.allow_nonfinite;
+  if (!opt.nonfinite_remedy.empty()) policy->remedy = opt.nonfinite_remedy;
   auto casts = std::make_shared<std::vector<CastStats>>();
   const bool fma_target = t.target == Target::kGemvFast;
   const bool fma_source = res.from == "autoawq-gemv-fast";
@@ -396,7 +399,7 @@ ConvertResult convert_model(const ModelDir& dir, const FormatReader& reader, con
   OutputDir out(opt.out_dir, opt.force, {dir.path()});
   const ShardedResult sr = write_plan(out, plan, needs, "convert", opt.max_shard_bytes, opt.progress);
   write_configs(dir, t, src, *tracker, out);
-  copy_auxiliary(dir.path(), dir.auxiliary_files(), out);
+  copy_auxiliary(dir.path(), dir.auxiliary_files(), out, opt.skip_auxiliary);
   out.commit();
   res.tensors = sr.tensors;
   res.shards = sr.shards;

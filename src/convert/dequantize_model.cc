@@ -64,7 +64,7 @@ void write_dequantized(std::vector<OutTensor> plan, const std::string& source, n
   if (config.contains("text_config") && config["text_config"].is_object() && config["text_config"].contains("torch_dtype"))
     config["text_config"]["torch_dtype"] = dtype;
   write_file_atomic(out.file("config.json"), config.dump(2) + "\n");
-  copy_auxiliary(source, auxiliary, out);
+  copy_auxiliary(source, auxiliary, out, opt.skip_auxiliary);
   out.commit();
 }
 
@@ -85,6 +85,7 @@ DequantizeResult dequantize_model(const ModelDir& dir, const FormatReader& reade
   auto policy = std::make_shared<NonfinitePolicy>();
   policy->file = dir.path();
   policy->allow = opt.allow_nonfinite;
+  if (!opt.nonfinite_remedy.empty()) policy->remedy = opt.nonfinite_remedy;
   auto casts = std::make_shared<std::vector<CastStats>>();
   ResourceNeeds needs;
   needs.out_dir = opt.out_dir;

@@ -1,5 +1,6 @@
 #include "convert/shard_writer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -83,8 +84,10 @@ void write_index(const OutputDir& out, const std::vector<std::pair<std::string, 
   write_file_atomic(out.file("model.safetensors.index.json"), idx.dump(2) + "\n");
 }
 
-void copy_auxiliary(const std::string& model_dir, const std::vector<std::string>& files, const OutputDir& out) {
-  for (const auto& f : files) copy_file_atomic((fs::path(model_dir) / f).string(), out.file(f));
+void copy_auxiliary(const std::string& model_dir, const std::vector<std::string>& files, const OutputDir& out,
+                    const std::vector<std::string>& skip) {
+  for (const auto& f : files)
+    if (std::find(skip.begin(), skip.end(), f) == skip.end()) copy_file_atomic((fs::path(model_dir) / f).string(), out.file(f));
 }
 
 }  // namespace awq::convert_detail

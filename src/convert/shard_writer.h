@@ -52,6 +52,8 @@ ShardedResult write_plan(const OutputDir& out, const std::vector<OutTensor>& pla
 void write_index(const OutputDir& out, const std::vector<std::pair<std::string, std::string>>& weight_map, uint64_t total_size);
 
 // Copies the model directory's auxiliary files (tokenizer, generation config, ...) into out.
-void copy_auxiliary(const std::string& model_dir, const std::vector<std::string>& files, const OutputDir& out);
+// Files named in `skip` are left out (quantize leaves out the dense model's README.md model card).
+void copy_auxiliary(const std::string& model_dir, const std::vector<std::string>& files, const OutputDir& out,
+                    const std::vector<std::string>& skip = {});
 
 }  // namespace awq::convert_detail

@@ -47,8 +47,7 @@ void guard_nonfinite(NonfinitePolicy& p, const std::string& tensor, const Nonfin
   if (!s.any()) return;
   if (!p.allow)
     fail(p.file, tensor,
-         s.summary(what) + "; refusing to write NaN/Inf (awq check reports it as `nonfinite`). Fix the source, or pass "
-                           "--allow-nonfinite to carry them through");
+         s.summary(what) + "; refusing to write NaN/Inf (awq check reports it as `nonfinite`). " + p.remedy);
   p.warnings.push_back("warning: " + tensor + ": " + s.summary(what) + "; carried through (--allow-nonfinite)");
 }
 

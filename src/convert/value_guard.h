@@ -19,6 +19,8 @@ namespace awq::convert_detail {
 struct NonfinitePolicy {
   std::string file;                    // the model directory, for messages
   bool allow = false;                  // --allow-nonfinite
+  // What the refusal tells the user to do (quantize, which has no --allow-nonfinite, says its own).
+  std::string remedy = "Fix the source, or pass --allow-nonfinite to carry them through";
   std::vector<std::string> warnings;   // one line per tensor carried through
 };
 

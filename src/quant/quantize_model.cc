@@ -456,6 +456,11 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   co.progress = opt.progress;
   co.max_shard_bytes = opt.max_shard_bytes;
   co.dense_overrides = reader.overrides();
+  // The dense model's card (README.md) describes the dense model, not this output: left out.
+  co.skip_auxiliary = {"README.md"};
+  co.nonfinite_remedy =
+      "The model itself holds NaN/Inf in this tensor, which quantize keeps dense (--sanitize applies only to the quantized "
+      "linears); fix the source model";
   convert_model(dir, reader, co);
   files.clear();
   fs::remove_all(prog);

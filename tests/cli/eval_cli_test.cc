@@ -146,7 +146,7 @@ TEST(EvalCli, UsageErrorsAndRefusals) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("missing.txt"), std::string::npos) << r.err;
   r = test::run_awq({"eval", bundled(), "--text", text, "--ctx", "100000"});
-  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("max_position_embeddings"), std::string::npos) << r.err;
   // --html onto the text it reads: refused, the text kept.
   const std::string before = test::read_bytes(text);
