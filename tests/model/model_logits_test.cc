@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "awq/error.h"
@@ -161,47 +162,41 @@ TEST(ModelLogits, CacheOverflowAndBadIdsAreErrorsAndLeaveTheCacheUnchanged) {
   EXPECT_THROW(m->new_cache(1, m->config().max_positions + 1), Error);
 }
 
-// The int16-activation path (two int8 planes) on every quantized golden model: it must meet the same
-// bar as the default path (max|diff|/std < 1e-2, same argmax everywhere), which int8 misses.
-TEST(ModelLogits, Int16PathMeetsTheBarOnQuantizedModels) {
+// Runs every quantized golden model on `path` against transformers' logits, printing each batch's
+// error, and hands the Diff to `check`. Returns how many quantized models ran.
+int for_quantized_goldens(kernels::Path path, const std::function<void(const Diff&)>& check) {
   int quantized = 0;
   for (const auto& dir : golden_dirs()) {
     SCOPED_TRACE(dir);
-    auto m = Model::load(dir, {.path = kernels::Path::kInt16});
+    auto m = Model::load(dir, {.path = path});
     if (!m->quantized()) continue;
     ++quantized;
     const Golden g = read_golden(dir + "/logits.safetensors");
     for (int64_t b = 0; b < g.batch; ++b) {
       const std::vector<float> ours = m->prompt_logits(g.ids[size_t(b)]);
       const Diff d = compare(ours.data(), g.logits.data() + b * g.t * g.vocab, g.t, g.vocab);
-      std::printf("int16 path %s [%lld]: max|diff|/std = %.2e, argmax mismatches %lld/%lld\n",
+      std::printf("%s path %s [%lld]: max|diff|/std = %.2e, argmax mismatches %lld/%lld\n", kernels::path_name(path),
                   fs::path(dir).filename().c_str(), (long long)b, d.rel, (long long)d.argmax_mismatch, (long long)g.t);
-      EXPECT_LT(d.rel, 1e-2);
-      EXPECT_EQ(d.argmax_mismatch, 0);
+      check(d);
     }
   }
-  EXPECT_GT(quantized, 0) << "no quantized golden model under tests/data/models";
+  return quantized;
 }
 
-// The int8-activation path on every quantized golden model: measured against transformers and
-// printed (README "awq run" quotes it: 7.7e-2 and 1.1e-1 on llama-awq-gemm-g32, whose AWQ scales
-// folded into the norms make outlier channels; that misses the 1e-2 bar, so the default is f32).
-// A broken path gives errors of order 1; this bound only catches that.
+// The int16-activation path (two int8 planes, the default) on every quantized golden model: the
+// bar (max|diff|/std < 1e-2, same argmax everywhere), which int8 misses.
+TEST(ModelLogits, Int16PathMeetsTheBarOnQuantizedModels) {
+  const int n = for_quantized_goldens(kernels::Path::kInt16, [](const Diff& d) {
+    EXPECT_LT(d.rel, 1e-2);
+    EXPECT_EQ(d.argmax_mismatch, 0);
+  });
+  EXPECT_GT(n, 0) << "no quantized golden model under tests/data/models";
+}
+
+// The int8-activation path: measured and printed (README "awq run" quotes it: 7.7e-2 and 1.1e-1 on
+// llama-awq-gemm-g32, whose AWQ scales folded into the norms make outlier channels; that misses the
+// 1e-2 bar). A broken path gives errors of order 1; this bound only catches that.
 TEST(ModelLogits, Int8PathAccuracyOnQuantizedModels) {
-  int quantized = 0;
-  for (const auto& dir : golden_dirs()) {
-    SCOPED_TRACE(dir);
-    auto m = Model::load(dir, {.path = kernels::Path::kInt8});
-    if (!m->quantized()) continue;
-    ++quantized;
-    const Golden g = read_golden(dir + "/logits.safetensors");
-    for (int64_t b = 0; b < g.batch; ++b) {
-      const std::vector<float> ours = m->prompt_logits(g.ids[size_t(b)]);
-      const Diff d = compare(ours.data(), g.logits.data() + b * g.t * g.vocab, g.t, g.vocab);
-      std::printf("int8 path %s [%lld]: max|diff|/std = %.2e, argmax mismatches %lld/%lld\n",
-                  fs::path(dir).filename().c_str(), (long long)b, d.rel, (long long)d.argmax_mismatch, (long long)g.t);
-      EXPECT_LT(d.rel, 0.25);
-    }
-  }
-  EXPECT_GT(quantized, 0) << "no quantized golden model under tests/data/models";
+  const int n = for_quantized_goldens(kernels::Path::kInt8, [](const Diff& d) { EXPECT_LT(d.rel, 0.25); });
+  EXPECT_GT(n, 0) << "no quantized golden model under tests/data/models";
 }
