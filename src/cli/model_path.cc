@@ -48,6 +48,16 @@ void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list) 
                   "transformers and faster) | f32 | int8 (fastest, misses the accuracy bar on models with outlier "
                   "channels) | bf16 (AVX512_BF16 CPUs)")
       ->check(CLI::IsMember({"int16", "f32", "int8", "bf16"}));
+  sub->add_option("--kv-cache", o.kv_cache,
+                  "KV cache dtype: f16 (default, half the bytes a decode step reads from it) | f32 (default with "
+                  "--path f32)")
+      ->check(CLI::IsMember({"f32", "f16"}));
+}
+
+ModelOptions::KvDtype run_kv_cache(const ModelRunOptions& o) {
+  if (o.kv_cache == "f32") return ModelOptions::KvDtype::kF32;
+  if (o.kv_cache == "f16") return ModelOptions::KvDtype::kF16;
+  return ModelOptions::KvDtype::kAuto;
 }
 
 kernels::Path run_path(const ModelRunOptions& o) {

@@ -437,7 +437,8 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
   const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
-  const int64_t tb = std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  static const int64_t tb_env = getenv("AWQ_TB") ? atoi(getenv("AWQ_TB")) : 0;  // EXPERIMENT
+  const int64_t tb = tb_env > 0 && m == 1 ? tb_env : std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
   const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
   float* ys = S.y.data();
   pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
