@@ -171,10 +171,19 @@ HWY_INLINE void DenseMicro(const W* HWY_RESTRICT w, int64_t k, int64_t kv, const
     for (int r = 0; r < rows; ++r) y[m * ys + r] = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
 }
 
+// Weight rows per pool task of a dense GEMM (a multiple of 4, the micro-kernel's rows): 1/8 of a
+// thread's share, and for a GEMV (m <= 4) at most ~256 KiB of weights, so that threads finish within
+// a short task of each other (lm_head at 2 threads: 32 rows of 8 KiB, not 2000 rows of 16 MB).
+inline int64_t DenseTaskRows(int64_t n, int64_t k, size_t elem_bytes, int64_t m, int threads) {
+  int64_t rows = std::max<int64_t>(4, (n / (8 * threads)) / 4 * 4);
+  if (m <= 4) rows = std::min(rows, std::max<int64_t>(4, int64_t((size_t(256) << 10) / (size_t(k) * elem_bytes)) / 4 * 4));
+  return rows;
+}
+
 template <class W>
 void Dense(const W* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
   const int64_t kv = k / int64_t(kL) * int64_t(kL);
-  const int64_t rows_per_task = std::max<int64_t>(4, (n / (8 * pool.size())) / 4 * 4);
+  const int64_t rows_per_task = DenseTaskRows(n, k, sizeof(W), m, pool.size());
   const int64_t tasks = (n + rows_per_task - 1) / rows_per_task;
   pool.run(tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t n0 = task * rows_per_task, n1 = std::min(n, n0 + rows_per_task);
