@@ -4,9 +4,9 @@
 // Weights: quantized linears (any format `inspect` reads, or a GGUF file's Q4_0/Q4_1/Q4_K) are repacked at load into the kernels'
 // layout (kernels.h), never expanded to a dense copy; dense linears (f32, bf16 or f16, read in
 // place from the mapped file) go through the dense kernels (f32 accumulation); embeddings and lm_head
-// stay dense (tied embeddings share one tensor). Activations are f32. The KV cache is f32 on the f32
-// path and f16 on the others (int16, int8, bf16), as llama.cpp holds it: half the bytes a decode step
-// reads from it (in f32, 14 % of a 7B-shaped decode step's traffic at 512 positions).
+// stay dense (tied embeddings share one tensor). Activations are f32. The KV cache is f32, or f16
+// on request (ModelOptions::kv_cache; llama.cpp's default): half the bytes a decode step reads from
+// it (in f32, ~14 % of a 7B-shaped decode step's traffic at 512 positions).
 // Prefill (many tokens) runs each linear as one GEMM; a decode step (one token per sequence) as a
 // GEMV. Threads: one pool per model, all cores by default.
 #pragma once
@@ -45,9 +45,11 @@ struct ModelOptions {
   // With a layer cache: while layer i computes, layers i+1 .. i+prefetch (wrapping to the first
   // ones for the next step) are read and repacked on a background thread. 0: no prefetch thread.
   int prefetch = 1;
-  // The KV cache's dtype: kAuto is f32 on Path::kF32 and f16 on the other paths (see new_cache).
-  enum class KvDtype : uint8_t { kAuto, kF32, kF16 };
-  KvDtype kv_cache = KvDtype::kAuto;
+  // The KV cache's dtype (see new_cache). f16 reads half the bytes at decode; it costs accuracy:
+  // on the AutoAWQ golden, int16 path, 2.8e-3 / 4.2e-3 against transformers instead of 2.1e-3 / 2.6e-3
+  // (bar 1e-2), so f32 stays the default.
+  enum class KvDtype : uint8_t { kF32, kF16 };
+  KvDtype kv_cache = KvDtype::kF32;
 };
 
 class Model;
@@ -93,9 +95,8 @@ class Model {
   const std::vector<std::string>& load_notes() const;
 
   // A cache for `batch` sequences of up to `capacity` positions (<= max_position_embeddings). Keys
-  // and values are stored in the dtype ModelOptions::kv_cache names (by default f32 on Path::kF32,
-  // else f16): f16 rounds to nearest even, saturating at ±65504 (NaN and infinities kept), and
-  // attention widens it exactly to f32.
+  // and values are stored in the dtype ModelOptions::kv_cache names: f16 rounds to nearest even,
+  // saturating at ±65504 (NaN and infinities kept), and attention widens it exactly to f32.
   KvCache new_cache(int64_t batch, int64_t capacity) const;
 
   // Appends tokens[b] to sequence b of `cache` (tokens.size() == cache.batch(); a sequence with no

@@ -123,11 +123,8 @@ struct Model::Impl {
   std::unique_ptr<ThreadPool> pool;
   kernels::Path path = kernels::Path::kF32;
   double serial_scale = 1.0;
-  ModelOptions::KvDtype kv_dtype = ModelOptions::KvDtype::kAuto;
-  // Keys and values in f16 (ModelOptions::kv_cache; by default every path but f32).
-  bool kv_f16() const {
-    return kv_dtype == ModelOptions::KvDtype::kAuto ? path != kernels::Path::kF32 : kv_dtype == ModelOptions::KvDtype::kF16;
-  }
+  ModelOptions::KvDtype kv_dtype = ModelOptions::KvDtype::kF32;
+  bool kv_f16() const { return kv_dtype == ModelOptions::KvDtype::kF16; }  // keys and values in f16
   // Sizes layer `layer` of c for its batch and capacity (the other pair of buffers stays empty).
   void size_kv_layer(KvCache& c, int64_t layer) const;
   mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
