@@ -3,10 +3,7 @@
 # 512 tokens and decode of 128, at 1 and 2 threads, each measured by its own tool in one run on one
 # machine, with the ratio awq / llama.cpp against the goals (decode >= 1.1x at 1 thread, >= 1.0x at 2,
 # prefill >= 2x). For each thread count it runs llama-bench then `awq bench run`, so a drift in the
-# machine's speed touches both. Decode is measured at two depths, each the same for both tools:
-# from an empty cache (llama-bench's tg test; awq with --prompt-tokens 1) and after the prompt
-# (llama-bench -d PROMPT; awq's decode after its prefill). The KV cache's reads grow with the depth
-# (f16 in both by default), so the two rows differ.
+# machine's speed touches both.
 #
 # Usage: tools/bench_vs_llamacpp.sh [--force] [--llama-only] [--reps N] [--threads 1,2]
 #          [--prompt-tokens 512] [--gen-tokens 128] [--gguf FILE] [--awq DIR] [--out DIR]
@@ -17,7 +14,7 @@
 # It refuses to run while the machine is busy (1-minute load average > 0.5): numbers taken beside other
 # work are noise. --force measures anyway (the summary then says so). Do not run it under `nice`.
 # Output: DIR (default /work/big/bench-<UTC time>) holds cpu.txt, llama-bench-tN.{json,md},
-# awq-bench-tN.json and summary.md; summary.md is also printed.
+# awq-prefill-tN.json, awq-decode-tN.json and summary.md; summary.md is also printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -95,15 +92,15 @@ for t in ${THREADS//,/ }; do
   "$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT" -n "$GEN" -t "$t" -r "$REPS" -o json -oe md \
     >"$OUT/llama-bench-t$t.json" 2>"$OUT/llama-bench-t$t.md" || { cat "$OUT/llama-bench-t$t.md" >&2; die "llama-bench failed"; }
   cat "$OUT/llama-bench-t$t.md"
-  "$LLAMA_BENCH" -m "$GGUF" -p 0 -n "$GEN" -d "$PROMPT" -t "$t" -r "$REPS" -o json -oe md \
-    >"$OUT/llama-bench-depth-t$t.json" 2>"$OUT/llama-bench-depth-t$t.md" || { cat "$OUT/llama-bench-depth-t$t.md" >&2; die "llama-bench -d failed"; }
-  cat "$OUT/llama-bench-depth-t$t.md"
   if [ $LLAMA_ONLY = 0 ]; then
-    echo "== awq bench run, $t thread(s)"
-    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --threads "$t" --repeats "$REPS" --json \
-      >"$OUT/awq-bench-t$t.json" || die "awq bench run failed"
-    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens 1 --gen-tokens "$GEN" --threads "$t" --repeats "$REPS" --json \
-      >"$OUT/awq-bench-empty-t$t.json" || die "awq bench run failed"
+    # Two runs, as llama-bench measures: prefill of PROMPT tokens (no decode), and decode of GEN tokens from an
+    # empty context (one prompt token), so that neither side decodes over a longer KV cache than the other.
+    echo "== awq bench run, $t thread(s): prefill"
+    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens "$PROMPT" --gen-tokens 0 --threads "$t" --json \
+      >"$OUT/awq-prefill-t$t.json" || die "awq bench run (prefill) failed"
+    echo "== awq bench run, $t thread(s): decode"
+    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens 1 --gen-tokens "$GEN" --threads "$t" --json \
+      >"$OUT/awq-decode-t$t.json" || die "awq bench run (decode) failed"
   fi
 done
 
@@ -115,13 +112,9 @@ goal = {("decode", "1"): 1.1, ("decode", "2"): 1.0}
 rows = []
 for t in threads:
     lb = json.load(open(os.path.join(out, f"llama-bench-t{t}.json")))
-    lb += json.load(open(os.path.join(out, f"llama-bench-depth-t{t}.json")))
-    ours_after = [] if llama_only else json.load(open(os.path.join(out, f"awq-bench-t{t}.json")))
-    ours_empty = [] if llama_only else json.load(open(os.path.join(out, f"awq-bench-empty-t{t}.json")))
-    for test, key, ours, pick in (
-            ("prefill", "prefill_tps", ours_after, lambda r: r["n_prompt"] == prompt and r["n_gen"] == 0 and r.get("n_depth", 0) == 0),
-            ("decode", "decode_tps", ours_empty, lambda r: r["n_gen"] == gen and r["n_prompt"] == 0 and r.get("n_depth", 0) == 0),
-            ("decode after prompt", "decode_tps", ours_after, lambda r: r["n_gen"] == gen and r["n_prompt"] == 0 and r.get("n_depth", 0) == prompt)):
+    for test, key, pick, want in (("prefill", "prefill_tps", lambda r: r["n_prompt"] == prompt and r["n_gen"] == 0, (prompt, 0)),
+                                  ("decode", "decode_tps", lambda r: r["n_gen"] == gen and r["n_prompt"] == 0, (1, gen))):
+        ours = [] if llama_only else json.load(open(os.path.join(out, f"awq-{test}-t{t}.json")))
         lr = [r for r in lb if pick(r) and str(r["n_threads"]) == t]
         if len(lr) != 1:
             sys.exit(f"llama-bench-t{t}.json: expected one {test} row, found {len(lr)}")
@@ -130,17 +123,14 @@ for t in threads:
         spread = f"{min(samples):.2f}-{max(samples):.2f}"
         ar = [r for r in ours if str(r["threads"]) == t]
         if not llama_only and len(ar) != 1:
-            sys.exit(f"awq-bench-t{t}.json: expected one row for {t} threads, found {len(ar)}")
-        want = (1 if test == "decode" else prompt, gen)
+            sys.exit(f"awq-{test}-t{t}.json: expected one row for {t} threads, found {len(ar)}")
         if ar and (ar[0]["prompt_tokens"], ar[0]["gen_tokens"]) != want:
-            sys.exit(f"awq bench run, {t} threads: measured {ar[0]['prompt_tokens']}/{ar[0]['gen_tokens']} tokens, asked {want}")
+            sys.exit(f"awq-{test}-t{t}.json: measured {ar[0]['prompt_tokens']}/{ar[0]['gen_tokens']} tokens, asked {want}")
         a = ar[0][key] if ar else None
-        g = goal.get(("decode" if test.startswith("decode") else test, t), 2.0 if test == "prefill" else None)
+        g = goal.get((test, t), 2.0 if test == "prefill" else None)
         ratio = a / lr["avg_ts"] if a else None
         verdict = "" if ratio is None or g is None else ("met" if ratio >= g else "NOT met")
-        label = {"prefill": f"prefill ({prompt} tok)", "decode": f"decode ({gen} tok from an empty cache)",
-                 "decode after prompt": f"decode ({gen} tok after {prompt})"}[test]
-        rows.append((t, label, f"{lr['avg_ts']:.2f}", spread,
+        rows.append((t, f"{test} ({prompt if test == 'prefill' else gen} tok)", f"{lr['avg_ts']:.2f}", spread,
                      "-" if a is None else f"{a:.2f}", "-" if ratio is None else f"{ratio:.2f}x",
                      "-" if g is None else f">= {g:.1f}x", verdict))
 print(open(os.path.join(out, "cpu.txt")).read())
