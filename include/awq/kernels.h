@@ -144,6 +144,18 @@ bool path_available(Path p, std::string* why_not = nullptr);
 // real answer. Not safe while kernels run on other threads.
 void force_path_unavailable(Path p, bool unavailable);
 
+// The int16 path's AMX-INT8 kernel (Intel AMX tiles, TDPBSUD), chosen at run time by gemm() for
+// m >= kAmxMinRows rows where amx_available() returns true: CPUID amx_tile + amx_int8 + AVX-512
+// F/BW/VL/DQ, XCR0 tile and ZMM state, the OS's per-process permission for tile data (Linux
+// arch_prctl ARCH_REQ_XCOMP_PERM) and a one-product self-test; otherwise *why_not says what is
+// missing and the int16 VNNI/maddubs kernels run (never SIGILL). Its results equal
+// gemm_ref(..., kInt16) bit for bit (integer tile sums, then the reference's f32 operations per group).
+inline constexpr int64_t kAmxMinRows = 16;
+bool amx_available(std::string* why_not = nullptr);
+// For tests and benchmarks: makes amx_available() false (unavailable = true), so the int16 path
+// runs its VNNI/maddubs kernels, or restores the real answer. Not safe while kernels run.
+void force_amx_unavailable(bool unavailable);
+
 struct GemmOptions {
   Path path = Path::kF32;
   ThreadPool* pool = nullptr;  // nullptr: default_pool()

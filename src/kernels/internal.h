@@ -1,6 +1,7 @@
 // Helpers shared by the scalar reference kernels and the SIMD drivers. Sharing them makes the
 // activation passes identical by construction, so SIMD and reference differ only in the kernels.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -72,6 +73,23 @@ void gemm_bf16(const PackedLinear& w, const void* x, DType xt, int64_t m, void* 
 void gemm_simd(const PackedLinear& w, const void* x, DType xt, int64_t m, void* y, DType yt, Path path,
                ThreadPool& pool);
 void dequantize_simd(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool);
+
+// Path::kInt16 on AMX-INT8 (amx_kernels.cc), used by gemm_simd for m >= kAmxMinRows where
+// amx_available() (include/awq/kernels.h). Operands: the int16 path's planes hi and lo, each [padded][k_pad] with padded =
+// ceil(m/16)·16 rows readable (rows >= m may hold anything: their results are never stored), and
+// d, ds [m][n_groups] as quantize_activations_i16 writes them.
+struct AmxOperands {
+  const int8_t* hi;
+  const int8_t* lo;
+  const float* d;
+  const float* ds;
+  int64_t m;
+};
+// y[mi][t·16 + r] for tiles [t0, t1) and rows mi < m (row stride ys), before bias: the f32 sums
+// gemm_ref(..., Path::kInt16) forms, bit for bit. Configures (and releases) this thread's tiles.
+void amx_int16_tiles(const PackedLinear& w, const AmxOperands& op, int64_t t0, int64_t t1, float* y, int64_t ys);
+// Calls of amx_int16_tiles so far (for tests: which kernel ran, since both give the same bits).
+std::atomic<uint64_t>& amx_tile_calls();
 
 }  // namespace awq::kernels
 

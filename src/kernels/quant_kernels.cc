@@ -412,10 +412,18 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   if (S.xf.size() < size_t(m * kp)) S.xf.resize(size_t(m * kp));
   if (S.y.size() < size_t(m * np)) S.y.resize(size_t(m * np));
   const bool quantized = path == Path::kInt8 || path == Path::kInt16;
-  const int64_t lo = path == Path::kInt16 ? m * kp : 0;  // the int16 path's lo plane follows the hi plane
+  // AMX-INT8 tiles for the int16 path's larger products (amx_kernels.cc): its planes get rows up to
+  // a multiple of 16 (A tiles are 16 rows; the extra rows are zeroed and their results dropped).
+  const bool amx = path == Path::kInt16 && m >= kAmxMinRows && amx_available();
+  const int64_t rows = amx ? (m + 15) / 16 * 16 : m;
+  const int64_t lo = path == Path::kInt16 ? rows * kp : 0;  // the int16 path's lo plane follows the hi plane
   if (quantized) {
-    if (S.a.size() < size_t(m * kp + lo)) S.a.resize(size_t(m * kp + lo));
+    if (S.a.size() < size_t(rows * kp + lo)) S.a.resize(size_t(rows * kp + lo));
     if (S.d.size() < size_t(m * w.n_groups)) S.d.resize(size_t(m * w.n_groups)), S.ds.resize(size_t(m * w.n_groups));
+    if (rows > m) {
+      std::memset(S.a.data() + m * kp, 0, size_t((rows - m) * kp));
+      std::memset(S.a.data() + lo + m * kp, 0, size_t((rows - m) * kp));
+    }
   }
   // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
   const int64_t row_tasks = std::min<int64_t>(m, 4 * threads);
@@ -437,12 +445,15 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
   const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
-  const int64_t tb = std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  // AMX: an even number of tiles per task (its kernel takes tiles in pairs).
+  const int64_t tb = amx ? std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 8) * 2
+                         : std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
   const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
   float* ys = S.y.data();
   pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
-    for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
+    if (amx) amx_int16_tiles(w, {S.a.data(), S.a.data() + lo, S.d.data(), S.ds.data(), m}, t0, t1, ys, np);
+    for (int64_t g0 = 0; !amx && g0 < w.n_groups; g0 += kb) {
       const int64_t ng = std::min(kb, w.n_groups - g0);
       const int64_t mstep = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
       for (int64_t m0 = 0; m0 < m; m0 += mstep) {
