@@ -177,59 +177,75 @@ AWQ_AMX_TARGET inline void load_params(const PackedLinear& w, int64_t t, int64_t
   }
 }
 
-// One group's C tiles (cb: [hi, lo] int32 16 × 16 each) into y rows [0, rows) of tile t:
-// y = fma(s·d, fma(float(hi), 256, float(lo)), fma(o, ds, y)), y starting at +0 when first.
+// One group's C tiles (cb: [hi, lo] int32 16 × 16 each) into sums y rows [0, rows) of one tile:
+// y = fma(s·d, fma(float(hi), 256, float(lo)), fma(o, ds, y)).
 AWQ_AMX_TARGET inline void combine(const int32_t* cb, __m512 s, __m512 o, const float* d, const float* ds, int64_t gs,
-                                   int64_t rows, float* y, int64_t ys, bool first) {
+                                   int64_t rows, float* y, int64_t ys) {
   const __m512 k256 = _mm512_set1_ps(256.f);
   for (int64_t r = 0; r < rows; ++r) {
     const __m512 hi = _mm512_cvtepi32_ps(_mm512_load_si512(cb + r * 16));
     const __m512 lo = _mm512_cvtepi32_ps(_mm512_load_si512(cb + 256 + r * 16));
     const __m512 dot = _mm512_fmadd_ps(hi, k256, lo);
     float* yr = y + r * ys;
-    const __m512 yv = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yr);
-    const __m512 t = _mm512_fmadd_ps(o, _mm512_set1_ps(ds[r * gs]), yv);
-    _mm512_storeu_ps(yr, _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(d[r * gs])), dot, t));
+    const __m512 t = _mm512_fmadd_ps(o, _mm512_set1_ps(ds[r * gs]), _mm512_load_ps(yr));
+    _mm512_store_ps(yr, _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(d[r * gs])), dot, t));
   }
 }
 
-// Per-thread scratch: unpacked B rows of two tiles over one K block, and the C tiles of a group.
+// Per-thread scratch: unpacked B rows of two tiles over one K block, the C tiles of a group and
+// the f32 sums of the current 16-row block (contiguous: y's rows are n·4 bytes apart, often a
+// multiple of 4 KiB, so 16 of them would share one L1 set).
 struct AmxScratch {
   std::vector<uint8_t> b;  // over-allocated by 64 for alignment
-  alignas(64) int32_t c[4 * 256];
+  alignas(64) int32_t c[2 * 4 * 256];  // two groups' C tiles (software pipeline)
+  alignas(64) float acc[2 * 256];
   uint8_t* b_aligned(size_t bytes) {
     if (b.size() < bytes + 64) b.resize(bytes + 64);
     return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t(63));
   }
 };
 
-// NT (1 or 2) tiles from t, groups [g0, g0 + ng), every 16-row block of m rows.
+// Group g's stored C tiles c ([tile j][hi, lo][16 × 16]) of NT tiles from t into the row block's
+// sums acc ([tile j][16 rows][16]), rows [0, rows) of the block starting at activation row m0.
 template <int NT>
-AWQ_AMX_TARGET void block(const PackedLinear& w, const AmxOperands& op, int64_t t, int64_t g0, int64_t ng, int ks,
-                          int nsteps, AmxScratch& S, float* y, int64_t ys) {
-  const int64_t G = w.group, kp = w.k_pad, chunks = ng * (G / kChunkCols);
-  const size_t tile_b = size_t(chunks) * 2 * 64;  // u8 B rows of one tile for the block
+AWQ_AMX_TARGET inline void combine_group(const PackedLinear& w, const AmxOperands& op, int64_t t, int64_t g, int64_t m0,
+                                         int64_t rows, const int32_t* c, float* acc) {
+  const float* d = op.d + m0 * w.n_groups + g;
+  const float* ds = op.ds + m0 * w.n_groups + g;
+  for (int j = 0; j < NT; ++j) {
+    __m512 s, o;
+    load_params(w, t + j, g, s, o);
+    combine(c + j * 512, s, o, d, ds, w.n_groups, rows, acc + j * 256, 16);
+  }
+}
+
+// NT (1 or 2) tiles from t over all of K, for the activation rows [r0, r1) (r0 a multiple of 16).
+// The tiles' codes are unpacked to B rows once, then every 16-row block runs over them with its
+// sums in S.acc, written to y once at the end.
+template <int NT>
+AWQ_AMX_TARGET void block(const PackedLinear& w, const AmxOperands& op, int64_t t, int64_t r0, int64_t r1, int ks,
+                          int nsteps, AmxScratch& S, const AmxOutput& out) {
+  const int64_t chunks = w.k_pad / kChunkCols, steps = w.n_groups * nsteps;
+  const size_t tile_b = size_t(chunks) * 2 * 64;  // u8 B rows of one tile
+  const size_t a_tile = size_t(16 * ks);           // one plane's A tile in the packed activations
   uint8_t* b = S.b_aligned(NT * tile_b);
-  for (int j = 0; j < NT; ++j)
-    unpack_b(w.codes.data() + size_t(t + j) * w.tile_code_bytes() + size_t(g0 * (G / kChunkCols)) * kChunkBytes, chunks,
-             b + j * tile_b);
+  for (int j = 0; j < NT; ++j) unpack_b(w.codes.data() + size_t(t + j) * w.tile_code_bytes(), chunks, b + j * tile_b);
   asm volatile("" ::: "memory");
-  for (int64_t m0 = 0; m0 < op.m; m0 += 16) {
-    const int64_t rows = std::min<int64_t>(16, op.m - m0);
-    const int8_t* ah = op.hi + m0 * kp;
-    const int8_t* al = op.lo + m0 * kp;
-    for (int64_t g = g0; g < g0 + ng; ++g) {
+  for (int64_t m0 = r0; m0 < r1; m0 += 16) {
+    const int64_t rows = std::min<int64_t>(16, r1 - m0);
+    std::memset(S.acc, 0, sizeof S.acc);  // +0, as gemm_ref's sums start
+    const int8_t* at = op.a + size_t(m0 / 16) * size_t(steps) * 2 * a_tile;  // this row block's tiles, in step order
+    const uint8_t* bk = b;
+    for (int64_t g = 0; g < w.n_groups; ++g) {
       _tile_zero(0);
       _tile_zero(1);
       if (NT == 2) {
         _tile_zero(2);
         _tile_zero(3);
       }
-      for (int st = 0; st < nsteps; ++st) {
-        const int64_t col = g * G + st * ks;  // packed column of this step
-        const uint8_t* bk = b + size_t((col - g0 * G) / 4) * 64;
-        _tile_loadd(4, ah + col, kp);
-        _tile_loadd(5, al + col, kp);
+      for (int st = 0; st < nsteps; ++st, at += 2 * a_tile, bk += size_t(ks / 4) * 64) {
+        _tile_loadd(4, at, ks);
+        _tile_loadd(5, at + a_tile, ks);
         _tile_loadd(6, bk, 64);
         _tile_dpbsud(0, 4, 6);
         _tile_dpbsud(1, 5, 6);
@@ -239,18 +255,28 @@ AWQ_AMX_TARGET void block(const PackedLinear& w, const AmxOperands& op, int64_t 
           _tile_dpbsud(3, 5, 7);
         }
       }
-      _tile_stored(0, S.c, 64);
-      _tile_stored(1, S.c + 256, 64);
+      // Software pipeline: the previous group's sums are combined while this group's products
+      // run on the tile unit (they were issued first), then this group's tiles are stored.
+      if (g > 0) combine_group<NT>(w, op, t, g - 1, m0, rows, S.c + ((g - 1) & 1) * 1024, S.acc);
+      int32_t* c = S.c + (g & 1) * 1024;
+      _tile_stored(0, c, 64);
+      _tile_stored(1, c + 256, 64);
       if (NT == 2) {
-        _tile_stored(2, S.c + 512, 64);
-        _tile_stored(3, S.c + 768, 64);
+        _tile_stored(2, c + 512, 64);
+        _tile_stored(3, c + 768, 64);
       }
-      const float* d = op.d + m0 * w.n_groups + g;
-      const float* ds = op.ds + m0 * w.n_groups + g;
-      for (int j = 0; j < NT; ++j) {
-        __m512 s, o;
-        load_params(w, t + j, g, s, o);
-        combine(S.c + j * 512, s, o, d, ds, w.n_groups, rows, y + m0 * ys + (t + j) * kPackRows, ys, g == 0);
+    }
+    combine_group<NT>(w, op, t, w.n_groups - 1, m0, rows, S.c + ((w.n_groups - 1) & 1) * 1024, S.acc);
+    for (int j = 0; j < NT; ++j) {
+      const int64_t c0 = (t + j) * kPackRows;
+      // Output columns < n of this tile (all 16 into a padded buffer); + bias as gemm_ref adds it.
+      const __mmask16 keep = out.final ? __mmask16((1u << std::min<int64_t>(16, w.n - c0)) - 1u) : __mmask16(0xFFFF);
+      const bool bias = out.final && !w.bias.empty();
+      const __m512 bv = bias ? _mm512_maskz_loadu_ps(keep, w.bias.data() + c0) : _mm512_setzero_ps();
+      for (int64_t r = 0; r < rows; ++r) {
+        __m512 v = _mm512_load_ps(S.acc + j * 256 + r * 16);
+        if (bias) v = _mm512_add_ps(v, bv);
+        _mm512_mask_storeu_ps(out.y + (m0 + r) * out.ys + c0, keep, v);
       }
     }
   }
@@ -277,23 +303,43 @@ std::atomic<uint64_t>& amx_tile_calls() {
   return n;
 }
 
-AWQ_AMX_TARGET void amx_int16_tiles(const PackedLinear& w, const AmxOperands& op, int64_t t0, int64_t t1, float* y,
-                                    int64_t ys) {
+int64_t amx_packed_bytes(const PackedLinear& w, int64_t m) { return (m + 15) / 16 * 16 * w.k_pad * 2; }
+
+void amx_pack_activations(const PackedLinear& w, const int8_t* hi, const int8_t* lo, int64_t m, int64_t mb0, int64_t mb1,
+                          int8_t* dst) {
+  const int nsteps = group_steps(w.group);
+  const int64_t ks = w.group / nsteps, steps = w.n_groups * nsteps, kp = w.k_pad;
+  for (int64_t mb = mb0; mb < mb1; ++mb) {
+    int8_t* out = dst + size_t(mb) * size_t(steps) * 2 * size_t(16 * ks);
+    for (int64_t st = 0; st < steps; ++st)
+      for (int p = 0; p < 2; ++p)
+        for (int64_t r = 0; r < 16; ++r, out += ks) {
+          const int64_t row = mb * 16 + r;
+          if (row < m) std::memcpy(out, (p == 0 ? hi : lo) + row * kp + st * ks, size_t(ks));
+          else std::memset(out, 0, size_t(ks));
+        }
+  }
+}
+
+AWQ_AMX_TARGET void amx_int16_tiles(const PackedLinear& w, const AmxOperands& op, int64_t t0, int64_t t1,
+                                    const AmxOutput& out) {
   amx_tile_calls().fetch_add(1, std::memory_order_relaxed);
   thread_local AmxScratch S;
   const int nsteps = group_steps(w.group);
   const int ks = int(w.group / nsteps);
-  // K blocks of whole groups whose two activation planes (all m rows) fit ~1 MiB of L2, so they
-  // stay there while every tile pair of the task passes over them.
-  const int64_t padded = (op.m + 15) / 16 * 16;
-  const int64_t kb = std::clamp<int64_t>((int64_t(1) << 20) / (2 * padded * w.group), 1, w.n_groups);
+  // Row chunks whose packed activations (2·k_pad bytes a row) fit ~1.25 MiB of L2, so they stay
+  // there while every tile pair of the task passes over them (each pair's B rows, 32·k_pad bytes,
+  // beside them); the sums of a row block go to y once, after all of K.
+  const int64_t most = std::max<int64_t>(16, (int64_t(5) << 18) / (2 * w.k_pad) / 16 * 16);
+  const int64_t n_chunks = (op.m + most - 1) / most;
+  const int64_t chunk = ((op.m + n_chunks - 1) / n_chunks + 15) / 16 * 16;  // balanced, whole row blocks
   const TileConfig cfg = make_config(ks);
   load_config(cfg);
-  for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
-    const int64_t ng = std::min(kb, w.n_groups - g0);
+  for (int64_t r0 = 0; r0 < op.m; r0 += chunk) {
+    const int64_t r1 = std::min(op.m, r0 + chunk);
     int64_t t = t0;
-    for (; t + 2 <= t1; t += 2) block<2>(w, op, t, g0, ng, ks, nsteps, S, y, ys);
-    if (t < t1) block<1>(w, op, t, g0, ng, ks, nsteps, S, y, ys);
+    for (; t + 2 <= t1; t += 2) block<2>(w, op, t, r0, r1, ks, nsteps, S, out);
+    if (t < t1) block<1>(w, op, t, r0, r1, ks, nsteps, S, out);
   }
   _tile_release();
 }

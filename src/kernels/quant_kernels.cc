@@ -412,25 +412,22 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   if (S.xf.size() < size_t(m * kp)) S.xf.resize(size_t(m * kp));
   if (S.y.size() < size_t(m * np)) S.y.resize(size_t(m * np));
   const bool quantized = path == Path::kInt8 || path == Path::kInt16;
-  // AMX-INT8 tiles for the int16 path's larger products (amx_kernels.cc): its planes get rows up to
-  // a multiple of 16 (A tiles are 16 rows; the extra rows are zeroed and their results dropped).
+  // AMX-INT8 tiles for the int16 path's larger products (amx_kernels.cc).
   const bool amx = path == Path::kInt16 && m >= kAmxMinRows && amx_available();
-  const int64_t rows = amx ? (m + 15) / 16 * 16 : m;
-  const int64_t lo = path == Path::kInt16 ? rows * kp : 0;  // the int16 path's lo plane follows the hi plane
+  const int64_t lo = path == Path::kInt16 ? m * kp : 0;  // the int16 path's lo plane follows the hi plane
   if (quantized) {
-    if (S.a.size() < size_t(rows * kp + lo)) S.a.resize(size_t(rows * kp + lo));
+    if (S.a.size() < size_t(m * kp + lo)) S.a.resize(size_t(m * kp + lo));
     if (S.d.size() < size_t(m * w.n_groups)) S.d.resize(size_t(m * w.n_groups)), S.ds.resize(size_t(m * w.n_groups));
-    if (rows > m) {
-      std::memset(S.a.data() + m * kp, 0, size_t((rows - m) * kp));
-      std::memset(S.a.data() + lo + m * kp, 0, size_t((rows - m) * kp));
-    }
   }
   // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
+  // The quantized paths read f32 rows as they are where packing would copy them unchanged.
+  const bool as_is = quantized && xt == DType::F32 && w.source_col.empty() && w.pre_quant_scale.empty() &&
+                     w.k_pad == w.k && w.group == w.source_group;
   const int64_t row_tasks = std::min<int64_t>(m, 4 * threads);
   pool.run(row_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t r0 = m * task / row_tasks, r1 = m * (task + 1) / row_tasks;
-    float* xf = S.xf.data() + size_t(r0 * kp);
-    pack_activations_f32(w, x, xt, r0, r1, xf);
+    const float* xf = as_is ? static_cast<const float*>(x) + size_t(r0 * kp) : S.xf.data() + size_t(r0 * kp);
+    if (!as_is) pack_activations_f32(w, x, xt, r0, r1, S.xf.data() + size_t(r0 * kp));
     if (quantized) {
       int8_t* ar = S.a.data() + size_t(r0 * kp);
       float* dr = S.d.data() + size_t(r0 * w.n_groups);
@@ -442,6 +439,16 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
       }
     }
   });
+  int8_t* amx_a = nullptr;
+  if (amx) {  // the planes as contiguous A tiles, 64-byte aligned
+    const size_t bytes = size_t(amx_packed_bytes(w, m));
+    if (S.amx_a.size() < bytes + 64) S.amx_a.resize(bytes + 64);
+    amx_a = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(S.amx_a.data()) + 63) & ~uintptr_t(63));
+    const int64_t blocks = (m + 15) / 16, tasks = std::min<int64_t>(blocks, 4 * threads);
+    pool.run(tasks, [&](int64_t task, int) {
+      amx_pack_activations(w, S.a.data(), S.a.data() + lo, m, blocks * task / tasks, blocks * (task + 1) / tasks, amx_a);
+    });
+  }
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
   const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
@@ -452,7 +459,12 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   float* ys = S.y.data();
   pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
-    if (amx) amx_int16_tiles(w, {S.a.data(), S.a.data() + lo, S.d.data(), S.ds.data(), m}, t0, t1, ys, np);
+    if (amx) {  // f32 outputs straight from the kernel (+ bias); bf16 through the output pass below
+      const bool final = yt == DType::F32;
+      amx_int16_tiles(w, {amx_a, S.d.data(), S.ds.data(), m}, t0, t1,
+                      {final ? static_cast<float*>(yout) : ys, final ? w.n : np, final});
+      if (final) return;
+    }
     for (int64_t g0 = 0; !amx && g0 < w.n_groups; g0 += kb) {
       const int64_t ng = std::min(kb, w.n_groups - g0);
       const int64_t mstep = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
