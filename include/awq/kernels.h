@@ -4,7 +4,8 @@
 // below; every kernel reads only that layout. Each kernel has a scalar reference (*_ref) that is
 // kept forever; the SIMD versions are compiled for several x86 targets with Highway and chosen at
 // run time once per call (coarse dispatch); the bf16 path (Path::kBF16) is AVX-512 BF16 intrinsics
-// behind our own CPU check (path_available). A future CUDA backend gets its own PackedLinear-like
+// behind our own CPU check (path_available), and the int16 path's larger GEMMs run on AMX-INT8
+// tiles behind another (amx_available). A future CUDA backend gets its own PackedLinear-like
 // type and the same entry-point shapes (x[m][k] in, y[m][n] out, row-major, f32/bf16).
 //
 // ---- Layout (kPackRows = 16 output rows per tile, 8 input columns per chunk) ----
@@ -131,6 +132,9 @@ PackedLinear repack(const QuantLinear& q);
 //          max|x| (int8: 2^-8), so outlier channels cost it little: it meets the runtime's 1e-2 bar
 //          against transformers where int8 does not, at the int8 path's memory traffic. The SIMD
 //          kernels perform the same f32 operations as gemm_ref (bit for bit on FMA targets).
+//          From kAmxMinRows rows on, where amx_available(), the integer sums come from AMX-INT8
+//          tiles (TDPBSUD: the planes as signed A tiles, the codes unpacked to unsigned B tiles),
+//          combined per group by the same f32 operations: bit for bit gemm_ref on all data.
 enum class Path : uint8_t { kF32, kInt8, kBF16, kInt16 };
 const char* path_name(Path p);  // "f32", "int8", "bf16", "int16"
 // The path named name (as path_name spells it); false for any other string.
