@@ -38,6 +38,13 @@ struct QuantizeOptions {
   int64_t samples = 64, seqlen = 512;
   ScaleFormula formula = ScaleFormula::kDuo;
   int grid = 20;                // α = i/grid for i in [0, grid] (α = 1 included)
+  // Scale search (docs/quantize.md "Fast search"). fast_search: every candidate ranked by the Gram
+  // form of its linears' output error (all tokens through XᵀX, at most proxy_rows rows per linear),
+  // then the sub-module's output loss of the `refine` best and of s ≡ 1, for q/k/v and gate/up on at
+  // most loss_tokens tokens. false (--search full): every candidate's output loss on every token.
+  bool fast_search = true;
+  int refine = 3;
+  int64_t loss_tokens = 8192, proxy_rows = 1024;
   bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
   bool clip = false;            // clip search (AutoAWQ: on); off by default: it raised perplexity on the bundled model (BENCHMARKS.md)
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)
