@@ -70,9 +70,9 @@ struct LayerLog {
 //   kFull: every candidate's faithful loss (the sub-module's output over all calibration tokens).
 //   kFast: every candidate's proxy loss, the Gram form Σ_i ‖ΔW_i·X‖² over the group's linears (all
 //   tokens through XᵀX; at most proxy_rows rows of each linear, evenly spaced); then the faithful
-//   loss of the `refine` best by proxy and of s ≡ 1, for the nonlinear groups (q/k/v, gate/up) on
-//   at most loss_tokens tokens (whole blocks for attention, evenly spaced; evenly spaced tokens for
-//   the MLP). For o/down the proxy with all rows is the faithful loss itself.
+//   loss of the `refine` best by proxy (q/k/v: refine_attn) and of s ≡ 1; for gate/up on at most
+//   loss_tokens evenly spaced tokens, for q/k/v on at most attn_loss_tokens (whole blocks, evenly
+//   spaced). For o/down the proxy with all rows is the faithful loss itself.
 enum class SearchMode : uint8_t { kFull, kFast };
 
 struct AwqParams {
@@ -81,8 +81,8 @@ struct AwqParams {
   ScaleFormula formula = ScaleFormula::kDuo;
   int grid = 20;
   SearchMode mode = SearchMode::kFull;
-  int refine = 3;
-  int64_t loss_tokens = 8192, proxy_rows = 1024;
+  int refine = 3, refine_attn = 9;
+  int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
   bool identity = true, clip = true, asym_clip = true;
   bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
   bool sensitivity = false;  // fill LayerLog::rel_error

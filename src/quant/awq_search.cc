@@ -220,7 +220,7 @@ std::vector<bool> refined(const std::vector<Candidate>& cands, const std::vector
 // input (needed by the fast search only). The first minimum of the evaluated losses wins.
 template <class LossFn>
 GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
-                const std::vector<float>* G, int64_t tokens, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
+                const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
                 std::vector<float>& best_s) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
@@ -247,7 +247,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
     px.emplace(L, lins, *G, p.proxy_rows, tokens);
     for (size_t i = 0; i < cands.size(); ++i) proxy[i] = (*px)(cands[i].s.empty() ? nullptr : cands[i].s.data(), p, pool);
     proxy_is_loss = px->exact();
-    if (!proxy_is_loss) faithful = refined(cands, proxy, p.refine);
+    if (!proxy_is_loss) faithful = refined(cands, proxy, refine);
   }
   if (proxy_is_loss) {
     log.loss_rtn = (*px)(nullptr, p, pool);
@@ -407,10 +407,11 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   std::vector<float> s_qkv, s_o, s_gu, s_down;
 
   // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense). The fast search's
-  //    faithful loss runs on at most loss_tokens tokens: whole blocks, evenly spaced.
+  //    faithful loss (of refine_attn candidates) runs on at most attn_loss_tokens tokens: whole
+  //    blocks, evenly spaced.
   if (s_qkv_on) {
     const int64_t seq = p.seq_len, nb = tokens / seq;
-    const int64_t sb = fast ? std::clamp<int64_t>(p.loss_tokens / seq, 1, nb) : nb;
+    const int64_t sb = fast ? std::clamp<int64_t>(p.attn_loss_tokens / seq, 1, nb) : nb;
     std::vector<int64_t> rows;
     for (int64_t b : spread(nb, sb))
       for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
@@ -419,7 +420,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     const int64_t T = sb * seq;
     std::vector<float> ref(static_cast<size_t>(T * H)), oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
     self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool);
-    log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p, pool,
+    log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
                                                  out.data(), pool);
@@ -429,7 +430,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   }
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
   if (v_o)
-    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p, pool,
+    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
                                 },
@@ -442,7 +443,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     const float* m = T < tokens ? sub.data() : in.mlp_in.data();
     std::vector<float> ref(static_cast<size_t>(T * H)), din(static_cast<size_t>(T * I)), out(static_cast<size_t>(T * H));
     mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, m, T, din.data(), ref.data(), pool);
-    log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p, pool,
+    log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
                                   return mse(out, ref);
@@ -451,7 +452,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   }
   // 4. down by up; Gram form.
   if (s_down_on)
-    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p, pool,
+    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
                                 },

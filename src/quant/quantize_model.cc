@@ -237,7 +237,7 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
           {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
-          {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
+          {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
           {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate}};
 }
 
@@ -259,8 +259,9 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
       throw Error(model + ": in_features " + std::to_string(cfg.linear_shape(w).second) + " of " + cfg.linear_name(0, w) +
                   " is not a multiple of --group-size " + std::to_string(o.group_size));
   if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
-  if (o.refine < 1) throw Error("--refine must be at least 1");
-  if (o.loss_tokens < 1 || o.proxy_rows < 1) throw Error("--loss-tokens and --proxy-rows must be at least 1");
+  if (o.refine < 1 || o.refine_attn < 1) throw Error("--refine and --refine-attn must be at least 1");
+  if (o.loss_tokens < 1 || o.attn_loss_tokens < 1 || o.proxy_rows < 1)
+    throw Error("--loss-tokens, --attn-loss-tokens and --proxy-rows must be at least 1");
   if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
 }
 
@@ -414,7 +415,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.grid = opt.grid;
   ap.mode = opt.fast_search ? SearchMode::kFast : SearchMode::kFull;
   ap.refine = opt.refine;
+  ap.refine_attn = opt.refine_attn;
   ap.loss_tokens = opt.loss_tokens;
+  ap.attn_loss_tokens = opt.attn_loss_tokens;
   ap.proxy_rows = opt.proxy_rows;
   ap.identity = opt.identity_candidate;
   ap.search = awq;

@@ -304,7 +304,7 @@ TEST(AwqSearch, FastSearchRefiningEverythingIsTheFullSearch) {
   LayerTensors full = g.L, fast = g.L;
   const LayerLog a = awq_layer(g.cfg, full, g.in, 128, p, pool);
   p.mode = SearchMode::kFast;
-  p.refine = 1000;
+  p.refine = p.refine_attn = 1000;
   p.loss_tokens = 128;
   const LayerLog b = awq_layer(g.cfg, fast, g.in, 128, p, pool);
   ASSERT_EQ(a.groups.size(), b.groups.size());
@@ -336,8 +336,8 @@ TEST(AwqSearch, FastSearchProxiesAndRefinedLossesRecomputeFromPristineWeights) {
   p.seq_len = 32;
   p.clip = false;
   p.mode = SearchMode::kFast;
-  p.refine = 3;
-  p.loss_tokens = 64;
+  p.refine = p.refine_attn = 3;
+  p.loss_tokens = p.attn_loss_tokens = 64;
   p.proxy_rows = 32;
   const int64_t T = 128, H = cfg.hidden, I = cfg.intermediate, qd = cfg.heads * cfg.head_dim;
   const LayerLog log = awq_layer(cfg, g.L, g.in, T, p, pool);
