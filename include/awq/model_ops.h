@@ -66,6 +66,11 @@ void kv_to_f16(const float* x, int64_t n, uint16_t* dst);
 void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
                     ThreadPool* pool = nullptr);
 void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
+// The same product for many activation rows (quantize's calibration forwards, m in the thousands):
+// W is packed once per call into k-major panels and blocks of 128 rows of x are spread over the
+// pool. Each y element is one FMA chain over k in index order (within f32 rounding of the above;
+// the same bits for any thread count).
+void dense_f32_gemm_tall(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool = nullptr);
 // The same with f16 weights (bits, any 2-byte alignment), widened exactly to f32: checkpoints store
 // embeddings and lm_head in f16, and reading them as f16 halves the bytes of the dense f32 copy.
 void dense_f16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,

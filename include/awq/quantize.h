@@ -38,6 +38,14 @@ struct QuantizeOptions {
   int64_t samples = 64, seqlen = 512;
   ScaleFormula formula = ScaleFormula::kDuo;
   int grid = 20;                // α = i/grid for i in [0, grid] (α = 1 included)
+  // Scale search (docs/quantize.md "Fast search"). fast_search: every candidate ranked by the Gram
+  // form of its linears' output error (all tokens through XᵀX, at most proxy_rows rows per linear),
+  // then the sub-module's output loss of s ≡ 1 and of the `refine` best (q/k/v: refine_attn), on at
+  // most loss_tokens tokens for gate/up and attn_loss_tokens for q/k/v. false (--search full):
+  // every candidate's output loss on every token.
+  bool fast_search = true;
+  int refine = 3, refine_attn = 9;
+  int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
   bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
   bool clip = false;            // clip search (AutoAWQ: on); off by default: it raised perplexity on the bundled model (BENCHMARKS.md)
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)

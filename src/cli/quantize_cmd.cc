@@ -53,10 +53,11 @@ Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
     std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
-                mixed = "off";
+                mixed = "off", search = "fast";
     double budget = 4.5;
     int bits = 4, threads = 0, grid = 20;
-    int64_t group = 128, samples = 64, seqlen = 512;
+    int64_t group = 128, samples = 64, seqlen = 512, loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
+    int refine = 3, refine_attn = 9;
     bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false,
          propagate = false, clip = false;
     std::vector<std::string> skip;
@@ -76,6 +77,16 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("--seqlen", a->seqlen, "tokens per calibration block (default 512)");
   sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
   sub->add_option("--grid", a->grid, "α grid: i/grid for i = 0..grid (default 20)");
+  sub->add_option("--search", a->search,
+                  "fast (default): rank every candidate by the Gram form of its linears' output error, then the output loss of the "
+                  "--refine best | full: every candidate's output loss on every calibration token")
+      ->check(CLI::IsMember({"fast", "full"}));
+  sub->add_option("--refine", a->refine, "fast search: gate/up (o, down) candidates besides s = 1 that get the output loss (default 3)");
+  sub->add_option("--refine-attn", a->refine_attn, "fast search: q/k/v candidates besides s = 1 that get the attention output loss (default 9)");
+  sub->add_option("--attn-loss-tokens", a->attn_loss_tokens, "fast search: calibration tokens of the q/k/v output loss (default: all; whole blocks)");
+  sub->add_option("--loss-tokens", a->loss_tokens,
+                  "fast search: calibration tokens of the gate/up output loss (default 8192, evenly spaced)");
+  sub->add_option("--proxy-rows", a->proxy_rows, "fast search: rows per linear in the Gram-form ranking (default 1024, evenly spaced)");
   sub->add_flag("--no-identity", a->no_identity, "drop s = 1 (plain RTN) from the candidates (AutoAWQ's grid)");
   sub->add_flag("--clip", a->clip, "run AutoAWQ's clip search after the scales (off by default: it raised perplexity on the bundled model)");
   sub->add_flag("--no-clip", a->no_clip, "no clip search (the default)");
@@ -97,6 +108,11 @@ Action add_quantize(CLI::App& app) {
     const bool calib = a->method == "awq" || a->mixed == "auto";
     if (a->samples < 1) throw UsageError("--samples " + std::to_string(a->samples) + ": needs at least 1 calibration block");
     if (a->seqlen < 1) throw UsageError("--seqlen " + std::to_string(a->seqlen) + ": needs at least 1 token per calibration block");
+    if (a->refine < 1) throw UsageError("--refine " + std::to_string(a->refine) + ": needs at least 1 candidate");
+    if (a->refine_attn < 1) throw UsageError("--refine-attn " + std::to_string(a->refine_attn) + ": needs at least 1 candidate");
+    if (a->attn_loss_tokens < 1) throw UsageError("--attn-loss-tokens " + std::to_string(a->attn_loss_tokens) + ": needs at least 1 token");
+    if (a->loss_tokens < 1) throw UsageError("--loss-tokens " + std::to_string(a->loss_tokens) + ": needs at least 1 token");
+    if (a->proxy_rows < 1) throw UsageError("--proxy-rows " + std::to_string(a->proxy_rows) + ": needs at least 1 row");
     if (a->group < 1) throw UsageError("--group-size " + std::to_string(a->group) + ": must be a positive number of input columns");
     if (a->bits == 8 && a->format != "dense")
       throw UsageError("--bits 8 needs --format dense (an 8-bit fake-quantized checkpoint): --format " + a->format + " holds 4-bit codes");
@@ -125,6 +141,12 @@ Action add_quantize(CLI::App& app) {
     opt.seqlen = a->seqlen;
     opt.formula = a->formula == "x" ? ScaleFormula::kXOnly : a->formula == "both" ? ScaleFormula::kBoth : ScaleFormula::kDuo;
     opt.grid = a->grid;
+    opt.fast_search = a->search == "fast";
+    opt.refine = a->refine;
+    opt.refine_attn = a->refine_attn;
+    opt.loss_tokens = a->loss_tokens;
+    opt.attn_loss_tokens = a->attn_loss_tokens;
+    opt.proxy_rows = a->proxy_rows;
     opt.identity_candidate = !a->no_identity;
     opt.clip = a->clip && !a->no_clip;
     opt.asym_clip = !a->sym_clip;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "awq/dtype.h"
 #include "awq/model_ops.h"
@@ -206,6 +207,70 @@ void DenseF16T(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t 
   Dense(reinterpret_cast<const hwy::float16_t*>(w), n, k, x, m, y, pool);
 }
 
+// Tall GEMM (dense_f32_gemm_tall): W packed once per call into panels of kNR = 2·kL output rows,
+// k-major (panel p, column c, row j < kNR at pack[(p·k + c)·kNR + j], zero past n). A tile of MR
+// token rows × one panel keeps MR·2 accumulators; per column c it loads the panel's two vectors
+// and broadcasts each token's x[c]: one FMA per (token, output, c), in c order, no horizontal sums.
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
+constexpr int kTallMR = 8;  // 16 accumulators of 32 registers
+#else
+constexpr int kTallMR = 4;
+#endif
+constexpr int64_t kTallNR = 2 * int64_t(kL);
+constexpr int64_t kTallRows = 128;  // token rows per task: a block of x stays in the core's cache
+
+template <int MR>
+HWY_INLINE void TallMicro(const float* HWY_RESTRICT panel, int64_t k, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t ys,
+                          int64_t cols) {
+  const DF df;
+  VF a0[MR], a1[MR];
+  for (int r = 0; r < MR; ++r) a0[r] = a1[r] = hn::Zero(df);
+  for (int64_t c = 0; c < k; ++c) {
+    const VF w0 = hn::LoadU(df, panel + c * kTallNR), w1 = hn::LoadU(df, panel + c * kTallNR + kL);
+    for (int r = 0; r < MR; ++r) {
+      const VF xv = hn::Set(df, x[r * k + c]);
+      a0[r] = hn::MulAdd(w0, xv, a0[r]);
+      a1[r] = hn::MulAdd(w1, xv, a1[r]);
+    }
+  }
+  if (cols == kTallNR) {
+    for (int r = 0; r < MR; ++r) {
+      hn::StoreU(a0[r], df, y + r * ys);
+      hn::StoreU(a1[r], df, y + r * ys + kL);
+    }
+  } else {
+    HWY_ALIGN float tmp[2 * kL];
+    for (int r = 0; r < MR; ++r) {
+      hn::Store(a0[r], df, tmp);
+      hn::Store(a1[r], df, tmp + kL);
+      std::copy(tmp, tmp + cols, y + r * ys);
+    }
+  }
+}
+
+void DenseF32TallT(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  const int64_t panels = (n + kTallNR - 1) / kTallNR;
+  std::vector<float> pack(size_t(panels * k * kTallNR), 0.0f);
+  pool.run(panels, [&](int64_t p, int) {
+    float* dst = pack.data() + p * k * kTallNR;
+    for (int64_t j = 0; j < kTallNR && p * kTallNR + j < n; ++j) {
+      const float* row = w + (p * kTallNR + j) * k;
+      for (int64_t c = 0; c < k; ++c) dst[c * kTallNR + j] = row[c];
+    }
+  });
+  const int64_t blocks = (m + kTallRows - 1) / kTallRows;
+  pool.run(blocks, [&](int64_t b, int) HWY_ATTR {
+    const int64_t m0 = b * kTallRows, m1 = std::min(m, m0 + kTallRows);
+    for (int64_t p = 0; p < panels; ++p) {
+      const float* panel = pack.data() + p * k * kTallNR;
+      const int64_t n0 = p * kTallNR, cols = std::min(kTallNR, n - n0);
+      int64_t r = m0;
+      for (; r + kTallMR <= m1; r += kTallMR) TallMicro<kTallMR>(panel, k, x + r * k, y + r * n + n0, n, cols);
+      for (; r < m1; ++r) TallMicro<1>(panel, k, x + r * k, y + r * n + n0, n, cols);
+    }
+  });
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace awq::kernels
 HWY_AFTER_NAMESPACE();
@@ -220,6 +285,7 @@ HWY_EXPORT(AttentionT);
 HWY_EXPORT(AttentionF16T);
 HWY_EXPORT(DenseF32T);
 HWY_EXPORT(DenseF16T);
+HWY_EXPORT(DenseF32TallT);
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
   HWY_DYNAMIC_DISPATCH(RmsNormT)(x, w, n, eps, y);
@@ -241,6 +307,9 @@ void attention_f16(const float* q, int64_t group, int64_t head_dim, const uint16
 }
 void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(DenseF32T)(w, n, k, x, m, y, pool ? *pool : default_pool());
+}
+void dense_f32_gemm_tall(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(DenseF32TallT)(w, n, k, x, m, y, pool ? *pool : default_pool());
 }
 void dense_f16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(DenseF16T)(w, n, k, x, m, y, pool ? *pool : default_pool());

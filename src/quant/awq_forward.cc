@@ -28,24 +28,12 @@ Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std:
   return a;
 }
 
-namespace {
-// Token rows per GEMM call: a block of x (kRows × k floats) stays in the core's cache while every
-// weight row passes over it. dense_f32_gemm alone streams all of x once per 4 weight rows, which
-// for 32 K calibration tokens is gigabytes of memory traffic per linear.
-constexpr int64_t kRows = 128;
-}  // namespace
-
 void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  // One single-thread pool per worker: each task runs a whole token block on one core.
-  std::vector<std::unique_ptr<ThreadPool>> serial;
-  for (int i = 0; i < pool.size(); ++i) serial.push_back(std::make_unique<ThreadPool>(1));
-  pool.run((m + kRows - 1) / kRows, [&](int64_t blk, int th) {
-    const int64_t m0 = blk * kRows, rows = std::min(kRows, m - m0);
-    kernels::dense_f32_gemm(w, n, k, x + m0 * k, rows, y + m0 * n, serial[size_t(th)].get());
-    if (!b.empty())
-      for (int64_t t = m0; t < m0 + rows; ++t)
-        for (int64_t j = 0; j < n; ++j) y[t * n + j] += b[size_t(j)];
-  });
+  kernels::dense_f32_gemm_tall(w, n, k, x, m, y, &pool);
+  if (!b.empty())
+    pool.run(m, [&](int64_t t, int) {
+      for (int64_t j = 0; j < n; ++j) y[t * n + j] += b[size_t(j)];
+    });
 }
 
 void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, const float* wv, const float* wo, const LayerTensors& L,

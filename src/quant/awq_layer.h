@@ -39,13 +39,18 @@ void layer_forward(const ModelConfig& cfg, const LayerTensors& L, Activations& a
 
 struct Trial {
   std::string kind;  // "identity", "x", "duo"
-  double alpha = 0, loss = 0;
+  double alpha = 0;
+  // The group's loss (full search: every trial; fast search: NaN for the candidates the proxy did
+  // not pass on). proxy: the fast search's ranking loss (NaN in the full search).
+  double loss = 0, proxy = 0;
 };
 struct GroupLog {
   std::string group;   // "qkv", "o", "gate_up", "down"
   std::string choice;  // "identity", "x", "duo"
   double alpha = 0, loss_rtn = 0, loss_best = 0;
-  std::vector<Trial> trials;  // every grid point in the order it ran
+  std::vector<Trial> trials;  // every grid point in candidate order
+  int evaluated = 0;          // candidates whose (faithful) loss was computed
+  double seconds = 0;         // wall time of this group's search
 };
 struct ClipLog {
   std::string linear;
@@ -53,6 +58,7 @@ struct ClipLog {
 };
 struct LayerLog {
   std::vector<GroupLog> groups;
+  double gram_seconds = 0, clip_seconds = 0;  // wall time of the XᵀX accumulations and of clip/sensitivity
   std::vector<ClipLog> clips;
   // Per linear (LayerLinear order), when AwqParams::sensitivity: relative output error of its
   // final quantization on the calibration inputs, ‖ΔW·X‖² / ‖W·X‖² (clip ratios applied); NaN for
@@ -60,11 +66,23 @@ struct LayerLog {
   std::array<double, kLinears> rel_error{};
 };
 
+// How a scaling group's candidates are ranked (docs/quantize.md "Fast search").
+//   kFull: every candidate's faithful loss (the sub-module's output over all calibration tokens).
+//   kFast: every candidate's proxy loss, the Gram form Σ_i ‖ΔW_i·X‖² over the group's linears (all
+//   tokens through XᵀX; at most proxy_rows rows of each linear, evenly spaced); then the faithful
+//   loss of the `refine` best by proxy (q/k/v: refine_attn) and of s ≡ 1; for gate/up on at most
+//   loss_tokens evenly spaced tokens, for q/k/v on at most attn_loss_tokens (whole blocks, evenly
+//   spaced). For o/down the proxy with all rows is the faithful loss itself.
+enum class SearchMode : uint8_t { kFull, kFast };
+
 struct AwqParams {
   QParams q;
   int64_t group_size = 128;
   ScaleFormula formula = ScaleFormula::kDuo;
   int grid = 20;
+  SearchMode mode = SearchMode::kFull;
+  int refine = 3, refine_attn = 9;
+  int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
   bool identity = true, clip = true, asym_clip = true;
   bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
   bool sensitivity = false;  // fill LayerLog::rel_error
@@ -92,7 +110,13 @@ std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k);
 std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, int64_t group_size);
 // MSE of two equal-length vectors (double sum in index order).
 double mse(const std::vector<float>& a, const std::vector<float>& b);
-// Σ over rows of ΔW·G·ΔWᵀ / tokens / n, ΔW = Wq − W (the Gram form of ‖ΔW·X‖² / elements).
+// Σ over rows of ΔW·G·ΔWᵀ, ΔW = Wq − W (the Gram form of ‖ΔW·X‖², G = XᵀX).
+double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool);
+// m (clamped to [1, n]) evenly spaced indices of [0, n): i·n/m, i < m.
+std::vector<int64_t> spread(int64_t n, int64_t m);
+// Rows `rows` of x [..][k], in that order.
+std::vector<float> gather_rows(const float* x, int64_t k, const std::vector<int64_t>& rows);
+// gram_sum / tokens / n (the Gram form of ‖ΔW·X‖² / elements).
 double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens,
                  ThreadPool& pool);
 

@@ -2,9 +2,11 @@
 // Every grid trial quantizes from the const, unmodified weights into a separate buffer: nothing a
 // trial does can leak into the next one (AutoAWQ/llm-awq's CPU aliasing bug cannot happen here).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "awq/error.h"
 #include "awq/model_ops.h"
@@ -40,13 +42,30 @@ void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int
   });
 }
 
-double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens, ThreadPool& pool) {
+double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool) {
   std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
   for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
   kernels::dense_f32_gemm(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
   double acc = 0;
   for (size_t i = 0; i < d.size(); ++i) acc += double(d[i]) * double(y[i]);
-  return acc / double(tokens) / double(n);
+  return acc;
+}
+
+double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens, ThreadPool& pool) {
+  return gram_sum(wq, w, n, k, gram, pool) / double(tokens) / double(n);
+}
+
+std::vector<int64_t> spread(int64_t n, int64_t m) {
+  m = std::clamp<int64_t>(m, 1, n);
+  std::vector<int64_t> ids(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) ids[size_t(i)] = i * n / m;
+  return ids;
+}
+
+std::vector<float> gather_rows(const float* x, int64_t k, const std::vector<int64_t>& rows) {
+  std::vector<float> out(rows.size() * size_t(k));
+  for (size_t i = 0; i < rows.size(); ++i) std::copy(x + rows[i] * k, x + (rows[i] + 1) * k, out.begin() + std::ptrdiff_t(i * size_t(k)));
+  return out;
 }
 
 double mse(const std::vector<float>& a, const std::vector<float>& b) {
@@ -134,11 +153,76 @@ std::vector<Candidate> candidates(const std::vector<float>& xm, const std::vecto
   return c;
 }
 
-// Grid search: loss(trial weights) for each candidate; trial weights are Q(W·s)/s of the group's
-// linears computed from the const originals into `trial`.
+// The fast search's proxy of a group: Σ_i ‖ΔW_i·X‖² through G = XᵀX (the group's shared input),
+// over at most `rows` evenly spaced rows of each linear, scaled up to all rows; divided by tokens
+// and by the group's output elements. With every row and one linear it equals gram_loss.
+class Proxy {
+ public:
+  Proxy(const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& G, int64_t rows, int64_t tokens)
+      : G_(&G), tokens_(tokens) {
+    for (int i : lins) {
+      Part part;
+      part.n = L.n[size_t(i)];
+      part.k = L.k[size_t(i)];
+      const int64_t m = std::min(rows, part.n);
+      exact_ = exact_ && m == part.n;
+      if (m < part.n) part.sub = gather_rows(L.w[size_t(i)].data(), part.k, spread(part.n, m));
+      part.w = m < part.n ? part.sub.data() : L.w[size_t(i)].data();
+      part.m = m;
+      outputs_ += double(part.n);
+      parts_.push_back(std::move(part));
+    }
+    exact_ = exact_ && parts_.size() == 1;
+  }
+  // True when the proxy is the Gram-form loss itself (one linear, every row).
+  bool exact() const { return exact_; }
+  double operator()(const float* s, const AwqParams& p, ThreadPool& pool) {
+    double acc = 0;
+    for (Part& part : parts_) {
+      trial_.resize(size_t(part.m * part.k));
+      fake_quant_scaled(part.w, part.m, part.k, s, p.group_size, p.q, trial_.data(), pool);
+      acc += gram_sum(trial_.data(), part.w, part.m, part.k, *G_, pool) * (double(part.n) / double(part.m));
+    }
+    return acc / double(tokens_) / outputs_;
+  }
+
+ private:
+  struct Part {
+    int64_t n = 0, k = 0, m = 0;
+    std::vector<float> sub;  // the sampled rows (empty: all rows)
+    const float* w = nullptr;
+  };
+  const std::vector<float>* G_;
+  int64_t tokens_;
+  std::vector<Part> parts_;
+  std::vector<float> trial_;
+  double outputs_ = 0;
+  bool exact_ = true;
+};
+
+// Which candidates get the faithful loss in the fast search: the `refine` lowest proxies (ties:
+// candidate order; NaN last) and s ≡ 1.
+std::vector<bool> refined(const std::vector<Candidate>& cands, const std::vector<double>& proxy, int refine) {
+  std::vector<size_t> order(cands.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const auto key = [&](size_t i) { return std::isnan(proxy[i]) ? std::numeric_limits<double>::infinity() : proxy[i]; };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  std::vector<bool> pick(cands.size(), false);
+  for (size_t j = 0; j < order.size() && j < size_t(std::max(refine, 0)); ++j) pick[order[j]] = true;
+  for (size_t i = 0; i < cands.size(); ++i)
+    if (cands[i].s.empty()) pick[i] = true;
+  return pick;
+}
+
+// Grid search: loss(trial weights) for each candidate (each one's faithful loss, or in the fast
+// search the proxy first and the faithful loss of those refined()); trial weights are Q(W·s)/s of
+// the group's linears computed from the const originals into `trial`. `G`: XᵀX of the group's
+// input (needed by the fast search only). The first minimum of the evaluated losses wins.
 template <class LossFn>
 GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
-                const AwqParams& p, ThreadPool& pool, const LossFn& loss, std::vector<float>& best_s) {
+                const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
+                std::vector<float>& best_s) {
+  const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
   GroupLog log;
   log.group = name;
@@ -151,12 +235,32 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
       fake_quant_scaled(L.w[size_t(i)].data(), L.n[size_t(i)], L.k[size_t(i)], c.s.empty() ? nullptr : c.s.data(), p.group_size, p.q,
                         trial[j].data(), pool);
     }
+    ++log.evaluated;
     return loss(trial);
   };
-  log.loss_rtn = run({"identity", 0, {}});
-  for (const Candidate& c : candidates(xm, wm, p)) {
-    const double l = c.kind == "identity" ? log.loss_rtn : run(c);
-    log.trials.push_back({c.kind, c.alpha, l});
+  const std::vector<Candidate> cands = candidates(xm, wm, p);
+  std::vector<double> proxy(cands.size(), std::numeric_limits<double>::quiet_NaN());
+  std::vector<bool> faithful(cands.size(), true);
+  bool proxy_is_loss = false;
+  std::optional<Proxy> px;
+  if (p.mode == SearchMode::kFast) {
+    px.emplace(L, lins, *G, p.proxy_rows, tokens);
+    for (size_t i = 0; i < cands.size(); ++i) proxy[i] = (*px)(cands[i].s.empty() ? nullptr : cands[i].s.data(), p, pool);
+    proxy_is_loss = px->exact();
+    if (!proxy_is_loss) faithful = refined(cands, proxy, refine);
+  }
+  if (proxy_is_loss) {
+    log.loss_rtn = (*px)(nullptr, p, pool);
+    log.evaluated = int(cands.size());
+  } else {
+    log.loss_rtn = run({"identity", 0, {}});
+  }
+  for (size_t i = 0; i < cands.size(); ++i) {
+    const Candidate& c = cands[i];
+    double l = std::numeric_limits<double>::quiet_NaN();
+    if (proxy_is_loss) l = proxy[i];
+    else if (faithful[i]) l = c.s.empty() ? log.loss_rtn : run(c);
+    log.trials.push_back({c.kind, c.alpha, l, proxy[i]});
     if (std::isfinite(l) && l < log.loss_best) {
       log.loss_best = l;
       log.choice = c.kind;
@@ -169,6 +273,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
     log.choice = "identity";
     best_s.clear();
   }
+  log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return log;
 }
 
@@ -285,45 +390,69 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
       if (L.dense[size_t(i)]) return true;
     return false;
   };
-  const std::vector<float> G_qkv = gram(in.qkv_in, tokens, H, pool), G_o = gram(in.o_in, tokens, qd, pool),
-                           G_mlp = gram(in.mlp_in, tokens, H, pool), G_down = gram(in.down_in, tokens, I, pool);
+  const bool fast = p.mode == SearchMode::kFast, need_all = p.clip || p.sensitivity;
+  const bool s_qkv_on = p.search && !any_dense({0, 1, 2});
+  const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
+  const bool s_gu_on = p.search && !any_dense({4, 5}), s_down_on = p.search && !any_dense({5, 6});
+  // XᵀX of each linear's input, only where a search or the clip/sensitivity pass reads it.
+  const auto timed_gram = [&](bool want, const std::vector<float>& x, int64_t k) {
+    if (!want) return std::vector<float>{};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> g = gram(x, tokens, k, pool);
+    log.gram_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return g;
+  };
+  const std::vector<float> G_qkv = timed_gram(need_all || (fast && s_qkv_on), in.qkv_in, H), G_o = timed_gram(need_all || v_o, in.o_in, qd),
+                           G_mlp = timed_gram(need_all || (fast && s_gu_on), in.mlp_in, H), G_down = timed_gram(need_all || s_down_on, in.down_in, I);
   std::vector<float> s_qkv, s_o, s_gu, s_down;
 
-  // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense).
-  if (p.search && !any_dense({0, 1, 2})) {
-    std::vector<float> ref(static_cast<size_t>(tokens * H)), oin(static_cast<size_t>(tokens * qd)), out(static_cast<size_t>(tokens * H));
+  // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense). The fast search's
+  //    faithful loss (of refine_attn candidates) runs on at most attn_loss_tokens tokens: whole
+  //    blocks, evenly spaced.
+  if (s_qkv_on) {
     const int64_t seq = p.seq_len, nb = tokens / seq;
-    self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, in.qkv_in.data(), nb, seq, oin.data(), ref.data(), pool);
-    log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), p, pool,
+    const int64_t sb = fast ? std::clamp<int64_t>(p.attn_loss_tokens / seq, 1, nb) : nb;
+    std::vector<int64_t> rows;
+    for (int64_t b : spread(nb, sb))
+      for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
+    const std::vector<float> sub = sb < nb ? gather_rows(in.qkv_in.data(), H, rows) : std::vector<float>{};
+    const float* a = sb < nb ? sub.data() : in.qkv_in.data();
+    const int64_t T = sb * seq;
+    std::vector<float> ref(static_cast<size_t>(T * H)), oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
+    self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool);
+    log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
-                                  self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, in.qkv_in.data(), nb,
-                                                 seq, oin.data(), out.data(), pool);
+                                  self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
+                                                 out.data(), pool);
                                   return mse(out, ref);
                                 },
                                 s_qkv));
   }
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
-  const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
   if (v_o)
-    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), p, pool,
+    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
                                 },
                                 s_o));
-  // 3. gate, up by post_attention_layernorm; loss on the MLP's output (down_proj dense).
-  if (p.search && !any_dense({4, 5})) {
-    std::vector<float> ref(static_cast<size_t>(tokens * H)), din(static_cast<size_t>(tokens * I)), out(static_cast<size_t>(tokens * H));
-    mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, in.mlp_in.data(), tokens, din.data(), ref.data(), pool);
-    log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), p, pool,
+  // 3. gate, up by post_attention_layernorm; loss on the MLP's output (down_proj dense). The fast
+  //    search's faithful loss runs on at most loss_tokens evenly spaced tokens.
+  if (s_gu_on) {
+    const int64_t T = fast ? std::clamp<int64_t>(p.loss_tokens, 1, tokens) : tokens;
+    const std::vector<float> sub = T < tokens ? gather_rows(in.mlp_in.data(), H, spread(tokens, T)) : std::vector<float>{};
+    const float* m = T < tokens ? sub.data() : in.mlp_in.data();
+    std::vector<float> ref(static_cast<size_t>(T * H)), din(static_cast<size_t>(T * I)), out(static_cast<size_t>(T * H));
+    mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, m, T, din.data(), ref.data(), pool);
+    log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
-                                  mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, in.mlp_in.data(), tokens, din.data(), out.data(), pool);
+                                  mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
                                   return mse(out, ref);
                                 },
                                 s_gu));
   }
   // 4. down by up; Gram form.
-  if (p.search && !any_dense({5, 6}))
-    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), p, pool,
+  if (s_down_on)
+    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
                                 },
@@ -356,7 +485,8 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   // Clip search on v, o, gate, up, down (q and k are skipped, as AutoAWQ does: their error passes
   // through the q·k product, which a per-group output loss does not see).
   const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  if (p.clip || p.sensitivity) {
+  if (need_all) {
+    const auto t0 = std::chrono::steady_clock::now();
     const std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
                              Gd = scaled_gram(G_down, I, s_down);
     const std::vector<float>* grams[7] = {&Gv, &Gv, &Gv, &Go, &Gm, &Gm, &Gd};
@@ -365,6 +495,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
         if (!L.dense[size_t(i)]) log.clips.push_back(clip_linear(L, i, names[i], *grams[i], p, tokens, pool));
     if (p.sensitivity)
       for (int i = 0; i < 7; ++i) log.rel_error[size_t(i)] = relative_error(L, i, *grams[i], p, tokens, pool);
+    log.clip_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return log;
 }

@@ -14,6 +14,9 @@
 #include <set>
 #include <array>
 #include <cstring>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "awq/convert.h"
 #include "awq/error.h"
@@ -42,6 +45,31 @@ std::vector<std::vector<int32_t>> calibration_blocks(const std::vector<int32_t>&
 }
 
 namespace {
+
+// Flush-to-zero and denormals-are-zero (x86 MXCSR) while quantizing, restored on exit; the pool's
+// threads, created after, inherit them. Peaked attention (exp of scores far below the row's
+// maximum) and tiny trial products create subnormal floats, each costing a ~100-cycle microcode
+// assist: on the bundled model one layer ran 2-3x longer than the others (BENCHMARKS.md). The
+// values flushed (< 1.2e-38) change no stored byte there.
+class FlushDenormals {
+ public:
+  FlushDenormals() {
+#if defined(__SSE__) || defined(__x86_64__)
+    saved_ = _mm_getcsr();
+    _mm_setcsr(saved_ | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+#endif
+  }
+  ~FlushDenormals() {
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(saved_);
+#endif
+  }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
 
 bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
   for (const auto& key : not_convert)
@@ -208,7 +236,8 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
   return {{"model", fs::weakly_canonical(dir.path()).string()}, {"model_bytes", sz}, {"method", int(o.method)},
           {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
-          {"formula", int(o.formula)}, {"grid", o.grid}, {"identity", o.identity_candidate}, {"clip", o.clip},
+          {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
+          {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
           {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate}};
 }
 
@@ -230,6 +259,9 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
       throw Error(model + ": in_features " + std::to_string(cfg.linear_shape(w).second) + " of " + cfg.linear_name(0, w) +
                   " is not a multiple of --group-size " + std::to_string(o.group_size));
   if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
+  if (o.refine < 1 || o.refine_attn < 1) throw Error("--refine and --refine-attn must be at least 1");
+  if (o.loss_tokens < 1 || o.attn_loss_tokens < 1 || o.proxy_rows < 1)
+    throw Error("--loss-tokens, --attn-loss-tokens and --proxy-rows must be at least 1");
   if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
 }
 
@@ -337,6 +369,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       throw Error("--budget " + std::to_string(opt.budget_bpw) + " bits per weight keeps every linear dense (" + std::to_string(bits / weights) +
                   " bits per weight): nothing would be quantized");
   }
+  const FlushDenormals ftz;  // before the pool: its threads inherit the mode
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
   const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;
@@ -380,6 +413,12 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.group_size = opt.group_size;
   ap.formula = opt.formula;
   ap.grid = opt.grid;
+  ap.mode = opt.fast_search ? SearchMode::kFast : SearchMode::kFull;
+  ap.refine = opt.refine;
+  ap.refine_attn = opt.refine_attn;
+  ap.loss_tokens = opt.loss_tokens;
+  ap.attn_loss_tokens = opt.attn_loss_tokens;
+  ap.proxy_rows = opt.proxy_rows;
   ap.identity = opt.identity_candidate;
   ap.search = awq;
   ap.clip = awq && opt.clip;
@@ -403,7 +442,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     if (calibrated) {
       LayerInputs in;
       if (opt.propagate) x_in = act.x;
-      layer_forward(cfg, L, act, done ? nullptr : &in, pool);  // without propagation the next layer sees the dense output
+      const auto tf = std::chrono::steady_clock::now();
+      layer_forward(cfg, L, act, done ? nullptr : &in, pool);
+      const double forward_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tf).count();  // without propagation the next layer sees the dense output
       if (done) {
         if (opt.propagate) {
           act.x = x_in;
@@ -419,16 +460,21 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       for (const auto& g : lg.groups) {
         before += g.loss_rtn;
         after += g.loss_best;
+        json trials = json::array();  // [kind, α, loss, proxy] per candidate (null: not computed)
+        for (const auto& t : g.trials)
+          trials.push_back({t.kind, t.alpha, std::isfinite(t.loss) ? json(t.loss) : json(), std::isfinite(t.proxy) ? json(t.proxy) : json()});
         if (log)
           *log << json{{"layer", i}, {"group", g.group}, {"choice", g.choice}, {"alpha", g.alpha}, {"loss_rtn", g.loss_rtn},
-                       {"loss", g.loss_best}}.dump() << "\n";
+                       {"loss", g.loss_best}, {"evaluated", g.evaluated}, {"seconds", g.seconds}, {"trials", trials}}.dump()
+               << "\n";
       }
       for (const auto& c : lg.clips)
         if (log)
           *log << json{{"layer", i}, {"clip", c.linear}, {"loss_before", c.loss_before}, {"loss_after", c.loss_after},
                        {"mean_ratio", c.mean_ratio}}.dump() << "\n";
       if (log) {
-        *log << json{{"layer", i}, {"seconds", secs}}.dump() << "\n";
+        *log << json{{"layer", i}, {"seconds", secs}, {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds},
+                     {"clip_seconds", lg.clip_seconds}}.dump() << "\n";
         log->flush();
       }
       ratio = before > 0 ? after / before : 0;

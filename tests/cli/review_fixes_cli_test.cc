@@ -31,6 +31,11 @@ TEST(QuantizeUsageCli, BadOptionValuesRefusedUpFront) {
       {{"--group-size", "0"}, "--group-size 0"},
       {{"--bits", "8"}, "--format dense"},
       {{"--format", "modelopt"}, "add --symmetric"},
+      {{"--refine", "0"}, "--refine 0"},
+      {{"--refine-attn", "0"}, "--refine-attn 0"},
+      {{"--loss-tokens", "0"}, "--loss-tokens 0"},
+      {{"--attn-loss-tokens", "-1"}, "--attn-loss-tokens -1"},
+      {{"--proxy-rows", "0"}, "--proxy-rows 0"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args{"quantize", bundled(), "-o", out, "-q"};

@@ -169,6 +169,24 @@ TEST(ModelOps, AttentionEveryTargetMatchesRef) {
   EXPECT_FLOAT_EQ(o[1], 6.f);
 }
 
+// The tall GEMM (quantize's calibration forwards): every target, shapes with tails in n (panels of
+// 2 vectors), m (micro-tiles and 128-row blocks) and k; the same bits on 1 and 2 threads.
+TEST(ModelOps, DenseF32TallEveryTargetMatchesRefAndIsThreadIndependent) {
+  ThreadPool one(1), two(2);
+  for (const auto& t : test::runnable_targets()) {
+    test::TargetGuard g(t.bits);
+    for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{7, 13, 1}, {64, 128, 3}, {33, 100, 300}, {256, 64, 9}, {96, 256, 133}}) {
+      const auto w = randn(size_t(n * k), 21), x = randn(size_t(m * k), 22);
+      std::vector<float> y(size_t(m * n)), y1(size_t(m * n)), y_ref(size_t(m * n));
+      dense_f32_gemm_tall(w.data(), n, k, x.data(), m, y.data(), &two);
+      dense_f32_gemm_tall(w.data(), n, k, x.data(), m, y1.data(), &one);
+      dense_f32_gemm_ref(w.data(), n, k, x.data(), m, y_ref.data());
+      expect_close(y, y_ref, 1e-4f, t.name + " dense_f32_tall n=" + std::to_string(n) + " m=" + std::to_string(m));
+      EXPECT_EQ(y, y1) << t.name << " n=" << n << " m=" << m;
+    }
+  }
+}
+
 // The f16 KV cache's attention: SIMD equals the reference on every target, and the reference is
 // attention_ref on the widened values (so its only error is the f16 rounding of K and V).
 TEST(ModelOps, AttentionF16EveryTargetMatchesRef) {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 
 #include "awq/dtype.h"
 #include "awq/error.h"
@@ -245,6 +246,188 @@ TEST(AwqSearch, EveryGridTrialStartsFromTheUnmodifiedWeights) {
     }
   }
   EXPECT_GT(leaked_diff, 0.1);  // a leak would change losses by far more than the bar above
+}
+
+namespace {
+
+// Layer `layer` of the llama2 golden model on 4 random blocks of 32 tokens: its weights and inputs.
+struct GoldenLayer {
+  ModelConfig cfg;
+  LayerTensors L;
+  LayerInputs in;
+};
+GoldenLayer golden_layer(int64_t layer, unsigned seed, ThreadPool& pool) {
+  ModelDir dir(data_path("models/llama2"));
+  GoldenLayer g{parse_model_config(dir.config(), "config.json"), {}, {}};
+  g.L = load_layer(dir, g.cfg, layer, 32, false, nullptr);
+  std::vector<std::vector<int32_t>> blocks;
+  std::mt19937 rng(seed);
+  for (int b = 0; b < 4; ++b) {
+    blocks.emplace_back();
+    for (int t = 0; t < 32; ++t) blocks.back().push_back(int32_t(rng() % uint32_t(g.cfg.vocab)));
+  }
+  Activations act = embed_blocks(dir, g.cfg, blocks);
+  for (int64_t i = 0; i < layer; ++i) layer_forward(g.cfg, load_layer(dir, g.cfg, i, 32, false, nullptr), act, nullptr, pool);
+  layer_forward(g.cfg, g.L, act, &g.in, pool);
+  return g;
+}
+
+// XᵀX of x [T][k] in double, rounded to f32.
+std::vector<float> gram_of(const std::vector<float>& x, int64_t T, int64_t k) {
+  std::vector<float> G(size_t(k * k));
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b < k; ++b) {
+      double acc = 0;
+      for (int64_t t = 0; t < T; ++t) acc += double(x[size_t(t * k + a)]) * double(x[size_t(t * k + b)]);
+      G[size_t(a * k + b)] = float(acc);
+    }
+  return G;
+}
+
+const GroupLog& group_of(const LayerLog& log, const std::string& name) {
+  for (const auto& g : log.groups)
+    if (g.group == name) return g;
+  throw std::runtime_error("no group " + name);
+}
+
+}  // namespace
+
+// The fast search with every candidate refined on every token is the full search: same losses,
+// same choices, same scaled weights and norms, bit for bit.
+TEST(AwqSearch, FastSearchRefiningEverythingIsTheFullSearch) {
+  ThreadPool pool(2);
+  GoldenLayer g = golden_layer(1, 5, pool);
+  AwqParams p;
+  p.group_size = 32;
+  p.seq_len = 32;
+  p.clip = false;
+  LayerTensors full = g.L, fast = g.L;
+  const LayerLog a = awq_layer(g.cfg, full, g.in, 128, p, pool);
+  p.mode = SearchMode::kFast;
+  p.refine = p.refine_attn = 1000;
+  p.loss_tokens = 128;
+  const LayerLog b = awq_layer(g.cfg, fast, g.in, 128, p, pool);
+  ASSERT_EQ(a.groups.size(), b.groups.size());
+  for (size_t i = 0; i < a.groups.size(); ++i) {
+    EXPECT_EQ(a.groups[i].group, b.groups[i].group);
+    EXPECT_EQ(a.groups[i].choice, b.groups[i].choice) << a.groups[i].group;
+    EXPECT_EQ(a.groups[i].alpha, b.groups[i].alpha) << a.groups[i].group;
+    EXPECT_EQ(a.groups[i].loss_best, b.groups[i].loss_best) << a.groups[i].group;
+    EXPECT_EQ(a.groups[i].loss_rtn, b.groups[i].loss_rtn) << a.groups[i].group;
+    EXPECT_EQ(a.groups[i].trials.size(), size_t(b.groups[i].evaluated)) << a.groups[i].group;
+  }
+  for (const Trial& t : group_of(b, "down").trials) EXPECT_EQ(t.loss, t.proxy);  // one linear, every row: the proxy is the loss
+  EXPECT_EQ(full.w, fast.w);
+  EXPECT_EQ(full.attn_norm, fast.attn_norm);
+  EXPECT_EQ(full.mlp_norm, fast.mlp_norm);
+}
+
+// The fast search's numbers, each recomputed alone from pristine weights: every candidate's proxy
+// (Gram form over the sampled rows of gate/up), the faithful loss of exactly the best `refine` by
+// proxy plus s ≡ 1 and of no other, on the documented token subsets (attention: whole blocks 0 and
+// 2 of 4; MLP: every second token; down: its Gram loss over every row, the proxy over half of them).
+TEST(AwqSearch, FastSearchProxiesAndRefinedLossesRecomputeFromPristineWeights) {
+  ThreadPool pool(2);
+  GoldenLayer g = golden_layer(1, 11, pool);
+  const LayerTensors orig = g.L;
+  const ModelConfig& cfg = g.cfg;
+  AwqParams p;
+  p.group_size = 32;
+  p.seq_len = 32;
+  p.clip = false;
+  p.mode = SearchMode::kFast;
+  p.refine = p.refine_attn = 3;
+  p.loss_tokens = p.attn_loss_tokens = 64;
+  p.proxy_rows = 32;
+  const int64_t T = 128, H = cfg.hidden, I = cfg.intermediate, qd = cfg.heads * cfg.head_dim;
+  const LayerLog log = awq_layer(cfg, g.L, g.in, T, p, pool);
+  const auto scales_of = [](const Trial& t, const std::vector<float>& xm, const std::vector<float>& wm) {
+    return t.kind == "identity" ? std::vector<float>{} : scale_candidate(xm, wm, ScaleFormula::kDuo, t.alpha);
+  };
+  // The refined set: s ≡ 1 and the `refine` lowest proxies (none of the others has a loss).
+  for (const char* name : {"qkv", "gate_up", "down"}) {
+    const GroupLog& gl = group_of(log, name);
+    std::vector<double> px;
+    for (const Trial& t : gl.trials) px.push_back(t.proxy);
+    std::sort(px.begin(), px.end());
+    size_t with_loss = 0;
+    for (const Trial& t : gl.trials) {
+      ASSERT_TRUE(std::isfinite(t.proxy)) << name;
+      const bool refined = std::isfinite(t.loss);
+      with_loss += refined;
+      if (t.kind == "identity") EXPECT_TRUE(refined) << name;
+      else EXPECT_EQ(refined, t.proxy <= px[2]) << name << " α " << t.alpha;
+    }
+    EXPECT_GE(with_loss, 3u);
+    EXPECT_LE(with_loss, 4u);
+    EXPECT_EQ(size_t(gl.evaluated), with_loss) << name;
+  }
+  // gate/up: proxy over rows 0, 4, 8, ... of each, scaled to all rows; loss on tokens 0, 2, 4, ...
+  const int gi = li(LayerLinear::kGate), ui = li(LayerLinear::kUp), di = li(LayerLinear::kDown);
+  const std::vector<float> G = gram_of(g.in.mlp_in, T, H);
+  const std::vector<float> xm = x_mean(g.in.mlp_in, T, H), wm = w_mean(orig, {gi, ui}, 32);
+  const std::vector<float> m = gather_rows(g.in.mlp_in.data(), H, spread(T, 64));
+  std::vector<float> ref(size_t(64 * H)), out(size_t(64 * H)), din(size_t(64 * I));
+  mlp(cfg, orig.w[size_t(gi)].data(), orig.w[size_t(ui)].data(), orig.w[size_t(di)].data(), orig, m.data(), 64, din.data(), ref.data(), pool);
+  for (const Trial& t : group_of(log, "gate_up").trials) {
+    const std::vector<float> s = scales_of(t, xm, wm);
+    const float* sp = s.empty() ? nullptr : s.data();
+    double proxy = 0;
+    std::vector<std::vector<float>> q;
+    for (int i : {gi, ui}) {
+      const std::vector<float> pristine = orig.w[size_t(i)];
+      const std::vector<float> sub = gather_rows(pristine.data(), H, spread(I, 32));
+      std::vector<float> fq(sub.size());
+      fake_quant_scaled(sub.data(), 32, H, sp, 32, p.q, fq.data(), pool);
+      proxy += gram_sum(fq.data(), sub.data(), 32, H, G, pool) * (double(I) / 32);
+      q.emplace_back(pristine.size());
+      fake_quant_scaled(pristine.data(), I, H, sp, 32, p.q, q.back().data(), pool);
+    }
+    proxy /= double(T) * double(2 * I);
+    EXPECT_NEAR(proxy, t.proxy, 1e-5 * proxy) << "gate_up α " << t.alpha;
+    if (!std::isfinite(t.loss)) continue;
+    mlp(cfg, q[0].data(), q[1].data(), orig.w[size_t(di)].data(), orig, m.data(), 64, din.data(), out.data(), pool);
+    EXPECT_EQ(mse(out, ref), t.loss) << "gate_up α " << t.alpha;
+  }
+  // q/k/v: loss on blocks 0 and 2 (whole causal blocks of 32).
+  std::vector<int64_t> rows;
+  for (int64_t b : {0, 2})
+    for (int64_t t = 0; t < 32; ++t) rows.push_back(b * 32 + t);
+  const std::vector<float> a = gather_rows(g.in.qkv_in.data(), H, rows);
+  const std::vector<float> xq = x_mean(g.in.qkv_in, T, H), wq = w_mean(orig, {0, 1, 2}, 32);
+  std::vector<float> aref(size_t(64 * H)), aout(size_t(64 * H)), oin(size_t(64 * qd));
+  self_attention(cfg, orig.w[0].data(), orig.w[1].data(), orig.w[2].data(), orig.w[3].data(), orig, a.data(), 2, 32, oin.data(), aref.data(),
+                 pool);
+  size_t checked = 0;
+  for (const Trial& t : group_of(log, "qkv").trials) {
+    if (!std::isfinite(t.loss)) continue;
+    const std::vector<float> s = scales_of(t, xq, wq);
+    std::vector<std::vector<float>> q;
+    for (int i : {0, 1, 2}) {
+      q.emplace_back(orig.w[size_t(i)].size());
+      fake_quant_scaled(orig.w[size_t(i)].data(), orig.n[size_t(i)], H, s.empty() ? nullptr : s.data(), 32, p.q, q.back().data(), pool);
+    }
+    self_attention(cfg, q[0].data(), q[1].data(), q[2].data(), orig.w[3].data(), orig, a.data(), 2, 32, oin.data(), aout.data(), pool);
+    EXPECT_EQ(mse(aout, aref), t.loss) << "qkv α " << t.alpha;
+    ++checked;
+  }
+  EXPECT_GE(checked, 3u);
+  // down (64 rows, 32 sampled): proxy over rows 0, 2, 4, ...; refined losses = the Gram loss on all rows.
+  const GroupLog& down = group_of(log, "down");
+  const std::vector<float> Gd = gram_of(g.in.down_in, T, I);
+  const std::vector<float> xd = x_mean(g.in.down_in, T, I), wd = w_mean(orig, {di}, 32);
+  const std::vector<float> dsub = gather_rows(orig.w[size_t(di)].data(), I, spread(H, 32));
+  std::vector<float> fq(orig.w[size_t(di)].size()), fqs(dsub.size());
+  for (const Trial& t : down.trials) {
+    const std::vector<float> s = scales_of(t, xd, wd);
+    fake_quant_scaled(dsub.data(), 32, I, s.empty() ? nullptr : s.data(), 32, p.q, fqs.data(), pool);
+    const double proxy = gram_sum(fqs.data(), dsub.data(), 32, I, Gd, pool) * (double(H) / 32) / double(T) / double(H);
+    EXPECT_NEAR(proxy, t.proxy, 1e-5 * proxy) << "down α " << t.alpha;
+    if (!std::isfinite(t.loss)) continue;
+    fake_quant_scaled(orig.w[size_t(di)].data(), H, I, s.empty() ? nullptr : s.data(), 32, p.q, fq.data(), pool);
+    EXPECT_NEAR(gram_loss(fq.data(), orig.w[size_t(di)].data(), H, I, Gd, T, pool), t.loss, 1e-5 * t.loss + 1e-12);
+  }
+  for (const auto& gl : log.groups) EXPECT_LE(gl.loss_best, gl.loss_rtn) << gl.group;
 }
 
 // RTN against AutoAWQ's own code: tools/make_golden_quantize.py ran AwqQuantizer._apply_quant
