@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "awq/error.h"
+#include "awq/fsutil.h"
 #include "awq/model.h"
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
@@ -89,6 +90,8 @@ int run(const Args& a) {
   const SamplerOptions so{a.temperature, a.top_k, a.top_p, a.seed};
   Sampler sampler(so);  // validates the options before the model loads
   if (a.n < 0) throw Error("-n must be >= 0");
+  // The logits file replaces whatever is at its path: never a file of the model.
+  if (!a.logits_out.empty()) refuse_output_overlapping_inputs(a.logits_out, {dir});
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   ModelOptions mo;
