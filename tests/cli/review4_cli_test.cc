@@ -2,10 +2,14 @@
 // error that cleans up (not in SIGXFSZ's silent kill), and no side file of a command (quantize's
 // --log and saved progress, run's --logits-out) may write over or remove what the command reads.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
+#include "awq/dtype.h"
 #include "test_util.h"
 
 namespace awq {
@@ -117,6 +121,95 @@ TEST(SideOutputs, RunLogitsOutNeverOverwritesTheModel) {
   const auto r = test::run_awq({"run", model, "-p", "In the beginning", "-n", "0", "--logits-out", tmp / "logits.safetensors"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(tmp / "logits.safetensors"));
+}
+
+// GGUF export: a NaN scale, or a scale whose Q4_1 min (m = −z·s, an f16 field) overflows, was
+// written silently (NaN / Inf weights in llama.cpp). Now refused naming the module, nothing written.
+TEST(GgufNumbers, NonfiniteOrOverflowingValuesAreRefused) {
+  test::TempDir t;
+  const struct {
+    uint16_t scale_bits;
+    std::string reason;
+  } cases[] = {{0x7E00, "NaN/Inf in the source"}, {0x7BFF, "cannot hold it"}};  // f16 NaN; 65504, the largest f16
+  for (const auto& c : cases) {
+    const std::string model = t / "m", out = t / "m.gguf";
+    fs::remove_all(model);
+    test::copy_dir(test::data_path("tiny-llama-awq"), model);
+    test::rewrite_safetensors(model + "/model.safetensors", [&](std::vector<test::EditTensor>& ts) {
+      for (auto& e : ts)
+        if (e.name == "model.layers.0.mlp.down_proj.scales") {
+          ASSERT_EQ(e.dtype, DType::F16);
+          const size_t at = 2 * (1 * size_t(e.shape[1]) + 5);  // row 1 (group 1), column 5
+          e.bytes[at] = char(c.scale_bits & 0xFF), e.bytes[at + 1] = char(c.scale_bits >> 8);
+        }
+    });
+    const auto r = test::run_awq({"convert", model, "-o", out, "--to", "gguf"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(has(r.err, "model.layers.0.mlp.down_proj")) << r.err;
+    EXPECT_TRUE(has(r.err, c.reason)) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+    EXPECT_EQ(test::entry_names(t.path()), std::vector<std::string>{"m"});
+  }
+  // The unedited model still exports.
+  EXPECT_EQ(test::run_awq({"convert", test::data_path("tiny-llama-awq"), "-o", t / "ok.gguf", "--to", "gguf"}).status, 0);
+}
+
+// A NaN scale made NaN logits that `run` sampled from and --logits-out wrote, exit 0. Refused now.
+TEST(RunNonfinite, NanLogitsAreRefusedNotWritten) {
+  test::TempDir t;
+  const std::string model = t / "m", out = t / "logits.safetensors";
+  test::copy_dir(test::data_path("tiny-llama-awq"), model);
+  test::rewrite_safetensors(model + "/model.safetensors", [&](std::vector<test::EditTensor>& ts) {
+    for (auto& e : ts)
+      if (e.name == "model.layers.0.mlp.down_proj.scales")
+        for (size_t i = 0; i < e.bytes.size(); i += 2) e.bytes[i] = char(0x00), e.bytes[i + 1] = char(0x7E);  // every scale NaN
+  });
+  const auto r = test::run_awq({"run", model, "-p", "hello there", "-n", "2", "--logits-out", out});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "NaN") && has(r.err, "awq check")) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// A missing MODEL or REF is named as missing (eval said "no tokenizer.json or tokenizer.model").
+TEST(EvalMissingModel, NamedAsMissing) {
+  test::TempDir t;
+  for (const auto& args : {std::vector<std::string>{"eval", t / "nope"}, std::vector<std::string>{"eval", bundled(), "--ref", t / "nope"}}) {
+    const auto r = test::run_awq(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(has(r.err, "nope: no such model directory or file")) << r.err;
+  }
+}
+
+// SIGINT while `convert --to gguf` writes its one file (minutes on a 7B): the temporary
+// `.<name>.tmp-<pid>` is removed (it was left behind, GBs, with a name no later run cleans) and the
+// previous file is untouched.
+TEST(SignalCleanup, GgufTemporaryFileRemovedOnSigint) {
+  test::TempDir t;
+  test::copy_dir(bundled(), t / "in");  // 4 M weights to q8_0: the file is open for a few ms
+  test::write_bytes(t / "out.gguf", "old output");
+  const int pid = test::spawn_awq({"convert", t / "in", "-o", t / "out.gguf", "--to", "gguf", "--dense-type", "q8_0", "--force"}, t / "log");
+  const fs::path tmp = t.path() / (".out.gguf.tmp-" + std::to_string(pid));
+  bool writing = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    if (fs::exists(tmp, ec)) {
+      writing = true;
+      break;
+    }
+    int st;
+    if (::waitpid(pid, &st, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  ::kill(pid, SIGINT);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (!writing) GTEST_SKIP() << "the run finished before it could be interrupted: " << test::read_bytes(t / "log");
+  ASSERT_TRUE(WIFSIGNALED(st)) << "exit status " << (WIFEXITED(st) ? WEXITSTATUS(st) : -1) << ": " << test::read_bytes(t / "log");
+  EXPECT_EQ(WTERMSIG(st), SIGINT);
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_EQ(test::read_bytes(t / "out.gguf"), "old output");
+  EXPECT_EQ(test::entry_names(t.path()), (std::vector<std::string>{"in", "log", "out.gguf"}));
 }
 
 }  // namespace
