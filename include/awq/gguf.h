@@ -113,7 +113,8 @@ class GgufFile {
 // Streaming GGUF v3 writer. Add every metadata value and tensor info first, then call
 // begin_data(), then append() exactly each tensor's bytes in the order added (padding between
 // tensors is written for you), then commit(). The file is written under a temporary name in the
-// target directory, fsync'ed and renamed by commit(); an uncommitted writer removes it.
+// target directory, fsync'ed and renamed by commit(); an uncommitted writer removes it, and so
+// does SIGINT/SIGTERM/SIGHUP while it is open (io/temp_registry.h).
 class GgufWriter {
  public:
   explicit GgufWriter(std::string path, uint32_t alignment = 32);
@@ -139,6 +140,7 @@ class GgufWriter {
   void finish_tensor_if_complete();
   std::string path_, tmp_;
   int fd_ = -1;
+  int temp_slot_ = -1;  // the temporary's entry in the signal-cleanup registry (SIGINT removes it)
   uint32_t alignment_;
   std::string header_;
   uint64_t n_kv_ = 0;

@@ -53,6 +53,9 @@ struct QuantizeOptions {
   // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
   bool propagate = false;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
+  // Other files this run reads (the calibration text): like the model, never written, replaced or
+  // removed — OUT_DIR, its saved progress and log_file may not be, contain or lie inside them.
+  std::vector<std::string> inputs;
 
   // Mixed precision (--mixed auto): each linear's relative output error ‖ΔW·X‖²/‖W·X‖² on the
   // calibration inputs is measured; the most sensitive are kept dense (the convert targets have

@@ -99,7 +99,8 @@ struct TensorSpec {
 // Streaming writer. Usage: construct with every tensor's spec, then call write() once per tensor
 // in the same order with exactly nbytes() bytes (possibly in several chunks via append()), then
 // commit(). The file goes to a temporary name in the target directory, is fsync'ed and renamed
-// into place by commit(); destroying an uncommitted writer removes the temporary file.
+// into place by commit(); destroying an uncommitted writer removes the temporary file, and so does
+// SIGINT/SIGTERM/SIGHUP while it is open (io/temp_registry.h).
 // The header is padded with spaces to a multiple of 8 and carries {"format":"pt"} metadata
 // (plus any extra given).
 class SafetensorsWriter {
@@ -107,6 +108,8 @@ class SafetensorsWriter {
   SafetensorsWriter(std::string path, std::vector<TensorSpec> specs,
                     std::map<std::string, std::string> metadata = {{"format", "pt"}});
   ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
   void append(const void* bytes, size_t n);  // next bytes of the current tensor(s)
   void commit();
   size_t total_bytes() const { return data_bytes_; }
@@ -114,6 +117,7 @@ class SafetensorsWriter {
  private:
   std::string path_, tmp_;
   int fd_ = -1;
+  int temp_slot_ = -1;  // the temporary's entry in the signal-cleanup registry (SIGINT removes it)
   size_t data_bytes_ = 0, written_ = 0;
   bool committed_ = false;
 };

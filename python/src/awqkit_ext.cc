@@ -297,6 +297,7 @@ py::dict quantize(const std::string& path, const std::string& out, const std::st
         std::stringstream text;
         text << f.rdbuf();
         o.calib_tokens = awq::load_tokenizer(path)->encode(text.str());
+        o.inputs.push_back(file);  // never written or removed by the output
       }
     }
     r = awq::quantize_model(path, o);

@@ -80,6 +80,8 @@ void check_ctx(int64_t ctx, const Model& m, const std::string& who) {
 
 int run(const Args& a) {
   const std::string dir = resolve_model_dir(a.model);
+  for (const std::string& m : {dir, a.ref})  // named as missing, not as "no tokenizer" or with the bundled text
+    if (!m.empty() && !fs::exists(m)) throw Error(m + ": no such model directory or file");
   const std::string text_file = text_path(a, dir);
   if (!a.html.empty()) {
     std::vector<std::string> inputs{dir, text_file};

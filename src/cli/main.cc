@@ -2,6 +2,7 @@
 // command ran and refused or failed (one line on stderr; `check`: errors found); 2 a usage error
 // (unknown option, missing or invalid value; `check`: the check could not run); killed by SIGINT,
 // SIGTERM or SIGHUP after removing its temporary output (the shell shows 128 + the signal number).
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <new>
@@ -22,6 +23,9 @@ std::string command_line(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A file-size limit (`ulimit -f`) must end in an error we clean up after, not in SIGXFSZ's default
+  // (terminate, leaving the temporary output behind): ignored, the write fails with EFBIG instead.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"awq: read, check, convert and run 4-bit AWQ-style LLM checkpoints"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "awq 0.1.0");

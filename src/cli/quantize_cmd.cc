@@ -161,8 +161,10 @@ Action add_quantize(CLI::App& app) {
       long long id;
       while (f >> id) opt.calib_tokens.push_back(int32_t(id));
       if (!f.eof()) throw Error(a->calib_tokens + ": not a list of integer token ids");
+      opt.inputs.push_back(a->calib_tokens);
     } else if (calibrated) {
       const std::string path = calib_path(a->calib, a->model);
+      opt.inputs.push_back(path);
       const auto tok = load_tokenizer(a->model);
       opt.calib_tokens = tok->encode(read_text(path));
       if (!a->quiet) std::fprintf(stderr, "calibration: %s, %zu tokens\n", path.c_str(), opt.calib_tokens.size());

@@ -4,11 +4,13 @@
 // which were dequantized to dense) is printed to stderr first.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "awq/error.h"
+#include "awq/fsutil.h"
 #include "awq/model.h"
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
@@ -69,6 +71,15 @@ class Streamer {
   size_t printed_ = 0;
 };
 
+// NaN/Inf logits (a NaN/Inf scale or weight in the model) are refused, not written or sampled from.
+void refuse_nonfinite_logits(const std::vector<float>& logits, int64_t vocab, int64_t first_position, const std::string& dir) {
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (!std::isfinite(logits[i]))
+      throw Error(dir + ": the model's logits at position " + std::to_string(first_position + int64_t(i) / vocab) + " (token id " +
+                  std::to_string(int64_t(i) % vocab) + ") are " + (std::isnan(logits[i]) ? "NaN" : "Inf") +
+                  "; nothing is written (`awq check " + dir + "` names the NaN/Inf tensor)");
+}
+
 void write_logits(const std::string& path, const std::vector<float>& logits, int64_t rows, int64_t vocab) {
   SafetensorsWriter w(path, {{"logits", DType::F32, {rows, vocab}}});
   w.append(logits.data(), logits.size() * sizeof(float));
@@ -89,6 +100,8 @@ int run(const Args& a) {
   const SamplerOptions so{a.temperature, a.top_k, a.top_p, a.seed};
   Sampler sampler(so);  // validates the options before the model loads
   if (a.n < 0) throw Error("-n must be >= 0");
+  // The logits file replaces whatever is at its path: never a file of the model.
+  if (!a.logits_out.empty()) refuse_output_overlapping_inputs(a.logits_out, {dir});
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   ModelOptions mo;
@@ -115,6 +128,7 @@ int run(const Args& a) {
   const auto t0 = Clock::now();
   model->forward(cache, {ids}, !a.logits_out.empty(), logits);
   const double prefill_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  refuse_nonfinite_logits(logits, cfg.vocab, 0, dir);
   if (!a.logits_out.empty()) {
     write_logits(a.logits_out, logits, t, cfg.vocab);
     logits.erase(logits.begin(), logits.end() - std::ptrdiff_t(cfg.vocab));  // keep the last position
@@ -128,7 +142,10 @@ int run(const Args& a) {
     if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
     ++generated;
     out.push(next);
-    if (i + 1 < n) model->forward(cache, {{next}}, false, logits);
+    if (i + 1 < n) {
+      model->forward(cache, {{next}}, false, logits);
+      refuse_nonfinite_logits(logits, cfg.vocab, t + i + 1, dir);
+    }
   }
   const double gen_s = std::chrono::duration<double>(Clock::now() - t1).count();
   out.finish();

@@ -287,8 +287,22 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
         bar.advance(b.size());
       }
     };
-    auto compare = [&](const std::string& b, const float* ref, int64_t n) {
+    // Every value written is read back as ggml will: a NaN/Inf there is refused (nothing written),
+    // naming the tensor and whether the source held it or the GGUF type cannot (f16 d/m, f16 tensors).
+    auto compare = [&](const std::string& b, const float* ref, int64_t n, int64_t r0) {
       const std::vector<float> got = ggml_values(p.type, b, n);
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isfinite(got[size_t(i)]) || (!std::isfinite(ref[i]) && opt.allow_nonfinite)) continue;
+        const std::string tensor = p.module.empty() ? (p.view ? p.view->name : p.name.gguf) : p.module;
+        const std::string at = "row " + std::to_string(r0 + i / cols) + ", column " + std::to_string(i % cols);
+        if (!std::isfinite(ref[i]))
+          fail(dir.path(), tensor, "NaN/Inf in the source at " + at + "; refusing to write it into " + p.name.gguf +
+                                       " (awq check reports it as `nonfinite`). Fix the source, or pass --allow-nonfinite to carry it through");
+        fail(dir.path(), tensor, "the value " + std::to_string(ref[i]) + " at " + at + " becomes " + std::to_string(got[size_t(i)]) + " as " +
+                                     ggml_type_name(p.type) + " in " + p.name.gguf +
+                                     " (its f16 fields cannot hold it); nothing is written" +
+                                     (p.module.empty() ? "; try --dense-type bf16" : ""));
+      }
       for (int64_t i = 0; i < n; ++i) {
         const double d = double(got[size_t(i)]) - double(ref[i]);
         worst = std::max(worst, std::fabs(d));
@@ -308,7 +322,7 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
         x.resize(size_t((r1 - r0) * cols));
         for (size_t i = 0; i < x.size(); ++i) x[i] = load_float(v.data, v.dtype, size_t(r0 * cols) + i);
         std::string b = encode_dense(x, p.type);
-        compare(b, x.data(), int64_t(x.size()));
+        compare(b, x.data(), int64_t(x.size()), r0);
         emit(std::move(b));
       }
       note_diff(p, worst);
@@ -333,7 +347,7 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
         } else {
           quantize_q4_1_ref(ref.data(), int64_t(ref.size()), b);
         }
-        compare(b, ref.data(), int64_t(ref.size()));
+        compare(b, ref.data(), int64_t(ref.size()), r0);
         emit(std::move(b));
       }
       note_diff(p, worst);

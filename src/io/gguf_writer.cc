@@ -10,6 +10,7 @@
 #include "awq/error.h"
 #include "awq/fsutil.h"
 #include "awq/gguf.h"
+#include "io/temp_registry.h"
 
 namespace awq {
 namespace {
@@ -50,14 +51,19 @@ GgufWriter::GgufWriter(std::string path, uint32_t alignment) : path_(std::move(p
   std::string tmp_name(1, '.');
   tmp_name.append(p.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
   tmp_ = (dir / tmp_name).string();
+  temp_slot_ = temp_registry::try_add(std::filesystem::absolute(tmp_).string());  // before it exists
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail(path_, "", std::string("cannot create a temporary file beside it: ") + std::strerror(errno));
+  if (fd_ < 0) {
+    temp_registry::remove(temp_slot_);
+    fail(path_, "", std::string("cannot create a temporary file beside it: ") + std::strerror(errno));
+  }
   if (alignment_ != 32) add_u32("general.alignment", alignment_);
 }
 
 GgufWriter::~GgufWriter() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
+  temp_registry::remove(temp_slot_);
 }
 
 void GgufWriter::add(const std::string& key, const GgufValue& v) {
@@ -188,8 +194,11 @@ void GgufWriter::commit() {
   if (::fsync(fd_) != 0) fail(path_, "", std::string("fsync failed: ") + std::strerror(errno));
   ::close(fd_);
   fd_ = -1;
+  temp_registry::begin_commit(temp_slot_);
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, "", std::string("rename failed: ") + std::strerror(errno));
   committed_ = true;
+  temp_registry::remove(temp_slot_);
+  temp_slot_ = -1;
   const auto dir = std::filesystem::path(path_).parent_path();
   fsync_dir(dir.empty() ? "." : dir.string());
 }

@@ -9,6 +9,7 @@
 
 #include "awq/error.h"
 #include "awq/safetensors.h"
+#include "io/temp_registry.h"
 
 namespace awq {
 
@@ -60,12 +61,19 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> s
   while (hs.size() % 8) hs.push_back(' ');
   auto p = std::filesystem::path(path_);
   tmp_ = (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  temp_slot_ = temp_registry::try_add(std::filesystem::absolute(tmp_).string());  // before it exists
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail(path_, "", std::string("cannot create: ") + std::strerror(errno));
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(hs.size()) >> (8 * i));
-  write_all(fd_, len, 8, path_);
-  write_all(fd_, hs.data(), hs.size(), path_);
+  try {
+    if (fd_ < 0) fail(path_, "", std::string("cannot create: ") + std::strerror(errno));
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(hs.size()) >> (8 * i));
+    write_all(fd_, len, 8, path_);
+    write_all(fd_, hs.data(), hs.size(), path_);
+  } catch (...) {  // no destructor runs for a throwing constructor: undo here
+    if (fd_ >= 0) ::close(fd_), ::unlink(tmp_.c_str());
+    temp_registry::remove(temp_slot_);
+    throw;
+  }
 }
 
 void SafetensorsWriter::append(const void* bytes, size_t n) {
@@ -80,14 +88,18 @@ void SafetensorsWriter::commit() {
   if (::fsync(fd_) != 0) fail(path_, "", std::string("fsync failed: ") + std::strerror(errno));
   ::close(fd_);
   fd_ = -1;
+  temp_registry::begin_commit(temp_slot_);
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail(path_, "", std::string("rename failed: ") + std::strerror(errno));
   committed_ = true;
+  temp_registry::remove(temp_slot_);
+  temp_slot_ = -1;
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
+  temp_registry::remove(temp_slot_);
 }
 
 }  // namespace awq

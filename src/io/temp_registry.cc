@@ -120,14 +120,27 @@ int add(const std::string& path) {
   fail(path, "", "too many output directories open at once in this process");
 }
 
+int try_add(const std::string& path) noexcept {
+  try {
+    return add(path);
+  } catch (...) {
+    return -1;
+  }
+}
+
 void begin_commit(int slot) {
+  if (slot < 0) return;
   int expected = kLive;
   if (!g_slots[size_t(slot)].state.compare_exchange_strong(expected, kCommitting)) wait_for_death();
 }
 
-void end_commit(int slot) { g_slots[size_t(slot)].state.store(kLive); }
+void end_commit(int slot) {
+  if (slot < 0) return;
+  g_slots[size_t(slot)].state.store(kLive);
+}
 
 void remove(int slot) {
+  if (slot < 0) return;
   int expected = kLive;
   if (g_slots[size_t(slot)].state.compare_exchange_strong(expected, kFree)) return;
   if (expected == kCleaning) wait_for_death();

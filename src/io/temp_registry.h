@@ -1,5 +1,6 @@
-// Registry of the live temporary output directories of this process, removed on SIGINT, SIGTERM
-// and SIGHUP before the signal takes its (default) effect. Used by OutputDir only.
+// Registry of the live temporary outputs of this process (OutputDir's directories, the single-file
+// writers' `.<name>.tmp-<pid>` files), removed on SIGINT, SIGTERM and SIGHUP before the signal
+// takes its (default) effect.
 #pragma once
 #include <string>
 
@@ -9,6 +10,9 @@ namespace awq::temp_registry {
 // on first use (not over a signal the process ignores, e.g. SIGINT of a background job). Throws
 // awq::Error when every slot is taken or the path is too long.
 int add(const std::string& path);
+// add() for a writer's temporary file, best effort: -1 (not registered) when no slot is free.
+// Every other function ignores slot -1.
+int try_add(const std::string& path) noexcept;
 // Marks a slot as mid-rename: the handler leaves it alone (the path may be the new output).
 // When a handler is already removing it, waits for the signal to end the process.
 void begin_commit(int slot);

@@ -354,7 +354,13 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   if (!dir.quant_config().is_null()) throw Error(model_dir + ": already quantized (" + dir.quant_config_source() + "); quantize reads a dense checkpoint");
   const ModelConfig cfg = parse_model_config(dir.config(), (fs::path(model_dir) / "config.json").string());
   validate(opt, cfg, model_dir);
-  refuse_output_overlapping_inputs(opt.out_dir, {model_dir});
+  // Nothing this run writes or removes may touch what it reads: OUT_DIR, the saved progress (removed
+  // when it does not match) and the appended log.
+  std::vector<std::string> inputs{model_dir};
+  inputs.insert(inputs.end(), opt.inputs.begin(), opt.inputs.end());
+  refuse_output_overlapping_inputs(opt.out_dir, inputs);
+  refuse_output_overlapping_inputs(progress_dir_for(opt.out_dir).string(), inputs);
+  if (!opt.log_file.empty()) refuse_output_overlapping_inputs(opt.log_file, inputs);
   if (!opt.force && fs::is_directory(opt.out_dir) && !fs::is_empty(opt.out_dir))
     throw Error(opt.out_dir + ": exists and is not empty (use --force to replace it)");
   if (opt.mixed) {  // a budget that keeps every linear dense leaves nothing to quantize (and no readable checkpoint)
