@@ -81,6 +81,9 @@ HWY_INLINE VI Dot4Mem(VI acc, VI w, const int8_t* p) {
 // bandwidth; M = 2-8 1.4-3x faster (cold); M = 512 (K-blocked, codes in L2) unchanged.
 constexpr int64_t kPrefetchBytes = 4096;
 
+// Bytes of packed weights per pool task of a GEMV (see GemmT).
+constexpr int64_t kGemvTaskBytes = int64_t(256) << 10;
+
 // f32 path micro-kernel: y[m][0..16) (+)= Σ over groups [0, ng) of x[m]·w for MR activation rows.
 // codes/params point at the tile's first group of the block; x at the block's first column of row
 // 0 (row stride xs); y at the tile's first column of row 0 (stride ys); first: start from 0.
@@ -452,9 +455,16 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
   const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
-  // AMX: an even number of tiles per task (its kernel takes tiles in pairs).
-  const int64_t tb = amx ? std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 8) * 2
-                         : std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  // Tiles per task: a quarter of a thread's share, at most 16; for a GEMV (m rows in one micro-kernel
+  // pass) also at most ~kGemvTaskBytes of codes and params, so that the threads finish within a
+  // short task of each other and a worker that is descheduled mid-loop holds back little (tasks are
+  // handed out dynamically: ThreadPool::run). AMX: an even number of tiles per task (its kernel takes
+  // tiles in pairs), at most 16.
+  int64_t tb = amx ? std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 8) * 2
+                   : std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  const int64_t tile_bytes = int64_t(w.tile_code_bytes() + size_t(w.n_groups) * w.param_bytes());
+  if (!amx && m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR))
+    tb = std::clamp<int64_t>(kGemvTaskBytes / tile_bytes, 1, tb);
   const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
   float* ys = S.y.data();
   pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
