@@ -1,7 +1,7 @@
 // Path::kInt16 on AMX-INT8 tiles (amx_kernels.cc, behind amx_available()) against its scalar
 // reference gemm_ref(..., Path::kInt16): bit for bit on every case (integer tile sums, then the
-// reference's f32 operations), m from 16 up (where gemm takes the AMX kernel) with row counts that
-// leave a partial 16-row block. Where the CPU or OS has no AMX the cases are skipped with the reason;
+// reference's f32 operations), m from kAmxMinRows up (where gemm takes the AMX kernel), with row
+// counts that leave a partial 16-row block. Where the CPU or OS has no AMX the cases are skipped with the reason;
 // force_amx_unavailable keeps the int16 VNNI/maddubs kernels tested on AMX machines too.
 #include <gtest/gtest.h>
 
@@ -25,7 +25,7 @@ namespace {
 using namespace awq::test;  // kernel_test_util.h
 using Spec = LayerSpec;
 
-const std::vector<int64_t> kMs = {1, 15, 16, 17, 31, 33, 48, 70};
+const std::vector<int64_t> kMs = {1, 7, 8, 9, 15, 16, 17, 31, 33, 48, 70};
 
 std::vector<Spec> cases() {
   std::vector<Spec> v;
@@ -154,7 +154,7 @@ TEST(AmxPath, ForcedOffRunsTheVnniKernelsBitForBit) {
   EXPECT_FALSE(amx_available(&why));
   for (const Spec& s : cases()) {
     const QuantLinear q = make_layer(s, 21, {.name_prefix = "vnni."});
-    expect_matches_reference(q, DType::F32, DType::F32, false, nullptr, {16, 17, 33});
+    expect_matches_reference(q, DType::F32, DType::F32, false, nullptr, {8, 9, 16, 17, 33});
   }
   ThreadPool pool(3);
   expect_matches_reference(make_layer({300, 2048 + 128, 128, ZeroMode::kInteger, false, true, false}, 8), DType::F32,
