@@ -60,6 +60,36 @@ TEST(LayerStream, AnyBudgetGivesByteIdenticalLogits) {
   }
 }
 
+// A budget of a fraction of the model keeps that fraction of the layers resident across forward
+// passes (the first admitted; the cache is scan-resistant), so every pass after the first serves
+// exactly those layers from memory, with prefetch on or off, and the logits stay byte-identical.
+TEST(LayerStream, AFractionOfTheModelKeepsThatFractionOfItsLayers) {
+  const std::string bundled = std::string(AWQ_TEST_DATA) + "/../../models/kjv-llama";
+  for (const auto& [dir, den] : {std::pair<std::string, size_t>{bundled, 4}, {kQuant, 2}}) {
+    SCOPED_TRACE(dir);
+    auto whole = Model::load(dir, {.threads = 1});
+    const std::vector<int32_t> prompt = {1, 5, 9, 3, 7, 2};
+    const int steps = 4, forwards = 1 + steps;
+    const auto want = decode_logits(*whole, prompt, steps);
+    auto probe_cache = std::make_shared<LayerCache>(size_t(1) << 40);
+    auto probe = Model::load(dir, {.threads = 1, .layer_cache = probe_cache, .prefetch = 0});
+    probe->prompt_logits(prompt);
+    const size_t model_bytes = probe_cache->stats().bytes, layers = size_t(probe->config().layers);
+    ASSERT_EQ(layers % den, 0u);
+    for (int prefetch : {0, 1}) {
+      SCOPED_TRACE("prefetch " + std::to_string(prefetch));
+      auto cache = std::make_shared<LayerCache>(model_bytes / den);
+      auto m = Model::load(dir, {.threads = 1, .layer_cache = cache, .prefetch = prefetch});
+      EXPECT_TRUE(same_bytes(decode_logits(*m, prompt, steps), want));
+      const auto s = cache->stats();
+      EXPECT_EQ(s.entries, layers / den);
+      EXPECT_EQ(s.hits, uint64_t(s.entries) * uint64_t(forwards - 1));  // under LRU: 0
+      EXPECT_EQ(s.misses, layers + (layers - s.entries) * uint64_t(forwards - 1));
+      EXPECT_EQ(s.evictions, 0u);
+    }
+  }
+}
+
 TEST(LayerStream, ClosingAModelDropsItsLayersFromASharedCache) {
   auto cache = std::make_shared<LayerCache>(size_t(1) << 40);
   auto a = Model::load(kQuant, {.threads = 1, .layer_cache = cache});
