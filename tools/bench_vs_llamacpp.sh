@@ -14,7 +14,7 @@
 # It refuses to run while the machine is busy (1-minute load average > 0.5): numbers taken beside other
 # work are noise. --force measures anyway (the summary then says so). Do not run it under `nice`.
 # Output: DIR (default /work/big/bench-<UTC time>) holds cpu.txt, llama-bench-tN.{json,md},
-# awq-bench-tN.json and summary.md; summary.md is also printed.
+# awq-prefill-tN.json, awq-decode-tN.json and summary.md; summary.md is also printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -93,9 +93,14 @@ for t in ${THREADS//,/ }; do
     >"$OUT/llama-bench-t$t.json" 2>"$OUT/llama-bench-t$t.md" || { cat "$OUT/llama-bench-t$t.md" >&2; die "llama-bench failed"; }
   cat "$OUT/llama-bench-t$t.md"
   if [ $LLAMA_ONLY = 0 ]; then
-    echo "== awq bench run, $t thread(s)"
-    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --threads "$t" --json \
-      >"$OUT/awq-bench-t$t.json" || die "awq bench run failed"
+    # Two runs, as llama-bench measures: prefill of PROMPT tokens (no decode), and decode of GEN tokens from an
+    # empty context (one prompt token), so that neither side decodes over a longer KV cache than the other.
+    echo "== awq bench run, $t thread(s): prefill"
+    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens "$PROMPT" --gen-tokens 0 --threads "$t" --json \
+      >"$OUT/awq-prefill-t$t.json" || die "awq bench run (prefill) failed"
+    echo "== awq bench run, $t thread(s): decode"
+    "$AWQ_BIN" bench run "$AWQ_MODEL" --prompt-tokens 1 --gen-tokens "$GEN" --threads "$t" --json \
+      >"$OUT/awq-decode-t$t.json" || die "awq bench run (decode) failed"
   fi
 done
 
@@ -107,9 +112,9 @@ goal = {("decode", "1"): 1.1, ("decode", "2"): 1.0}
 rows = []
 for t in threads:
     lb = json.load(open(os.path.join(out, f"llama-bench-t{t}.json")))
-    ours = [] if llama_only else json.load(open(os.path.join(out, f"awq-bench-t{t}.json")))
-    for test, key, pick in (("prefill", "prefill_tps", lambda r: r["n_prompt"] == prompt and r["n_gen"] == 0),
-                            ("decode", "decode_tps", lambda r: r["n_gen"] == gen and r["n_prompt"] == 0)):
+    for test, key, pick, want in (("prefill", "prefill_tps", lambda r: r["n_prompt"] == prompt and r["n_gen"] == 0, (prompt, 0)),
+                                  ("decode", "decode_tps", lambda r: r["n_gen"] == gen and r["n_prompt"] == 0, (1, gen))):
+        ours = [] if llama_only else json.load(open(os.path.join(out, f"awq-{test}-t{t}.json")))
         lr = [r for r in lb if pick(r) and str(r["n_threads"]) == t]
         if len(lr) != 1:
             sys.exit(f"llama-bench-t{t}.json: expected one {test} row, found {len(lr)}")
@@ -118,9 +123,9 @@ for t in threads:
         spread = f"{min(samples):.2f}-{max(samples):.2f}"
         ar = [r for r in ours if str(r["threads"]) == t]
         if not llama_only and len(ar) != 1:
-            sys.exit(f"awq-bench-t{t}.json: expected one row for {t} threads, found {len(ar)}")
-        if ar and (ar[0]["prompt_tokens"], ar[0]["gen_tokens"]) != (prompt, gen):
-            sys.exit(f"awq-bench-t{t}.json: measured {ar[0]['prompt_tokens']}/{ar[0]['gen_tokens']} tokens, asked {prompt}/{gen}")
+            sys.exit(f"awq-{test}-t{t}.json: expected one row for {t} threads, found {len(ar)}")
+        if ar and (ar[0]["prompt_tokens"], ar[0]["gen_tokens"]) != want:
+            sys.exit(f"awq-{test}-t{t}.json: measured {ar[0]['prompt_tokens']}/{ar[0]['gen_tokens']} tokens, asked {want}")
         a = ar[0][key] if ar else None
         g = goal.get((test, t), 2.0 if test == "prefill" else None)
         ratio = a / lr["avg_ts"] if a else None
