@@ -308,7 +308,9 @@ Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_
   return w;
 }
 
-LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i) { return Loader(cfg, w).layer(i); }
+LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i) {
+  return w.gguf ? load_gguf_layer(w, cfg, i) : Loader(cfg, w).layer(i);
+}
 
 size_t layer_bytes(const LayerWeights& l) {
   size_t b = (l.attn_norm.size() + l.mlp_norm.size() + l.q_norm.size() + l.k_norm.size()) * sizeof(float);
