@@ -4,7 +4,8 @@
 // below; every kernel reads only that layout. Each kernel has a scalar reference (*_ref) that is
 // kept forever; the SIMD versions are compiled for several x86 targets with Highway and chosen at
 // run time once per call (coarse dispatch); the bf16 path (Path::kBF16) is AVX-512 BF16 intrinsics
-// behind our own CPU check (path_available). A future CUDA backend gets its own PackedLinear-like
+// behind our own CPU check (path_available), and the int16 path's larger GEMMs run on AMX-INT8
+// tiles behind another (amx_available). A future CUDA backend gets its own PackedLinear-like
 // type and the same entry-point shapes (x[m][k] in, y[m][n] out, row-major, f32/bf16).
 //
 // ---- Layout (kPackRows = 16 output rows per tile, 8 input columns per chunk) ----
@@ -131,6 +132,9 @@ PackedLinear repack(const QuantLinear& q);
 //          max|x| (int8: 2^-8), so outlier channels cost it little: it meets the runtime's 1e-2 bar
 //          against transformers where int8 does not, at the int8 path's memory traffic. The SIMD
 //          kernels perform the same f32 operations as gemm_ref (bit for bit on FMA targets).
+//          From kAmxMinRows rows on, where amx_available(), the integer sums come from AMX-INT8
+//          tiles (TDPBSUD: the planes as signed A tiles, the codes unpacked to unsigned B tiles),
+//          combined per group by the same f32 operations: bit for bit gemm_ref on all data.
 enum class Path : uint8_t { kF32, kInt8, kBF16, kInt16 };
 const char* path_name(Path p);  // "f32", "int8", "bf16", "int16"
 // The path named name (as path_name spells it); false for any other string.
@@ -143,6 +147,18 @@ bool path_available(Path p, std::string* why_not = nullptr);
 // For tests: makes path_available(p) report the CPU lacks it (unavailable = true) or restores the
 // real answer. Not safe while kernels run on other threads.
 void force_path_unavailable(Path p, bool unavailable);
+
+// The int16 path's AMX-INT8 kernel (Intel AMX tiles, TDPBSUD), chosen at run time by gemm() for
+// m >= kAmxMinRows rows where amx_available() returns true: CPUID amx_tile + amx_int8 + AVX-512
+// F/BW/VL/DQ, XCR0 tile and ZMM state, the OS's per-process permission for tile data (Linux
+// arch_prctl ARCH_REQ_XCOMP_PERM) and a one-product self-test; otherwise *why_not says what is
+// missing and the int16 VNNI/maddubs kernels run (never SIGILL). Its results equal
+// gemm_ref(..., kInt16) bit for bit (integer tile sums, then the reference's f32 operations per group).
+inline constexpr int64_t kAmxMinRows = 16;
+bool amx_available(std::string* why_not = nullptr);
+// For tests and benchmarks: makes amx_available() false (unavailable = true), so the int16 path
+// runs its VNNI/maddubs kernels, or restores the real answer. Not safe while kernels run.
+void force_amx_unavailable(bool unavailable);
 
 struct GemmOptions {
   Path path = Path::kF32;

@@ -51,6 +51,15 @@ void attention(const float* q, int64_t group, int64_t head_dim, const float* k, 
                int64_t n_keys, float scale, float* out, float* scratch);
 void attention_ref(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v,
                    int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
+// The same with K and V held as f16 bits (a KV cache in f16), widened exactly to f32: equals
+// attention() on the widened values (within f32 summation order, as attention vs attention_ref).
+void attention_f16(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
+                   int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
+void attention_f16_ref(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
+                       int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
+// n values of x into f16 bits for the KV cache: nearest even, saturating at ±65504 (a finite value
+// never becomes an infinity), NaN and ±inf stay what they are.
+void kv_to_f16(const float* x, int64_t n, uint16_t* dst);
 
 // Dense baseline for f32 weights: y[m][n] = Σ_k x[m][k]·W[n][k] with W f32 row-major [n][k]
 // (any alignment), split over the pool's threads (nullptr: default_pool()).

@@ -7,7 +7,8 @@
 //    --hot: one copy, reused (as ggml's test-backend-ops perf does).
 //  * read bandwidth: a vector-load stream over a buffer of max(8x LLC, 256 MiB) (cold) or of the
 //    packed weights' size (hot), same threads.
-//  * every row interleaves its jobs (ours, OpenBLAS, dense bf16, read stream; dequant: ours, copy,
+//  * every row interleaves its jobs (ours, OpenBLAS, dense bf16, read stream; int16 where gemm takes
+//    the AMX-INT8 kernel: also the int16 VNNI/maddubs kernels, AMX forced off; dequant: ours, copy,
 //    read stream) round by round, so all sample the same machine load.
 //  * time: median of the runs, +- half the inter-quartile range, and the best run; rounds continue
 //    until they took >= --min-time seconds and every job ran >= 5 times (dense bf16 and the scalar
@@ -297,6 +298,17 @@ class Bench {
     jobs[2].warmup = m >= 64 ? 0 : int(std::min<size_t>(nb, 2));
     if (m >= 64) jobs[2].min_runs = jobs[2].max_runs = 1;
     jobs[3] = std::move(rj);
+    // The int16 path where gemm takes the AMX-INT8 kernel: its VNNI/maddubs kernels as a baseline.
+    const bool amx = path == kernels::Path::kInt16 && m >= kernels::kAmxMinRows && kernels::amx_available();
+    if (amx) {
+      jobs.emplace_back();
+      jobs[4].f = [&](int rep) {
+        kernels::force_amx_unavailable(true);
+        kernels::gemm(W.packed[size_t(rep) % nq], x.data(), DType::F32, m, y.data(), DType::F32, {path, &pool});
+        kernels::force_amx_unavailable(false);
+      };
+      jobs[4].warmup = warm;
+    }
     round_robin(jobs, a_.min_time, warm_time());
     const Stats ours = jobs[0].stats(), blas = jobs[1].stats(), dense = jobs[2].stats();
     const double rbw = double(rbytes) / jobs[3].stats().median / 1e9;
@@ -327,6 +339,13 @@ class Bench {
         {"openblas_f32", {{"median_s", blas.median}, {"runs", blas.runs}, {"bytes", W.f32[0].size() * 4}}},
         {"dense_bf16", {{"median_s", dense.median}, {"runs", dense.runs}, {"bytes", W.bf16[0].size() * 2}}},
         {"scalar", {{"median_s", scalar.median}, {"runs", scalar.runs}}}};
+    if (amx) {
+      const Stats vnni = jobs[4].stats();
+      j["int16_kernel"] = "amx";
+      j["vs"]["int16_vnni"] = vnni.median / ours.median;
+      j["vs_best"]["int16_vnni"] = vnni.min / ours.min;
+      j["baselines"]["int16_vnni"] = {{"median_s", vnni.median}, {"runs", vnni.runs}};
+    }
     emit(j);
   }
 
@@ -421,7 +440,8 @@ class Bench {
     }
     const std::string gf = j.contains("gflops") ? std::to_string(int(std::lround(j["gflops"].get<double>()))) : "-";
     std::printf("| %s | %s | %s | %s | %lld | %d | %s | %.3f ± %.3f (min %.3f) | %.1f | %.0f%% (%.1f) | %s | %s |\n",
-                j["kernel"].get<std::string>().c_str(), j["path"].get<std::string>().c_str(),
+                j["kernel"].get<std::string>().c_str(),
+                (j["path"].get<std::string>() + (j.contains("int16_kernel") ? " (amx)" : "")).c_str(),
                 j["target"].get<std::string>().c_str(), j["shape"].get<std::string>().c_str(), (long long)j["m"].get<int64_t>(),
                 j["threads"].get<int>(), j["regime"].get<std::string>().c_str(), j["median_s"].get<double>() * 1e3,
                 j["spread_s"].get<double>() * 1e3, j["min_s"].get<double>() * 1e3, j["gbps"].get<double>(), 100.0 * j["bw_fraction"].get<double>(),

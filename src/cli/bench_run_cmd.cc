@@ -70,6 +70,7 @@ int bench_run(const Args& a) {
   ModelOptions mo;
   mo.threads = threads[0];
   mo.path = path;
+  mo.kv_cache = run_kv_cache(a);
   apply_layer_cache(a.cache, mo);
   const auto t_open = Clock::now();
   auto m = Model::load(dir, mo);

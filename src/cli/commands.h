@@ -7,6 +7,7 @@
 
 #include "awq/dequantize_model.h"
 #include "awq/kernels.h"
+#include "awq/model.h"
 
 namespace awq::cli {
 
@@ -34,12 +35,15 @@ struct ModelRunOptions {
   std::string model;         // MODEL as given; empty: the bundled model (resolve_model_dir)
   std::vector<int> threads;  // --threads, each in [1, 1024] (else a usage error); empty: all cores
   std::string path = "int16";  // --path: the quantized linears' arithmetic (kernels::path_name spelling)
+  std::string kv_cache = "f32";  // --kv-cache f32|f16
 };
 // Registers MODEL and --threads on `sub`. `thread_list`: --threads takes a comma-separated list of
 // counts (bench run measures each); otherwise exactly one.
 void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list);
 // The --path of `o`, checked runnable on this CPU (else awq::Error naming what is missing).
 kernels::Path run_path(const ModelRunOptions& o);
+// The --kv-cache of `o`.
+ModelOptions::KvDtype run_kv_cache(const ModelRunOptions& o);
 
 Action add_compare(CLI::App& app);
 Action add_keygen(CLI::App& app);

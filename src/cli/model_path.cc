@@ -48,6 +48,14 @@ void add_model_run_options(CLI::App* sub, ModelRunOptions& o, bool thread_list) 
                   "transformers and faster) | f32 | int8 (fastest, misses the accuracy bar on models with outlier "
                   "channels) | bf16 (AVX512_BF16 CPUs)")
       ->check(CLI::IsMember({"int16", "f32", "int8", "bf16"}));
+  sub->add_option("--kv-cache", o.kv_cache,
+                  "KV cache dtype: f32 (default) | f16 (half the bytes a decode step reads from it, as llama.cpp's "
+                  "default; a little less accurate)")
+      ->check(CLI::IsMember({"f32", "f16"}));
+}
+
+ModelOptions::KvDtype run_kv_cache(const ModelRunOptions& o) {
+  return o.kv_cache == "f16" ? ModelOptions::KvDtype::kF16 : ModelOptions::KvDtype::kF32;  // CLI11 checked it
 }
 
 kernels::Path run_path(const ModelRunOptions& o) {

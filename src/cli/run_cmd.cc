@@ -94,6 +94,7 @@ int run(const Args& a) {
   ModelOptions mo;
   mo.threads = a.threads.empty() ? 0 : a.threads[0];
   mo.path = run_path(a);
+  mo.kv_cache = run_kv_cache(a);
   apply_layer_cache(a.cache, mo);
   auto model = Model::load(dir, mo);
   for (const std::string& note : model->load_notes()) std::fprintf(stderr, "%s: %s\n", dir.c_str(), note.c_str());

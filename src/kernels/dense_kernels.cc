@@ -47,7 +47,10 @@ void DenseT(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, 
   constexpr int kMR = kL >= 16 ? 4 : 2;
   const int64_t kv = k / int64_t(kL) * int64_t(kL);
   const int64_t kc = m <= kMR ? std::max<int64_t>(kv, 1) : 2048;  // K block for reuse of x in L2
-  const int64_t rows_per_task = std::max<int64_t>(4, (n / (8 * pool.size())) / 4 * 4);
+  // As model_ops.cc's dense GEMM: 1/8 of a thread's share, and for m <= 4 at most ~256 KiB of
+  // weights per task (threads then finish within a short task of each other).
+  int64_t rows_per_task = std::max<int64_t>(4, (n / (8 * pool.size())) / 4 * 4);
+  if (m <= 4) rows_per_task = std::min(rows_per_task, std::max<int64_t>(4, ((int64_t(256) << 10) / (2 * k)) / 4 * 4));
   const int64_t tasks = (n + rows_per_task - 1) / rows_per_task;
   pool.run(tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t n0 = task * rows_per_task, n1 = std::min(n, n0 + rows_per_task);

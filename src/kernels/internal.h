@@ -1,6 +1,7 @@
 // Helpers shared by the scalar reference kernels and the SIMD drivers. Sharing them makes the
 // activation passes identical by construction, so SIMD and reference differ only in the kernels.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -73,6 +74,35 @@ void gemm_simd(const PackedLinear& w, const void* x, DType xt, int64_t m, void* 
                ThreadPool& pool);
 void dequantize_simd(const PackedLinear& w, DType out, int64_t r0, int64_t r1, void* dst, ThreadPool& pool);
 
+// Path::kInt16 on AMX-INT8 (amx_kernels.cc), used by gemm_simd for m >= kAmxMinRows where
+// amx_available() (include/awq/kernels.h). The activations are first copied into A tiles: per
+// 16-row block, per K step of Ks columns (a group is G/Ks steps), per plane (hi, lo), 16 rows × Ks
+// bytes contiguous (rows >= m zero). Each A tile is then one contiguous load: the planes' own rows
+// are k_pad bytes apart, and 16 loads 4 KiB apart thrash one L1 set.
+// Bytes of the packed activations of m rows.
+int64_t amx_packed_bytes(const PackedLinear& w, int64_t m);
+// Row blocks [mb0, mb1) of the planes hi, lo ([m][k_pad] each) into dst (amx_packed_bytes long).
+void amx_pack_activations(const PackedLinear& w, const int8_t* hi, const int8_t* lo, int64_t m, int64_t mb0, int64_t mb1,
+                          int8_t* dst);
+struct AmxOperands {
+  const int8_t* a;  // packed activations
+  const float* d;   // [m][n_groups] as quantize_activations_i16 writes them
+  const float* ds;
+  int64_t m;
+};
+// Where amx_int16_tiles writes: final: the f32 output y[m][n] (ys = n), with bias, columns < n;
+// otherwise the sums before bias into a buffer of whole tiles (ys >= n_tiles·16).
+struct AmxOutput {
+  float* y;
+  int64_t ys;
+  bool final;
+};
+// Output columns of tiles [t0, t1) for rows < m: the f32 sums gemm_ref(..., Path::kInt16) forms,
+// bit for bit (then + bias when final). Configures (and releases) this thread's tiles.
+void amx_int16_tiles(const PackedLinear& w, const AmxOperands& op, int64_t t0, int64_t t1, const AmxOutput& out);
+// Calls of amx_int16_tiles so far (for tests: which kernel ran, since both give the same bits).
+std::atomic<uint64_t>& amx_tile_calls();
+
 }  // namespace awq::kernels
 
 namespace awq::kernels {
@@ -81,6 +111,7 @@ struct KernelScratch {
   std::vector<float> xf, y, d, ds;
   std::vector<int8_t> a;
   std::vector<uint8_t> bytes;
+  std::vector<int8_t> amx_a;  // the AMX kernel's packed activations
 };
 KernelScratch& kernel_scratch();
 }  // namespace awq::kernels

@@ -22,27 +22,42 @@ HWY_BEFORE_NAMESPACE();
 namespace awq::kernels {
 namespace HWY_NAMESPACE {
 
-HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+// kL values from p as f32 (f16 widened exactly).
+HWY_INLINE VF LoadW(const float* p) { return hn::LoadU(DF(), p); }
+HWY_INLINE VF LoadW(const hwy::float16_t* p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(DF(), hn::LoadU(dh, p));
+}
+inline float ScalarW(float v) { return v; }
+inline float ScalarW(hwy::float16_t v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return f16_to_f32(bits);
+}
+
+template <class W>
+HWY_INLINE float Dot(const float* HWY_RESTRICT a, const W* HWY_RESTRICT b, int64_t n) {
   const DF df;
   VF s0 = hn::Zero(df), s1 = hn::Zero(df);
   int64_t i = 0;
   for (; i + 2 * int64_t(kL) <= n; i += 2 * int64_t(kL)) {
-    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(df, a + i + kL), hn::LoadU(df, b + i + kL), s1);
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadW(b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + kL), LoadW(b + i + kL), s1);
   }
-  for (; i + int64_t(kL) <= n; i += int64_t(kL)) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  for (; i + int64_t(kL) <= n; i += int64_t(kL)) s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadW(b + i), s0);
   float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
-  for (; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * ScalarW(b[i]);
   return s;
 }
 
 // y += a·x over n values.
-HWY_INLINE void Axpy(float a, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
+template <class W>
+HWY_INLINE void Axpy(float a, const W* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
   const DF df;
   const VF va = hn::Set(df, a);
   int64_t i = 0;
-  for (; i + int64_t(kL) <= n; i += int64_t(kL)) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
-  for (; i < n; ++i) y[i] += a * x[i];
+  for (; i + int64_t(kL) <= n; i += int64_t(kL)) hn::StoreU(hn::MulAdd(va, LoadW(x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] += a * ScalarW(x[i]);
 }
 
 void RmsNormT(const float* x, const float* w, int64_t n, float eps, float* y) {
@@ -109,31 +124,29 @@ void SiluMulT(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void AttentionT(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v, int64_t kv_stride,
-                int64_t n_keys, float scale, float* out, float* scratch) {
+template <class W>
+void Attention(const float* q, int64_t group, int64_t head_dim, const W* k, const W* v, int64_t kv_stride,
+               int64_t n_keys, float scale, float* out, float* scratch) {
   for (int64_t j = 0; j < n_keys; ++j) {  // keys outer: each K row is read once for the group
-    const float* kj = k + j * kv_stride;
+    const W* kj = k + j * kv_stride;
     for (int64_t g = 0; g < group; ++g) scratch[g * n_keys + j] = Dot(q + g * head_dim, kj, head_dim) * scale;
   }
   for (int64_t g = 0; g < group; ++g) SoftmaxT(scratch + g * n_keys, n_keys);
   std::fill(out, out + group * head_dim, 0.0f);
   for (int64_t j = 0; j < n_keys; ++j) {
-    const float* vj = v + j * kv_stride;
+    const W* vj = v + j * kv_stride;
     for (int64_t g = 0; g < group; ++g) Axpy(scratch[g * n_keys + j], vj, out + g * head_dim, head_dim);
   }
 }
 
-// kL weights from p as f32 (f16 widened exactly).
-HWY_INLINE VF LoadW(const float* p) { return hn::LoadU(DF(), p); }
-HWY_INLINE VF LoadW(const hwy::float16_t* p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(DF(), hn::LoadU(dh, p));
+void AttentionT(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v, int64_t kv_stride,
+                int64_t n_keys, float scale, float* out, float* scratch) {
+  Attention(q, group, head_dim, k, v, kv_stride, n_keys, scale, out, scratch);
 }
-inline float ScalarW(float v) { return v; }
-inline float ScalarW(hwy::float16_t v) {
-  uint16_t bits;
-  std::memcpy(&bits, &v, 2);
-  return f16_to_f32(bits);
+void AttentionF16T(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
+                   int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch) {
+  Attention(q, group, head_dim, reinterpret_cast<const hwy::float16_t*>(k), reinterpret_cast<const hwy::float16_t*>(v),
+            kv_stride, n_keys, scale, out, scratch);
 }
 
 // 4 weight rows × MR activation rows over [0, kv) (a multiple of kL); y gets the sums.
@@ -158,10 +171,19 @@ HWY_INLINE void DenseMicro(const W* HWY_RESTRICT w, int64_t k, int64_t kv, const
     for (int r = 0; r < rows; ++r) y[m * ys + r] = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
 }
 
+// Weight rows per pool task of a dense GEMM (a multiple of 4, the micro-kernel's rows): 1/8 of a
+// thread's share, and for a GEMV (m <= 4) at most ~256 KiB of weights, so that threads finish within
+// a short task of each other (lm_head at 2 threads: 32 rows of 8 KiB, not 2000 rows of 16 MB).
+inline int64_t DenseTaskRows(int64_t n, int64_t k, size_t elem_bytes, int64_t m, int threads) {
+  int64_t rows = std::max<int64_t>(4, (n / (8 * threads)) / 4 * 4);
+  if (m <= 4) rows = std::min(rows, std::max<int64_t>(4, int64_t((size_t(256) << 10) / (size_t(k) * elem_bytes)) / 4 * 4));
+  return rows;
+}
+
 template <class W>
 void Dense(const W* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
   const int64_t kv = k / int64_t(kL) * int64_t(kL);
-  const int64_t rows_per_task = std::max<int64_t>(4, (n / (8 * pool.size())) / 4 * 4);
+  const int64_t rows_per_task = DenseTaskRows(n, k, sizeof(W), m, pool.size());
   const int64_t tasks = (n + rows_per_task - 1) / rows_per_task;
   pool.run(tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t n0 = task * rows_per_task, n1 = std::min(n, n0 + rows_per_task);
@@ -195,6 +217,7 @@ HWY_EXPORT(RopeT);
 HWY_EXPORT(SoftmaxT);
 HWY_EXPORT(SiluMulT);
 HWY_EXPORT(AttentionT);
+HWY_EXPORT(AttentionF16T);
 HWY_EXPORT(DenseF32T);
 HWY_EXPORT(DenseF16T);
 
@@ -211,6 +234,10 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
 void attention(const float* q, int64_t group, int64_t head_dim, const float* k, const float* v, int64_t kv_stride,
                int64_t n_keys, float scale, float* out, float* scratch) {
   HWY_DYNAMIC_DISPATCH(AttentionT)(q, group, head_dim, k, v, kv_stride, n_keys, scale, out, scratch);
+}
+void attention_f16(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
+                   int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(AttentionF16T)(q, group, head_dim, k, v, kv_stride, n_keys, scale, out, scratch);
 }
 void dense_f32_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(DenseF32T)(w, n, k, x, m, y, pool ? *pool : default_pool());

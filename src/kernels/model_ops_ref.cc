@@ -61,6 +61,26 @@ void attention_ref(const float* q, int64_t group, int64_t head_dim, const float*
   }
 }
 
+void attention_f16_ref(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
+                       int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch) {
+  std::vector<float> kf(size_t(n_keys * head_dim)), vf(size_t(n_keys * head_dim));
+  for (int64_t j = 0; j < n_keys; ++j)
+    for (int64_t i = 0; i < head_dim; ++i) {
+      kf[size_t(j * head_dim + i)] = f16_to_f32(k[j * kv_stride + i]);
+      vf[size_t(j * head_dim + i)] = f16_to_f32(v[j * kv_stride + i]);
+    }
+  attention_ref(q, group, head_dim, kf.data(), vf.data(), head_dim, n_keys, scale, out, scratch);
+}
+
+void kv_to_f16(const float* x, int64_t n, uint16_t* dst) {
+  constexpr float kMax = 65504.f;  // the largest finite f16
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const bool finite = std::isfinite(v);  // NaN and ±inf pass through as themselves
+    dst[i] = f32_to_f16(finite && v > kMax ? kMax : finite && v < -kMax ? -kMax : v);
+  }
+}
+
 void dense_f32_gemm_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y) {
   for (int64_t mi = 0; mi < m; ++mi)
     for (int64_t r = 0; r < n; ++r) {

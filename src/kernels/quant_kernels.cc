@@ -81,6 +81,9 @@ HWY_INLINE VI Dot4Mem(VI acc, VI w, const int8_t* p) {
 // bandwidth; M = 2-8 1.4-3x faster (cold); M = 512 (K-blocked, codes in L2) unchanged.
 constexpr int64_t kPrefetchBytes = 4096;
 
+// Bytes of packed weights per pool task of a GEMV (see GemmT).
+constexpr int64_t kGemvTaskBytes = int64_t(256) << 10;
+
 // f32 path micro-kernel: y[m][0..16) (+)= Σ over groups [0, ng) of x[m]·w for MR activation rows.
 // codes/params point at the tile's first group of the block; x at the block's first column of row
 // 0 (row stride xs); y at the tile's first column of row 0 (stride ys); first: start from 0.
@@ -412,17 +415,22 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
   if (S.xf.size() < size_t(m * kp)) S.xf.resize(size_t(m * kp));
   if (S.y.size() < size_t(m * np)) S.y.resize(size_t(m * np));
   const bool quantized = path == Path::kInt8 || path == Path::kInt16;
+  // AMX-INT8 tiles for the int16 path's larger products (amx_kernels.cc).
+  const bool amx = path == Path::kInt16 && m >= kAmxMinRows && amx_available();
   const int64_t lo = path == Path::kInt16 ? m * kp : 0;  // the int16 path's lo plane follows the hi plane
   if (quantized) {
     if (S.a.size() < size_t(m * kp + lo)) S.a.resize(size_t(m * kp + lo));
     if (S.d.size() < size_t(m * w.n_groups)) S.d.resize(size_t(m * w.n_groups)), S.ds.resize(size_t(m * w.n_groups));
   }
   // Activation pass (shared with the reference): widen, apply pqs, pad; quantize for int8.
+  // The quantized paths read f32 rows as they are where packing would copy them unchanged.
+  const bool as_is = quantized && xt == DType::F32 && w.source_col.empty() && w.pre_quant_scale.empty() &&
+                     w.k_pad == w.k && w.group == w.source_group;
   const int64_t row_tasks = std::min<int64_t>(m, 4 * threads);
   pool.run(row_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t r0 = m * task / row_tasks, r1 = m * (task + 1) / row_tasks;
-    float* xf = S.xf.data() + size_t(r0 * kp);
-    pack_activations_f32(w, x, xt, r0, r1, xf);
+    const float* xf = as_is ? static_cast<const float*>(x) + size_t(r0 * kp) : S.xf.data() + size_t(r0 * kp);
+    if (!as_is) pack_activations_f32(w, x, xt, r0, r1, S.xf.data() + size_t(r0 * kp));
     if (quantized) {
       int8_t* ar = S.a.data() + size_t(r0 * kp);
       float* dr = S.d.data() + size_t(r0 * w.n_groups);
@@ -434,15 +442,40 @@ void GemmT(const PackedLinear& w, const void* x, DType xt, int64_t m, void* yout
       }
     }
   });
+  int8_t* amx_a = nullptr;
+  if (amx) {  // the planes as contiguous A tiles, 64-byte aligned
+    const size_t bytes = size_t(amx_packed_bytes(w, m));
+    if (S.amx_a.size() < bytes + 64) S.amx_a.resize(bytes + 64);
+    amx_a = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(S.amx_a.data()) + 63) & ~uintptr_t(63));
+    const int64_t blocks = (m + 15) / 16, tasks = std::min<int64_t>(blocks, 4 * threads);
+    pool.run(tasks, [&](int64_t task, int) {
+      amx_pack_activations(w, S.a.data(), S.a.data() + lo, m, blocks * task / tasks, blocks * (task + 1) / tasks, amx_a);
+    });
+  }
   // Blocking: a task owns TB tiles (all rows m). For m > kMaxMR the K loop is blocked (~1024 columns)
   // so the tiles' codes for one K block stay in L2 while every activation row block passes by.
   const int64_t kb = m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR) ? w.n_groups : std::max<int64_t>(1, 1024 / w.group);
-  const int64_t tb = std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  // Tiles per task: a quarter of a thread's share, at most 16; for a GEMV (m rows in one micro-kernel
+  // pass) also at most ~kGemvTaskBytes of codes and params, so that the threads finish within a
+  // short task of each other and a worker that is descheduled mid-loop holds back little (tasks are
+  // handed out dynamically: ThreadPool::run). AMX: an even number of tiles per task (its kernel takes
+  // tiles in pairs), at most 16.
+  int64_t tb = amx ? std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 8) * 2
+                   : std::clamp<int64_t>(w.n_tiles / (4 * threads), 1, 16);
+  const int64_t tile_bytes = int64_t(w.tile_code_bytes() + size_t(w.n_groups) * w.param_bytes());
+  if (!amx && m <= (path == Path::kInt16 ? kMaxMR16 : kMaxMR))
+    tb = std::clamp<int64_t>(kGemvTaskBytes / tile_bytes, 1, tb);
   const int64_t n_tasks = (w.n_tiles + tb - 1) / tb;
   float* ys = S.y.data();
   pool.run(n_tasks, [&](int64_t task, int) HWY_ATTR {
     const int64_t t0 = task * tb, t1 = std::min(w.n_tiles, t0 + tb);
-    for (int64_t g0 = 0; g0 < w.n_groups; g0 += kb) {
+    if (amx) {  // f32 outputs straight from the kernel (+ bias); bf16 through the output pass below
+      const bool final = yt == DType::F32;
+      amx_int16_tiles(w, {amx_a, S.d.data(), S.ds.data(), m}, t0, t1,
+                      {final ? static_cast<float*>(yout) : ys, final ? w.n : np, final});
+      if (final) return;
+    }
+    for (int64_t g0 = 0; !amx && g0 < w.n_groups; g0 += kb) {
       const int64_t ng = std::min(kb, w.n_groups - g0);
       const int64_t mstep = path == Path::kInt16 ? kMaxMR16 : kMaxMR;
       for (int64_t m0 = 0; m0 < m; m0 += mstep) {

@@ -123,6 +123,10 @@ struct Model::Impl {
   std::unique_ptr<ThreadPool> pool;
   kernels::Path path = kernels::Path::kF32;
   double serial_scale = 1.0;
+  ModelOptions::KvDtype kv_dtype = ModelOptions::KvDtype::kF32;
+  bool kv_f16() const { return kv_dtype == ModelOptions::KvDtype::kF16; }  // keys and values in f16
+  // Sizes layer `layer` of c for its batch and capacity (the other pair of buffers stays empty).
+  void size_kv_layer(KvCache& c, int64_t layer) const;
   mutable std::mutex mu;  // one forward at a time (the pool is not reentrant)
   std::unique_ptr<LayerStream> stream;  // null: every layer is in w.layers
 
@@ -194,6 +198,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   }
   impl->path = options.path;
   impl->serial_scale = options.serial_threshold_scale;
+  impl->kv_dtype = options.kv_cache;
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
@@ -227,10 +232,24 @@ KvCache Model::new_cache(int64_t batch, int64_t capacity) const {
   kv.batch_ = batch;
   kv.capacity_ = capacity;
   kv.len_.assign(size_t(batch), 0);
-  const size_t per_layer = size_t(batch) * size_t(c.kv_heads) * size_t(capacity) * size_t(c.head_dim);
-  kv.k_.assign(size_t(c.layers), std::vector<float>(per_layer));
-  kv.v_.assign(size_t(c.layers), std::vector<float>(per_layer));
+  kv.f16_ = impl_->kv_f16();
+  for (int64_t l = 0; l < c.layers; ++l) impl_->size_kv_layer(kv, l);
   return kv;
+}
+
+void Model::Impl::size_kv_layer(KvCache& c, int64_t layer) const {
+  const size_t n = size_t(c.batch_) * size_t(cfg.kv_heads) * size_t(c.capacity_) * size_t(cfg.head_dim);
+  if (c.f16_) {
+    c.k16_.resize(size_t(cfg.layers));
+    c.v16_.resize(size_t(cfg.layers));
+    c.k16_[size_t(layer)].resize(n);
+    c.v16_[size_t(layer)].resize(n);
+  } else {
+    c.k_.resize(size_t(cfg.layers));
+    c.v_.resize(size_t(cfg.layers));
+    c.k_[size_t(layer)].resize(n);
+    c.v_[size_t(layer)].resize(n);
+  }
 }
 
 void Model::forward(KvCache& cache, const std::vector<std::vector<int32_t>>& tokens, bool all_positions,
@@ -317,10 +336,8 @@ void Model::run_layer(int64_t layer, std::vector<float>& x, const Model* attn_fr
   c.batch_ = 1;
   c.capacity_ = t;
   c.len_.assign(1, 0);
-  c.k_.resize(size_t(m.cfg.layers));
-  c.v_.resize(size_t(m.cfg.layers));
-  c.k_[size_t(layer)].resize(size_t(m.cfg.kv_heads) * size_t(t) * size_t(m.cfg.head_dim));
-  c.v_[size_t(layer)].resize(c.k_[size_t(layer)].size());
+  c.f16_ = m.kv_f16();
+  m.size_kv_layer(c, layer);
   const std::shared_ptr<const model::LayerWeights> attn = a.layer_weights(layer), mlp = f.layer_weights(layer);
   m.attention_block(*attn, layer, c, t);
   m.mlp_block(*mlp, t);
@@ -351,8 +368,11 @@ void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, K
   const int64_t qkv_n = nq + 2 * nkv, group = cfg.heads / cfg.kv_heads, cap = c.capacity_;
   for_rows(m, H, [&](int64_t r) { kernels::rms_norm(x.data() + r * H, l.attn_norm.data(), H, float(cfg.rms_eps), h.data() + r * H); });
   l.qkv.apply(h.data(), m, qkv.data(), tmp.data(), path, *pool, serial_scale);
-  float* kc = c.k_[size_t(layer)].data();
-  float* vc = c.v_[size_t(layer)].data();
+  const bool f16 = c.f16_;
+  float* kc = f16 ? nullptr : c.k_[size_t(layer)].data();
+  float* vc = f16 ? nullptr : c.v_[size_t(layer)].data();
+  uint16_t* kh = f16 ? c.k16_[size_t(layer)].data() : nullptr;
+  uint16_t* vh = f16 ? c.v16_[size_t(layer)].data() : nullptr;
   // Per row: q/k norms (Qwen3), RoPE at the row's position, K and V into the cache.
   for_rows(m, qkv_n, [&](int64_t r) {
     float* q = qkv.data() + r * qkv_n;
@@ -367,8 +387,13 @@ void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, K
     kernels::rope(k, cfg.kv_heads, hd, rope.cos(pos), rope.sin(pos));
     for (int64_t j = 0; j < cfg.kv_heads; ++j) {
       const size_t at = ((size_t(seq) * size_t(cfg.kv_heads) + size_t(j)) * size_t(cap) + size_t(pos)) * size_t(hd);
-      std::copy(k + j * hd, k + (j + 1) * hd, kc + at);
-      std::copy(v + j * hd, v + (j + 1) * hd, vc + at);
+      if (f16) {
+        kernels::kv_to_f16(k + j * hd, hd, kh + at);
+        kernels::kv_to_f16(v + j * hd, hd, vh + at);
+      } else {
+        std::copy(k + j * hd, k + (j + 1) * hd, kc + at);
+        std::copy(v + j * hd, v + (j + 1) * hd, vc + at);
+      }
     }
   });
   // Attention: one task per (row, KV head), the query heads of its group together.
@@ -380,8 +405,13 @@ void Model::Impl::attention_block(const model::LayerWeights& l, int64_t layer, K
     const int64_t seq = rows[size_t(r)].seq, pos = rows[size_t(r)].pos;
     const int64_t first = cfg.sliding_window > 0 ? std::max<int64_t>(0, pos + 1 - cfg.sliding_window) : 0;
     const size_t at = ((size_t(seq) * size_t(cfg.kv_heads) + size_t(j)) * size_t(cap) + size_t(first)) * size_t(hd);
-    kernels::attention(qkv.data() + r * qkv_n + j * group * hd, group, hd, kc + at, vc + at, hd, pos + 1 - first, scale,
-                       attn.data() + r * nq + j * group * hd, scr + size_t(thread) * per_thread);
+    const float* q = qkv.data() + r * qkv_n + j * group * hd;
+    float* o = attn.data() + r * nq + j * group * hd;
+    float* s = scr + size_t(thread) * per_thread;
+    if (f16)
+      kernels::attention_f16(q, group, hd, kh + at, vh + at, hd, pos + 1 - first, scale, o, s);
+    else
+      kernels::attention(q, group, hd, kc + at, vc + at, hd, pos + 1 - first, scale, o, s);
   };
   int64_t keys = 0;
   for (const auto& row : rows) keys += row.pos + 1;
@@ -407,8 +437,10 @@ void Model::Impl::forward(KvCache& c, const std::vector<std::vector<int32_t>>& t
   if (int64_t(tokens.size()) != c.batch_)
     throw Error("forward: " + std::to_string(tokens.size()) + " token lists for a cache of " + std::to_string(c.batch_) +
                 " sequences");
-  if (c.k_.size() != size_t(cfg.layers) || (cfg.layers > 0 && c.k_[0].size() != size_t(c.batch_) * size_t(cfg.kv_heads) *
-                                                                                   size_t(c.capacity_) * size_t(cfg.head_dim)))
+  const size_t kv_per_layer = size_t(c.batch_) * size_t(cfg.kv_heads) * size_t(c.capacity_) * size_t(cfg.head_dim);
+  const size_t kv_layers = c.f16_ ? c.k16_.size() : c.k_.size();
+  const size_t kv_first = kv_layers == 0 ? 0 : c.f16_ ? c.k16_[0].size() : c.k_[0].size();
+  if (c.f16_ != kv_f16() || kv_layers != size_t(cfg.layers) || (cfg.layers > 0 && kv_first != kv_per_layer))
     throw Error("forward: the KV cache was not made by this model");
   rows.clear();
   for (int64_t b = 0; b < c.batch_; ++b) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <random>
 
@@ -166,6 +167,52 @@ TEST(ModelOps, AttentionEveryTargetMatchesRef) {
   attention_ref(q.data(), 1, 2, k.data(), v.data(), 2, 1, 1.f, o.data(), s.data());
   EXPECT_FLOAT_EQ(o[0], 5.f);
   EXPECT_FLOAT_EQ(o[1], 6.f);
+}
+
+// The f16 KV cache's attention: SIMD equals the reference on every target, and the reference is
+// attention_ref on the widened values (so its only error is the f16 rounding of K and V).
+TEST(ModelOps, AttentionF16EveryTargetMatchesRef) {
+  for (const auto& t : test::runnable_targets()) {
+    test::TargetGuard g(t.bits);
+    for (int64_t hd : {int64_t(24), int64_t(64), int64_t(128), int64_t(13)})
+      for (int64_t group : {int64_t(1), int64_t(4)})
+        for (int64_t n : {int64_t(1), int64_t(5), int64_t(33)}) {
+          const int64_t stride = hd + 3;
+          const auto q = randn(size_t(group * hd), 8), k = randn(size_t(n * stride), 9), v = randn(size_t(n * stride), 10);
+          std::vector<uint16_t> kh(k.size()), vh(v.size());
+          kv_to_f16(k.data(), int64_t(k.size()), kh.data());
+          kv_to_f16(v.data(), int64_t(v.size()), vh.data());
+          std::vector<float> kw(k.size()), vw(v.size());
+          for (size_t i = 0; i < k.size(); ++i) kw[i] = f16_to_f32(kh[i]), vw[i] = f16_to_f32(vh[i]);
+          std::vector<float> o(size_t(group * hd)), o_ref(size_t(group * hd)), o_w(size_t(group * hd));
+          std::vector<float> s(size_t(group * n)), s2(size_t(group * n));
+          const float scale = 1 / std::sqrt(float(hd));
+          attention_f16(q.data(), group, hd, kh.data(), vh.data(), stride, n, scale, o.data(), s.data());
+          attention_f16_ref(q.data(), group, hd, kh.data(), vh.data(), stride, n, scale, o_ref.data(), s2.data());
+          attention_ref(q.data(), group, hd, kw.data(), vw.data(), stride, n, scale, o_w.data(), s2.data());
+          const std::string what = t.name + " attention_f16 hd=" + std::to_string(hd) + " n=" + std::to_string(n);
+          expect_close(o, o_ref, 1e-5f, what);
+          EXPECT_EQ(o_ref, o_w) << what;
+        }
+  }
+}
+
+TEST(ModelOps, KvToF16RoundsNearestAndSaturates) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x = {1.f, 1.f + 1.f / 4096.f, 1e5f, -1e5f, 65504.f, 65520.f, inf, -inf,
+                                std::numeric_limits<float>::quiet_NaN(), 1e-8f};
+  std::vector<uint16_t> h(x.size());
+  kv_to_f16(x.data(), int64_t(x.size()), h.data());
+  EXPECT_EQ(h[0], 0x3c00);
+  EXPECT_EQ(h[1], 0x3c00);  // halfway between 1 and the next f16: to even
+  EXPECT_EQ(h[2], 0x7bff);  // 65504, not +inf
+  EXPECT_EQ(h[3], 0xfbff);
+  EXPECT_EQ(h[4], 0x7bff);
+  EXPECT_EQ(h[5], 0x7bff);  // would round to +inf unsaturated
+  EXPECT_EQ(h[6], 0x7c00);  // an infinity stays one
+  EXPECT_EQ(h[7], 0xfc00);
+  EXPECT_TRUE(std::isnan(f16_to_f32(h[8])));
+  EXPECT_EQ(h[9], f32_to_f16(1e-8f));  // subnormal f16, as f32_to_f16 makes it
 }
 
 TEST(ModelOps, DenseF32EveryTargetMatchesRef) {
