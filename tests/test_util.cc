@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -30,6 +31,28 @@ void write_bytes(const std::string& path, const std::string& bytes) {
   f.write(bytes.data(), std::streamsize(bytes.size()));
 }
 
+size_t mapping_rss_bytes(const void* p) {
+  std::ifstream in("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2 && line.find('-') < line.find(' ')) {
+      inside = addr >= lo && addr < hi;
+    } else if (inside && line.rfind("Rss:", 0) == 0) {
+      return size_t(std::stoull(line.substr(4))) * 1024;
+    }
+  }
+  return 0;
+}
+
+size_t rss_file_bytes() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("RssFile:", 0) == 0) return size_t(std::stoull(line.substr(8))) * 1024;
+  return 0;
+}
+
 std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::stringstream ss;
@@ -37,9 +60,11 @@ std::string read_bytes(const std::string& path) {
   return ss.str();
 }
 
-RunResult run_awq(const std::vector<std::string>& args) {
+RunResult run_awq(const std::vector<std::string>& args) { return run_program(AWQ_BINARY, args); }
+
+RunResult run_program(const std::string& binary, const std::vector<std::string>& args, const std::string& cwd) {
   TempDir t;
-  std::string cmd = std::string("'") + AWQ_BINARY + "'";
+  std::string cmd = (cwd.empty() ? std::string() : "cd '" + cwd + "' && ") + "'" + binary + "'";
   for (const auto& a : args) cmd += " '" + a + "'";
   cmd += " >'" + (t / "out") + "' 2>'" + (t / "err") + "' </dev/null";
   const int rc = std::system(cmd.c_str());

@@ -27,6 +27,8 @@ struct RunResult {
 };
 // Runs the awq binary with arguments; captures stdout/stderr.
 RunResult run_awq(const std::vector<std::string>& args);
+// Runs any program (a tool such as awq_synth) with arguments, in `cwd` when not empty.
+RunResult run_program(const std::string& binary, const std::vector<std::string>& args, const std::string& cwd = "");
 
 // Starts the awq binary without waiting: stdout and stderr go to `log` (when not empty), `env`
 // ("NAME=value") is added to the environment, SIGINT and SIGTERM have their default action (as in
@@ -43,6 +45,12 @@ void write_bytes(const std::string& path, const std::string& bytes);
 // that converting or dequantizing it takes a while: for tests that interrupt a write.
 void write_big_gemm(const std::string& dir, unsigned seed);
 std::string read_bytes(const std::string& path);
+
+// Resident bytes of this process's mapping that holds address `p` (the "Rss:" of its entry in
+// /proc/self/smaps); 0 when no mapping holds it.
+size_t mapping_rss_bytes(const void* p);
+// This process's resident file-backed bytes ("RssFile:" in /proc/self/status).
+size_t rss_file_bytes();
 
 }  // namespace awq::test
 

@@ -97,6 +97,9 @@ class GgufFile {
   double get_float(const std::string& key) const;  // float or integer
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }  // in file order
   const GgufTensorInfo* tensor(const std::string& name) const;
+  // Drops a tensor's pages from the resident set once a streaming reader has copied what it needs
+  // (MappedFile::release: the view stays valid); a no-op for an in-memory image.
+  void release_pages(const GgufTensorInfo& t) const;
 
  private:
   void parse(const uint8_t* data, size_t size);

@@ -40,7 +40,8 @@ struct ModelOptions {
   // Decoder layers: null keeps every layer loaded for the model's lifetime (the default). A cache
   // (possibly shared with other models) makes the model stream its layers through it: a layer is
   // read and repacked when first needed and kept while the cache's byte budget allows; below the
-  // model's size layers are evicted and read again. Logits are byte-identical either way.
+  // model's size the layers admitted first stay and the others are read again on every pass (see
+  // the admission rule in layer_cache.h). Logits are byte-identical either way.
   std::shared_ptr<LayerCache> layer_cache;
   // With a layer cache: while layer i computes, layers i+1 .. i+prefetch (wrapping to the first
   // ones for the next step) are read and repacked on a background thread. 0: no prefetch thread.

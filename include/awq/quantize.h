@@ -77,10 +77,12 @@ struct QuantizeResult {
   size_t modules = 0, layers = 0, resumed_layers = 0, blocks = 0;
   size_t sanitized = 0;  // non-finite weights zeroed (SanitizePolicy::kZero)
   std::vector<std::string> warnings;
-  // --mixed auto: every quantizable linear, most sensitive first; bits per weight of the decoder
-  // linears all quantized and after the promotions.
+  // --mixed auto: every quantizable linear, most sensitive first. Bits per weight over all decoder
+  // linears (a kept-dense one at its dtype's width) with every quantizable one 4-bit and after
+  // the promotions; and of a quantized module alone (bits + (16 + bits)/group: codes, an f16 scale
+  // and a packed zero per group; what `awq inspect` calls effective bits per weight).
   std::vector<ModuleSensitivity> sensitivity;
-  double bpw_quantized = 0, bpw_final = 0;
+  double bpw_quantized = 0, bpw_final = 0, bpw_quantized_module = 0;
 };
 
 // Per-layer progress callback (i finished layers of n, seconds so far, last group's loss ratio).

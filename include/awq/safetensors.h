@@ -23,6 +23,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages spanning [p, p + n) (clamped to this mapping) from the process's resident
+  // set: madvise(MADV_DONTNEED) on a read-only file mapping, so nothing is lost; a later read
+  // faults the bytes back in from the page cache or the file. For streaming readers that are done
+  // with a tensor (a mapped page otherwise stays counted in RSS until the file is closed).
+  void release(const void* p, size_t n) const;
 
  private:
   std::string path_;
@@ -39,11 +44,19 @@ struct TensorView {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   const std::string* file = nullptr;  // path of the file holding it
+  // The read-only file mapping `data` lies in; null when it lives in memory the reader owns (a
+  // decrypted sealed file, an inflated npz member, an in-memory image), which must not be dropped.
+  const MappedFile* mapping = nullptr;
 
   int64_t numel() const;
   int64_t dim(size_t i) const { return shape.at(i); }
   std::string shape_str() const;  // "[4096, 512]"
 };
+
+// Drops a tensor's pages from the resident set once a streaming reader is done with it (see
+// MappedFile::release); a no-op for a tensor in owned memory (mapping null), whose bytes would be
+// lost. The view stays valid: reading it again faults the pages back in.
+void release_pages(const TensorView& t);
 
 // Parses and validates the header: size <= 100 MB, well-formed JSON object, unique names,
 // known dtypes, non-negative shapes, numel * dtype size == end - begin (overflow-checked),

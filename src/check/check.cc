@@ -58,6 +58,15 @@ std::string fmt_num(double v) { return fmt::format("{:.4g}", v); }
 
 using namespace check_detail;
 
+namespace {
+// A dense checkpoint (`awq quantize --format dense`, a base model): no quantization config, no
+// layout fits the tensors, and every tensor is floating point (packed codes are integers).
+bool is_dense(const ModelDir& d, const FormatReader* reader) {
+  if (reader || !d.quant_config().is_null() || d.hf_quant_config().is_object() || d.is_npz() || d.tensors().empty()) return false;
+  return std::all_of(d.tensors().begin(), d.tensors().end(), [](const TensorView* t) { return is_float(t->dtype); });
+}
+}  // namespace
+
 CheckReport check_model(const std::string& path, const CheckOptions& opt) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": no such model directory or file");
@@ -98,6 +107,13 @@ CheckReport check_model(const std::string& path, const CheckOptions& opt) {
     }
     c.reader = reader.get();
     if (reader) r.format = reader->scheme().format;
+    if (is_dense(*dir, reader.get())) {
+      // Nothing to unpack: the quantization checks have nothing to say, every other group runs.
+      open_error.clear();
+      r.format = "dense";
+      c.note("dense-checkpoint", "", "no quantization config and no quantized tensors: checked as a dense model (config, "
+             "shapes, values, tied embeddings)");
+    }
     // A group that trips over something unforeseen (a config value of the wrong JSON type, ...)
     // becomes a finding; the other groups still run.
     auto run = [&](const char* group, const std::function<void()>& fn) {

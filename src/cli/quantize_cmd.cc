@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +37,13 @@ std::string calib_path(const std::string& given, const std::string& model) {
 
 // The --mixed auto table: every promoted module and the next most sensitive ones that stayed 4-bit.
 void print_promotions(const QuantizeResult& r, double budget) {
-  std::printf("mixed precision: %.3f bits per weight all quantized, budget %.3f, %.3f written\n", r.bpw_quantized, budget, r.bpw_final);
+  const size_t kept = size_t(std::count_if(r.sensitivity.begin(), r.sensitivity.end(), [](const ModuleSensitivity& m) { return m.promoted; }));
+  // Two figures that answer different questions; each says what it covers (awq inspect prints both).
+  std::printf("mixed precision: %.3f bits per weight over all decoder linears if all quantized, budget %.3f, %.3f written "
+              "(%zu kept dense, at their dtype's width)\n",
+              r.bpw_quantized, budget, r.bpw_final, kept);
+  std::printf("  a quantized module alone: %.3f bits per weight (codes, scales, zeros; awq inspect's effective bits/weight)\n",
+              r.bpw_quantized_module);
   std::printf("  %-4s %-44s %14s %10s  %s\n", "rank", "module", "rel. error", "weights", "kept");
   size_t shown_rest = 0;
   for (size_t i = 0; i < r.sensitivity.size(); ++i) {

@@ -1,5 +1,6 @@
 // `awq compare`: dequantize each linear of QUANT a block of rows at a time and measure it against
-// REF's dense weight. Working memory: one module's QuantLinear plus a few row blocks per thread.
+// REF's dense weight. Working memory: one module's QuantLinear plus a few row blocks per thread;
+// the mapped pages of each module are dropped once it is measured (release_pages).
 #include "awq/compare.h"
 
 #include <algorithm>
@@ -91,6 +92,16 @@ LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool)
   return e;
 }
 
+// Drops the pages of the tensors a measured job read (REF's weight, QUANT's dense weight or the
+// module's stored tensors), so the process's RSS stays one module's, not the files'.
+void release_job(const Job& job, const ModelDir& quant, const FormatReader* reader) {
+  release_pages(*job.ref);
+  if (job.dense) release_pages(*job.dense);
+  if (job.quantized)
+    for (const std::string& name : reader->module_tensors(job.module))
+      if (const TensorView* t = quant.find(name)) release_pages(*t);
+}
+
 // Pairs every linear of QUANT with REF's weight; names what does not pair.
 std::vector<Job> plan_jobs(const ModelDir& ref, const ModelDir& quant, const FormatReader* reader,
                            CompareResult& res) {
@@ -172,6 +183,7 @@ CompareResult compare_weights(const std::string& ref_dir, const std::string& qua
   ThreadPool pool(opt.threads);
   for (size_t i = 0; i < jobs.size(); ++i) {
     LayerError e = measure(jobs[i], reader.get(), pool);
+    release_job(jobs[i], quant, reader.get());
     e.below_bar = !(e.cosine >= opt.cosine_bar);  // NaN is below every bar
     res.layers.push_back(std::move(e));
     if (opt.on_progress) opt.on_progress(i + 1, jobs.size());

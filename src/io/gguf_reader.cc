@@ -170,6 +170,10 @@ GgufValue read_value(Cursor& c, const std::string& key) {
 
 }  // namespace
 
+void GgufFile::release_pages(const GgufTensorInfo& t) const {
+  if (map_ && t.nbytes) map_->release(t.data, t.nbytes);
+}
+
 GgufFile::GgufFile(const std::string& path) : path_(path), map_(std::make_unique<MappedFile>(path)) {
   parse(map_->data(), map_->size());
 }

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "awq/error.h"
@@ -29,6 +31,21 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const uint8_t*>(p);
   }
   ::close(fd);
+}
+
+void MappedFile::release(const void* p, size_t n) const {
+  const auto lo = std::max(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(data_));
+  const auto hi = std::min(reinterpret_cast<uintptr_t>(p) + n, reinterpret_cast<uintptr_t>(data_) + size_);
+  if (!data_ || hi <= lo) return;
+  // Rounded outward: the mapping starts on a page and its last page is mapped whole, and dropping a
+  // neighbour's page of a read-only file mapping only costs a re-read.
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = lo / page * page, e = (hi + page - 1) / page * page;
+  ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advice: a failure loses nothing
+}
+
+void release_pages(const TensorView& t) {
+  if (t.mapping && t.nbytes) t.mapping->release(t.data, t.nbytes);
 }
 
 MappedFile::~MappedFile() {

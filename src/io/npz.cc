@@ -127,6 +127,9 @@ NpyHeader parse_npy(const std::string& file, const std::string& name, const uint
 
 NpzFile::NpzFile(const std::string& path) : path_(path), map_(std::make_unique<MappedFile>(path)) {
   parse(map_->data(), map_->size());
+  const auto lo = reinterpret_cast<uintptr_t>(map_->data()), hi = lo + map_->size();
+  for (TensorView& t : tensors_)  // stored members lie in the mapping; inflated ones in owned_
+    if (reinterpret_cast<uintptr_t>(t.data) >= lo && reinterpret_cast<uintptr_t>(t.data) < hi) t.mapping = map_.get();
 }
 
 NpzFile::NpzFile(const std::string& label, const uint8_t* data, size_t size) : path_(label) { parse(data, size); }

@@ -28,6 +28,7 @@ std::string TensorView::shape_str() const {
 SafetensorsFile::SafetensorsFile(const std::string& path)
     : path_(path), map_(std::make_unique<MappedFile>(path)) {
   parse(map_->data(), map_->size());
+  for (TensorView& t : tensors_) t.mapping = map_.get();
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& label, const uint8_t* data, size_t size)

@@ -26,52 +26,63 @@ struct Part {
 
 class GgufLoader {
  public:
-  GgufLoader(const ModelConfig& cfg, Weights& w) : cfg_(cfg), w_(w), f_(*w.gguf) {
+  GgufLoader(const ModelConfig& cfg, const Weights& w) : cfg_(cfg), f_(*w.gguf) {
     for (const GgufTensorName& n : gguf_tensor_names(cfg)) names_[n.hf] = n;
   }
 
-  void load() {
+  // Everything but the decoder layers, and the notes saying how each type is run (counted from
+  // the tensor directory, so they are the same whether the layers load now or stream later).
+  void load_globals(Weights& w) const {
     const TensorNames& nm = cfg_.names;
     const GgufTensorInfo& emb = get(nm.embed, "the token embeddings");
     expect_shape(emb, {cfg_.hidden, cfg_.vocab}, "vocab_size x hidden_size");
     need_dequantizable(emb);
-    w_.embed.data = emb.data;
+    w.embed.data = emb.data;
     if (is_dense_type(emb.type)) {
-      w_.embed.dtype = dtype_of(emb.type);
+      w.embed.dtype = dtype_of(emb.type);
     } else {
-      w_.embed.ggml = emb.type;
-      w_.embed.row_bytes = ggml_nbytes(emb.type, cfg_.hidden);
+      w.embed.ggml = emb.type;
+      w.embed.row_bytes = ggml_nbytes(emb.type, cfg_.hidden);
     }
-    w_.notes.push_back(emb.name + ": " + ggml_type_name(emb.type) + (is_dense_type(emb.type) ? ", rows read in place" : ", each row dequantized as ggml does when looked up"));
-    w_.final_norm = norm_vector(nm.final_norm, cfg_.hidden, 0);
+    w.notes.push_back(emb.name + ": " + ggml_type_name(emb.type) + (is_dense_type(emb.type) ? ", rows read in place" : ", each row dequantized as ggml does when looked up"));
+    w.final_norm = norm_vector(nm.final_norm, cfg_.hidden, 0);
     const std::string head = cfg_.tied_embeddings ? nm.embed : nm.lm_head;
     Part h = part(head, cfg_.vocab, cfg_.hidden, 0, false);
-    w_.lm_head = h.quant ? packed_linear(*h.quant) : std::move(h.dense);
-    using L = LayerLinear;
-    for (int64_t i = 0; i < cfg_.layers; ++i) {
-      LayerWeights lw;
-      lw.attn_norm = norm_vector(ModelConfig::layer_name(nm.attn_norm, i), cfg_.hidden, 0);
-      lw.mlp_norm = norm_vector(ModelConfig::layer_name(nm.mlp_norm, i), cfg_.hidden, 0);
-      if (cfg_.qk_norm) {
-        lw.q_norm = norm_vector(ModelConfig::layer_name(nm.q_norm, i), cfg_.head_dim, 0);
-        lw.k_norm = norm_vector(ModelConfig::layer_name(nm.k_norm, i), cfg_.head_dim, 0);
-      }
-      lw.qkv = group(i, {L::kQ, L::kK, L::kV});
-      lw.o = group(i, {L::kO});
-      lw.gate_up = group(i, {L::kGate, L::kUp});
-      lw.down = group(i, {L::kDown});
-      w_.layers.push_back(std::move(lw));
-    }
-    w_.quantized = w_.lm_head.packed.has_value();
-    for (const auto& l : w_.layers)
-      for (const LinearGroup* g : {&l.qkv, &l.o, &l.gate_up, &l.down})
-        for (const auto& p : g->parts) w_.quantized = w_.quantized || p.packed.has_value();
-    for (const auto& [type, count] : kernel_linears_)
-      w_.notes.push_back(type + ": " + std::to_string(count) + " linear(s) on the 4-bit kernels as they are stored (groups of 32, every code kept)");
-    for (const auto& [type, count] : dense_linears_)
-      w_.notes.push_back(type + ": " + std::to_string(count) + " linear(s) " +
+    w.lm_head = h.quant ? packed_linear(*h.quant) : std::move(h.dense);
+    w.quantized = w.lm_head.packed.has_value();
+    std::map<std::string, int> kernel_linears, dense_linears;
+    auto count = [&](const std::string& hf) {
+      const GgufTensorInfo& t = get(hf, "a linear weight");
+      ++(gguf_maps_to_quant_linear(t.type) ? kernel_linears : dense_linears)[ggml_type_name(t.type)];
+      w.quantized = w.quantized || gguf_maps_to_quant_linear(t.type);
+    };
+    count(head);
+    for (int64_t i = 0; i < cfg_.layers; ++i)
+      for (LayerLinear l : kAllLayerLinears) count(cfg_.linear_name(i, l) + ".weight");
+    for (const auto& [type, n] : kernel_linears)
+      w.notes.push_back(type + ": " + std::to_string(n) + " linear(s) on the 4-bit kernels as they are stored (groups of 32, every code kept)");
+    for (const auto& [type, n] : dense_linears)
+      w.notes.push_back(type + ": " + std::to_string(n) + " linear(s) " +
                          (type == "f32" || type == "f16" || type == "bf16" ? "dense, read in place or copied"
                                                                            : "dequantized as ggml does to dense f32 (the 4-bit kernels cannot hold this type)"));
+  }
+
+  // Decoder layer i alone (safe from several threads: it only reads the file).
+  LayerWeights layer(int64_t i) const {
+    using L = LayerLinear;
+    const TensorNames& nm = cfg_.names;
+    LayerWeights lw;
+    lw.attn_norm = norm_vector(ModelConfig::layer_name(nm.attn_norm, i), cfg_.hidden, 0);
+    lw.mlp_norm = norm_vector(ModelConfig::layer_name(nm.mlp_norm, i), cfg_.hidden, 0);
+    if (cfg_.qk_norm) {
+      lw.q_norm = norm_vector(ModelConfig::layer_name(nm.q_norm, i), cfg_.head_dim, 0);
+      lw.k_norm = norm_vector(ModelConfig::layer_name(nm.k_norm, i), cfg_.head_dim, 0);
+    }
+    lw.qkv = group(i, {L::kQ, L::kK, L::kV});
+    lw.o = group(i, {L::kO});
+    lw.gate_up = group(i, {L::kGate, L::kUp});
+    lw.down = group(i, {L::kDown});
+    return lw;
   }
 
  private:
@@ -130,7 +141,7 @@ class GgufLoader {
   }
 
   // One linear [n][k] stored under the HF weight name `hf` (a ".weight"), with its bias.
-  Part part(const std::string& hf, int64_t n, int64_t k, int64_t heads, bool has_bias) {
+  Part part(const std::string& hf, int64_t n, int64_t k, int64_t heads, bool has_bias) const {
     const GgufTensorInfo& t = get(hf, "a linear weight");
     expect_shape(t, {k, n}, "in_features, out_features");
     Part p;
@@ -141,11 +152,10 @@ class GgufLoader {
       if (heads > 0) unpermute_rows(q, heads);
       q.bias = std::move(bias);
       q.bias_dtype = DType::F32;
-      ++kernel_linears_[ggml_type_name(t.type)];
+      f_.release_pages(t);  // copied out: a streaming model's RSS is its layers, not the file
       p.quant = std::move(q);
       return p;
     }
-    ++dense_linears_[ggml_type_name(t.type)];
     Linear& l = p.dense;
     l.name = t.name;
     l.n = n;
@@ -162,15 +172,17 @@ class GgufLoader {
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(l.owned_16.data() + (heads ? gguf_permuted_source_row(r, n, heads) : r) * k, t.data + size_t(r * k) * 2, size_t(k) * 2);
       l.w = l.owned_16.data();
+      f_.release_pages(t);
       return p;
     }
     l.dtype = DType::F32;
     l.owned_f32 = values(t, n, k, heads);
     l.w = l.owned_f32.data();
+    f_.release_pages(t);
     return p;
   }
 
-  LinearGroup group(int64_t layer, std::initializer_list<LayerLinear> which) {
+  LinearGroup group(int64_t layer, std::initializer_list<LayerLinear> which) const {
     std::vector<Part> parts;
     for (LayerLinear l : which) {
       const auto [n, k] = cfg_.linear_shape(l);
@@ -193,19 +205,22 @@ class GgufLoader {
   }
 
   const ModelConfig& cfg_;
-  Weights& w_;
   const GgufFile& f_;
   std::map<std::string, GgufTensorName> names_;
-  std::map<std::string, int> kernel_linears_, dense_linears_;
 };
 
 }  // namespace
 
-Weights load_gguf_weights(std::unique_ptr<GgufFile> file, const ModelConfig& cfg) {
+Weights load_gguf_weights(std::unique_ptr<GgufFile> file, const ModelConfig& cfg, bool with_layers) {
   Weights w;
   w.gguf = std::move(file);
-  GgufLoader(cfg, w).load();
+  const GgufLoader loader(cfg, w);
+  loader.load_globals(w);
+  if (with_layers)
+    for (int64_t i = 0; i < cfg.layers; ++i) w.layers.push_back(loader.layer(i));
   return w;
 }
+
+LayerWeights load_gguf_layer(const Weights& w, const ModelConfig& cfg, int64_t i) { return GgufLoader(cfg, w).layer(i); }
 
 }  // namespace awq::model

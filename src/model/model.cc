@@ -202,10 +202,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& o
   std::string why;
   if (!kernels::path_available(impl->path, &why))
     throw Error(std::string("path ") + kernels::path_name(impl->path) + ": " + why);
-  if (gguf && options.layer_cache)
-    throw Error(dir + ": a GGUF file cannot stream its layers through a layer cache yet (--cache-bytes): run it "
-                "without one, every layer loaded");
-  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg)
+  impl->w = gguf ? model::load_gguf_weights(std::move(file), impl->cfg, /*with_layers=*/!options.layer_cache)
                  : model::load_weights(dir, impl->cfg, /*with_layers=*/!options.layer_cache);
   if (options.layer_cache)
     impl->stream = std::make_unique<LayerStream>(options.layer_cache, impl->w, impl->cfg, options.prefetch);

@@ -4,12 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "awq/error.h"
 #include "awq/model_ops.h"
-#include "awq/sealed.h"
 #include "awq/thread_pool.h"
 
 namespace awq::model {
@@ -139,17 +136,11 @@ class Loader {
 
   // The stored tensors of a module already read: drop their pages from this process's resident
   // set (the mapping stays valid and the pages stay in the page cache), so a loaded model's RSS is
-  // its packed weights, not packed weights plus the whole checkpoint file.
+  // its packed weights, not packed weights plus the whole checkpoint file. Tensors in owned memory
+  // (a decrypted sealed file) are left alone by release_pages.
   void release_pages(const std::string& module) const {
-    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-    for (const std::string& name : w_.reader->module_tensors(module)) {
-      const TensorView* t = w_.dir->find(name);
-      if (!t || t->nbytes == 0) continue;
-      // A decrypted file lives in owned memory, not a file mapping: dropping its pages would zero it.
-      if (t->file && t->file->size() > 4 && t->file->compare(t->file->size() - 4, 4, kSealedSuffix) == 0) continue;
-      const uintptr_t b = (uintptr_t(t->data) + page - 1) / page * page, e = (uintptr_t(t->data) + t->nbytes) / page * page;
-      if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-    }
+    for (const std::string& name : w_.reader->module_tensors(module))
+      if (const TensorView* t = w_.dir->find(name)) awq::release_pages(*t);
   }
 
   QuantLinear read_quant(const std::string& module, int64_t n, int64_t k) const {
@@ -317,7 +308,9 @@ Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_
   return w;
 }
 
-LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i) { return Loader(cfg, w).layer(i); }
+LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i) {
+  return w.gguf ? load_gguf_layer(w, cfg, i) : Loader(cfg, w).layer(i);
+}
 
 size_t layer_bytes(const LayerWeights& l) {
   size_t b = (l.attn_norm.size() + l.mlp_norm.size() + l.q_norm.size() + l.k_norm.size()) * sizeof(float);

@@ -80,8 +80,8 @@ struct Weights {
 // one at a time by load_layer (a model streaming its layers through a LayerCache).
 Weights load_weights(const std::string& path, const ModelConfig& cfg, bool with_layers = true);
 
-// Reads and repacks decoder layer `i` alone. Safe to call from several threads at once (it only
-// reads the checkpoint). Throws what load_weights throws.
+// Reads and repacks decoder layer `i` alone, from a checkpoint directory or a GGUF file. Safe to
+// call from several threads at once (it only reads the checkpoint). Throws what loading throws.
 LayerWeights load_layer(const Weights& w, const ModelConfig& cfg, int64_t i);
 // Bytes a loaded layer holds in memory (packed weights, owned dense copies, norms).
 size_t layer_bytes(const LayerWeights& l);
@@ -89,8 +89,10 @@ size_t layer_bytes(const LayerWeights& l);
 // Loads every weight the config names from a GGUF file (gguf_weights.cc): Q4_0/Q4_1/Q4_K linears
 // repacked for the 4-bit kernels (gguf_linear.h), every other type dense (F32/F16/BF16 in place,
 // the rest dequantized as ggml does to f32); llama-family q/k rows un-permuted back to Hugging
-// Face's order. Throws awq::Error naming the file and tensor.
-Weights load_gguf_weights(std::unique_ptr<GgufFile> file, const ModelConfig& cfg);
+// Face's order. Throws awq::Error naming the file and tensor. With with_layers false the decoder
+// layers are left out, to be read one at a time by load_layer (streaming, as load_weights).
+Weights load_gguf_weights(std::unique_ptr<GgufFile> file, const ModelConfig& cfg, bool with_layers = true);
+LayerWeights load_gguf_layer(const Weights& w, const ModelConfig& cfg, int64_t i);
 
 // Shared by both loaders: whether two linears can be stacked into one packed matrix, the stacking
 // (q|k|v, gate|up), and a packed Linear.

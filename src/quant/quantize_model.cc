@@ -329,6 +329,7 @@ std::set<std::string> choose_promotions(const std::vector<std::unique_ptr<Safete
   }
   std::stable_sort(mods.begin(), mods.end(), [](const Mod& a, const Mod& b) { return a.s.rel_error > b.s.rel_error; });
   res.bpw_quantized = weights > 0 ? bits / weights : 0;
+  res.bpw_quantized_module = qbits;
   std::set<std::string> promoted;
   for (Mod& m : mods) {
     const double extra = double(m.s.weights) * (m.dense_bits - qbits);

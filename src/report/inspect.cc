@@ -136,10 +136,26 @@ ordered_json inspect_model(const ModelDir& dir, const FormatReader& reader) {
     kinds[kind].second += t->nbytes;
     if (!q && kind == "dense_weights" && t->shape.size() == 2) dense_linears.push_back(reader.dense_tensor_name(t->name));
   }
+  // Over the decoder linears (inside model.layers.N): quantized modules at their stored bytes and
+  // dense linear weights at their dtype's width, as `awq quantize --mixed` counts its budget.
+  uint64_t dec_weights = 0, dec_bytes = 0;
+  auto in_decoder = [](const std::string& name) { return name.find(".layers.") != std::string::npos; };
   for (const auto& m : reader.modules()) {
     const ModuleInfo info = reader.check(m);
     quant_weights += uint64_t(info.n) * uint64_t(info.k);
+    if (!in_decoder(m)) continue;
+    dec_weights += uint64_t(info.n) * uint64_t(info.k);
+    for (const auto& t : reader.module_tensors(m))
+      if (const TensorView* v = dir.find(t)) dec_bytes += v->nbytes;
   }
+  size_t dec_dense = 0;
+  for (const TensorView* t : dir.tensors())
+    if (!consumed.count(t->name) && tensor_kind(t->name, false) == "dense_weights" && t->shape.size() == 2 &&
+        in_decoder(t->name)) {
+      dec_weights += uint64_t(t->numel());
+      dec_bytes += t->nbytes;
+      ++dec_dense;
+    }
   r["dense_linears"] = dense_linears;
 
   ordered_json tk = ordered_json::object();
@@ -151,6 +167,8 @@ ordered_json inspect_model(const ModelDir& dir, const FormatReader& reader) {
   r["tensors"] = tk;
   r["total_bytes"] = total;
   r["effective_bits_per_weight"] = quant_weights ? double(quant_bytes) * 8.0 / double(quant_weights) : 0.0;
+  r["decoder_linear_bits_per_weight"] = dec_weights ? double(dec_bytes) * 8.0 / double(dec_weights) : 0.0;
+  r["decoder_dense_linears"] = dec_dense;
 
   add_tied_embeddings(r, dir, [&reader](const std::string& n) { return reader.dense_tensor_name(n); });
   add_shards(r, dir);
@@ -255,7 +273,11 @@ std::string render_inspect_text(const ordered_json& r) {
   const int64_t g = r["group_size"].get<int64_t>();
   line("group size", g == -1 ? "per-channel (-1)" : std::to_string(g));
   line("zero point", r["zero_point"].get<bool>() ? "yes (asymmetric)" : "no (symmetric)");
-  line("effective bits/weight", fmt::format("{:.3f}", r["effective_bits_per_weight"].get<double>()));
+  line("effective bits/weight", fmt::format("{:.3f} (quantized modules only: codes, scales, zeros)",
+                                            r["effective_bits_per_weight"].get<double>()));
+  line("decoder linears bits/wt", fmt::format("{:.3f} (every linear in the decoder layers, {} of them dense at their dtype's width)",
+                                              r["decoder_linear_bits_per_weight"].get<double>(),
+                                              r["decoder_dense_linears"].get<size_t>()));
   line("quantized modules", std::to_string(r["quantized_layers"].size()));
   line("dense linear weights", std::to_string(r["dense_linears"].size()));
   std::string mtnc;

@@ -668,5 +668,37 @@ TEST(CheckCli, ExitStatusAndJson) {
   EXPECT_EQ(empty.status, 2);
 }
 
+// `awq quantize --format dense` writes a dense checkpoint (no quantization config, every tensor
+// floating point): check reports it as dense and runs what applies instead of failing with
+// format-unreadable; a NaN in one of its weights is still found and named.
+TEST(CheckDense, QuantizeDenseOutputIsCheckedAsADenseModel) {
+  test::TempDir tmp;
+  const std::string out = tmp / "dense";
+  const auto q = test::run_awq({"quantize", test::data_path("../../models/kjv-llama"), "-o", out, "--method", "rtn",
+                                "--format", "dense", "--threads", "1"});
+  ASSERT_EQ(q.status, 0) << q.err;
+  const auto r = check_model(out);
+  EXPECT_EQ(r.format, "dense");
+  EXPECT_EQ(r.count(Severity::kError), 0u) << codes(r);
+  EXPECT_FALSE(r.has("format-unreadable")) << codes(r);
+  expect_finding(r, "dense-checkpoint", Severity::kNote);
+  const std::string target = "model.layers.1.mlp.down_proj.weight";
+  test::rewrite_safetensors(out + "/model.safetensors", [&](std::vector<EditTensor>& ts) {
+    EditTensor& t = test::tensor(ts, target);
+    if (t.dtype == DType::F32) {
+      test::set_f32(t, 7, NAN);
+    } else if (t.dtype == DType::F16) {
+      test::set_f16(t, 7, NAN);
+    } else {
+      ASSERT_EQ(t.dtype, DType::BF16);
+      const uint16_t nan = 0x7fc0;
+      std::memcpy(t.bytes.data() + 2 * 7, &nan, 2);
+    }
+  });
+  const auto bad = check_model(out);
+  EXPECT_EQ(bad.format, "dense");
+  EXPECT_EQ(expect_finding(bad, "nonfinite", Severity::kError).tensor, target);
+}
+
 }  // namespace
 }  // namespace awq

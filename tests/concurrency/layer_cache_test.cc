@@ -1,4 +1,5 @@
-// LayerCache: LRU order, the byte budget, entries larger than the budget, one load per key, and
+// LayerCache: the scan-resistant admission (one owner's loop, owners' shares), LRU order under
+// set_budget, the byte budget, entries larger than the budget, one load per key, and
 // several threads sharing one cache across two "models" (key prefixes) while another evicts. The
 // tests in tests/concurrency/ also build alone under ThreadSanitizer (preset tsan, scripts/sanitize.sh).
 #include "awq/layer_cache.h"
@@ -25,25 +26,75 @@ const std::vector<uint8_t>& as_bytes(const LayerCache::Value& v) {
   return *static_cast<const std::vector<uint8_t>*>(v.get());
 }
 
-TEST(LayerCache, KeepsWhatFitsAndEvictsLeastRecentlyUsed) {
+// One owner looping over more layers than fit: the first admitted stay, the rest stream (under
+// LRU each layer would be evicted just before its reuse: 0 hits).
+TEST(LayerCache, OneOwnerLoopingKeepsTheFirstAdmittedAndStreamsTheRest) {
   LayerCache c(300);
   std::atomic<int> loads{0};
-  c.get("a", filled(100, 1, &loads));
-  c.get("b", filled(100, 2, &loads));
-  c.get("c", filled(100, 3, &loads));
-  EXPECT_EQ(c.stats().bytes, 300u);
-  c.get("a", filled(100, 1, &loads));  // hit: a becomes most recent, b is now the oldest
-  EXPECT_EQ(loads.load(), 3);
-  c.get("d", filled(100, 4, &loads));  // evicts b
-  EXPECT_EQ(c.find("b"), nullptr);
-  EXPECT_NE(c.find("a"), nullptr);
-  EXPECT_NE(c.find("c"), nullptr);
-  EXPECT_EQ(as_bytes(c.find("d"))[0], 4);
+  const std::string m = LayerCache::new_owner_id();
+  for (int pass = 0; pass < 4; ++pass)
+    for (int l = 0; l < 8; ++l) EXPECT_EQ(as_bytes(c.get(m + std::to_string(l), filled(100, uint8_t(l), &loads)))[0], l);
   const auto s = c.stats();
-  EXPECT_EQ(s.bytes, 300u);
   EXPECT_EQ(s.entries, 3u);
+  EXPECT_EQ(s.bytes, 300u);
+  EXPECT_EQ(s.hits, 3u * 3u);           // layers 0..2 on passes 2..4
+  EXPECT_EQ(s.misses, 8u + 5u * 3u);    // everything once, then layers 3..7 on every pass
+  EXPECT_EQ(s.evictions, 0u);
+  EXPECT_EQ(loads.load(), int(s.misses));
+  for (int l = 0; l < 3; ++l) EXPECT_NE(c.find(m + std::to_string(l)), nullptr);
+  EXPECT_EQ(c.find(m + "3"), nullptr);
+}
+
+// A second owner takes entries from one that holds more (its newest first) until both hold equal
+// shares, then streams; neither takes them back, so both keep their hits on later passes.
+TEST(LayerCache, OwnersSharingAFullCacheConvergeToEqualShares) {
+  LayerCache c(400);
+  const std::string a = LayerCache::new_owner_id(), b = LayerCache::new_owner_id();
+  auto pass = [&](const std::string& m, uint8_t fill) {
+    for (int l = 0; l < 6; ++l) c.get(m + std::to_string(l), filled(100, fill));
+  };
+  pass(a, 1);  // a holds layers 0..3
+  EXPECT_EQ(c.stats().entries, 4u);
+  pass(b, 2);  // b takes a's 3 and 2, keeps its own 0 and 1
+  auto s = c.stats();
+  EXPECT_EQ(s.evictions, 2u);
+  for (const std::string& m : {a, b}) {
+    EXPECT_NE(c.find(m + "0"), nullptr);
+    EXPECT_NE(c.find(m + "1"), nullptr);
+    EXPECT_EQ(c.find(m + "2"), nullptr);
+  }
+  const uint64_t hits = c.stats().hits;
+  for (int i = 0; i < 3; ++i) {
+    pass(a, 1);
+    pass(b, 2);
+  }
+  s = c.stats();
+  EXPECT_EQ(s.evictions, 2u);         // stable: nothing taken back and forth
+  EXPECT_EQ(s.hits - hits, 3u * 4u);  // each pass of each model: its two resident layers
+  EXPECT_EQ(s.bytes, 400u);
+  EXPECT_EQ(c.evict_prefix(a), 2u);  // a closing frees its share for b
+  pass(b, 2);
+  EXPECT_EQ(c.stats().entries, 4u);
+}
+
+TEST(LayerCache, SetBudgetEvictsLeastRecentlyUsedFirst) {
+  LayerCache c(300);
+  std::atomic<int> loads{0};
+  c.get("m/a", filled(100, 1, &loads));
+  c.get("m/b", filled(100, 2, &loads));
+  c.get("m/c", filled(100, 3, &loads));
+  EXPECT_EQ(c.stats().bytes, 300u);
+  c.get("m/a", filled(100, 1, &loads));  // hit: a becomes most recent, b is now the oldest
+  EXPECT_EQ(loads.load(), 3);
+  c.set_budget(200);
+  EXPECT_EQ(c.find("m/b"), nullptr);
+  EXPECT_NE(c.find("m/a"), nullptr);
+  EXPECT_EQ(as_bytes(c.find("m/c"))[0], 3);
+  const auto s = c.stats();
+  EXPECT_EQ(s.bytes, 200u);
+  EXPECT_EQ(s.entries, 2u);
   EXPECT_EQ(s.evictions, 1u);
-  EXPECT_EQ(s.misses, 4u);
+  EXPECT_EQ(s.misses, 3u);
 }
 
 TEST(LayerCache, AnEntryLargerThanTheBudgetIsHandedOutNotKept) {
@@ -61,7 +112,7 @@ TEST(LayerCache, AnEntryLargerThanTheBudgetIsHandedOutNotKept) {
 TEST(LayerCache, EvictionNeverFreesAnEntryInUse) {
   LayerCache c(100);
   auto held = c.get("a", filled(100, 1));
-  c.get("b", filled(100, 2));  // evicts a from the cache
+  c.set_budget(0);  // evicts a from the cache
   EXPECT_EQ(c.find("a"), nullptr);
   EXPECT_EQ(as_bytes(held)[99], 1);  // still valid for its holder
 }

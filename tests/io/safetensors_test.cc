@@ -116,5 +116,35 @@ TEST(SafetensorsWriter, UncommittedWriterLeavesNothing) {
   EXPECT_THROW(w.commit(), Error);  // short by two bytes
 }
 
+// A streaming reader done with a tensor drops its pages: the mapping's resident size falls from the
+// whole tensor to at most its edge pages, and the bytes read back unchanged afterwards.
+TEST(SafetensorsReader, ReleasePagesDropsAMappedTensorFromTheResidentSet) {
+  test::TempDir t;
+  const std::string path = t / "big.safetensors";
+  constexpr int64_t kFloats = 2 << 20;  // 8 MiB
+  {
+    SafetensorsWriter w(path, {{"w", DType::F32, {kFloats}}});
+    std::vector<float> v(static_cast<size_t>(kFloats));
+    for (int64_t i = 0; i < kFloats; ++i) v[size_t(i)] = float(i % 1000);
+    w.append(v.data(), v.size() * 4);
+    w.commit();
+  }
+  SafetensorsFile f(path);
+  const TensorView& w = f.tensors()[0];
+  ASSERT_NE(w.mapping, nullptr);
+  double sum = 0;
+  for (int64_t i = 0; i < kFloats; ++i) sum += load_float(w.data, w.dtype, size_t(i));
+  EXPECT_GE(test::mapping_rss_bytes(w.data), size_t(kFloats) * 4);
+  release_pages(w);
+  EXPECT_LE(test::mapping_rss_bytes(w.data), size_t(64) << 10);
+  double again = 0;
+  for (int64_t i = 0; i < kFloats; ++i) again += load_float(w.data, w.dtype, size_t(i));
+  EXPECT_EQ(again, sum);
+  // An in-memory image is owned by its caller: no mapping, nothing released.
+  const std::string bytes = test::read_bytes(path);
+  SafetensorsFile mem("mem.safetensors", reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  EXPECT_EQ(mem.tensors()[0].mapping, nullptr);
+}
+
 }  // namespace
 }  // namespace awq

@@ -60,6 +60,36 @@ TEST(LayerStream, AnyBudgetGivesByteIdenticalLogits) {
   }
 }
 
+// A budget of a fraction of the model keeps that fraction of the layers resident across forward
+// passes (the first admitted; the cache is scan-resistant), so every pass after the first serves
+// exactly those layers from memory, with prefetch on or off, and the logits stay byte-identical.
+TEST(LayerStream, AFractionOfTheModelKeepsThatFractionOfItsLayers) {
+  const std::string bundled = std::string(AWQ_TEST_DATA) + "/../../models/kjv-llama";
+  for (const auto& [dir, den] : {std::pair<std::string, size_t>{bundled, 4}, {kQuant, 2}}) {
+    SCOPED_TRACE(dir);
+    auto whole = Model::load(dir, {.threads = 1});
+    const std::vector<int32_t> prompt = {1, 5, 9, 3, 7, 2};
+    const int steps = 4, forwards = 1 + steps;
+    const auto want = decode_logits(*whole, prompt, steps);
+    auto probe_cache = std::make_shared<LayerCache>(size_t(1) << 40);
+    auto probe = Model::load(dir, {.threads = 1, .layer_cache = probe_cache, .prefetch = 0});
+    probe->prompt_logits(prompt);
+    const size_t model_bytes = probe_cache->stats().bytes, layers = size_t(probe->config().layers);
+    ASSERT_EQ(layers % den, 0u);
+    for (int prefetch : {0, 1}) {
+      SCOPED_TRACE("prefetch " + std::to_string(prefetch));
+      auto cache = std::make_shared<LayerCache>(model_bytes / den);
+      auto m = Model::load(dir, {.threads = 1, .layer_cache = cache, .prefetch = prefetch});
+      EXPECT_TRUE(same_bytes(decode_logits(*m, prompt, steps), want));
+      const auto s = cache->stats();
+      EXPECT_EQ(s.entries, layers / den);
+      EXPECT_EQ(s.hits, uint64_t(s.entries) * uint64_t(forwards - 1));  // under LRU: 0
+      EXPECT_EQ(s.misses, layers + (layers - s.entries) * uint64_t(forwards - 1));
+      EXPECT_EQ(s.evictions, 0u);
+    }
+  }
+}
+
 TEST(LayerStream, ClosingAModelDropsItsLayersFromASharedCache) {
   auto cache = std::make_shared<LayerCache>(size_t(1) << 40);
   auto a = Model::load(kQuant, {.threads = 1, .layer_cache = cache});
@@ -78,18 +108,33 @@ TEST(LayerStream, ClosingAModelDropsItsLayersFromASharedCache) {
 namespace awq {
 namespace {
 
-// A GGUF file has its own loader, which does not stream yet: a layer cache is refused by name
-// rather than ignored (the user asked for a memory bound the model would not keep).
-TEST(LayerStream, AGgufModelWithALayerCacheIsRefused) {
-  ModelOptions o;
-  o.threads = 1;
-  o.layer_cache = std::make_shared<LayerCache>(1);
-  try {
-    Model::load(std::string(AWQ_TEST_DATA) + "/gguf/model-llama.gguf", o);
-    ADD_FAILURE() << "loaded";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("GGUF file cannot stream its layers"), std::string::npos) << e.what();
-  }
+// A GGUF file streams its layers like a checkpoint directory: the golden file mixing all seven
+// block types (4-bit kernels, dequantized and in-place dense linears) gives byte-identical logits
+// at every budget, prefetch on and off; half the model keeps one of its two layers.
+TEST(LayerStream, AGgufModelStreamsWithByteIdenticalLogits) {
+  const std::string path = std::string(AWQ_TEST_DATA) + "/gguf/model-llama.gguf";
+  auto whole = Model::load(path, {.threads = 1});
+  const std::vector<int32_t> prompt = {1, 5, 9, 3, 7, 2};
+  const auto want = decode_logits(*whole, prompt, 4);
+  auto probe_cache = std::make_shared<LayerCache>(size_t(1) << 40);
+  auto probe = Model::load(path, {.threads = 1, .layer_cache = probe_cache, .prefetch = 0});
+  ASSERT_TRUE(same_bytes(decode_logits(*probe, prompt, 4), want));
+  EXPECT_EQ(probe->load_notes(), whole->load_notes());
+  EXPECT_EQ(probe->quantized(), whole->quantized());
+  const auto full = probe_cache->stats();
+  ASSERT_EQ(full.entries, size_t(probe->config().layers));
+  const size_t model_bytes = full.bytes, layer = model_bytes / full.entries;
+  for (size_t budget : {size_t(0), layer / 2, model_bytes / 2, model_bytes})
+    for (int prefetch : {0, 1, 2}) {
+      SCOPED_TRACE("budget " + std::to_string(budget) + " prefetch " + std::to_string(prefetch));
+      auto cache = std::make_shared<LayerCache>(budget);
+      auto m = Model::load(path, {.threads = 1, .layer_cache = cache, .prefetch = prefetch});
+      EXPECT_TRUE(same_bytes(decode_logits(*m, prompt, 4), want));
+      EXPECT_LE(cache->stats().bytes, budget);
+      if (budget == model_bytes / 2) {
+        EXPECT_EQ(cache->stats().entries, 1u);
+      }
+    }
 }
 
 }  // namespace

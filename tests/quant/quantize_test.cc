@@ -578,12 +578,28 @@ TEST(QuantizeCmd, MixedAutoPromotesTheMostSensitiveWithinTheBudget) {
   double quantized = 0, budget = 0, written = 0;
   const size_t at = r.out.find("mixed precision: ");
   ASSERT_NE(at, std::string::npos) << r.out;
-  ASSERT_EQ(std::sscanf(r.out.c_str() + at, "mixed precision: %lf bits per weight all quantized, budget %lf, %lf written", &quantized, &budget,
-                        &written),
-            3)
+  size_t kept = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + at,
+                        "mixed precision: %lf bits per weight over all decoder linears if all quantized, budget %lf, %lf written "
+                        "(%zu kept dense",
+                        &quantized, &budget, &written, &kept),
+            4)
       << r.out;
   EXPECT_NEAR(quantized, 4 + 20.0 / 32, 1e-3);  // 4-bit codes + f16 scale + 4-bit zero per 32 weights
   EXPECT_NEAR(written, quantized + 27.375 * 2048 / 73728, 1e-3);
+  EXPECT_EQ(kept, 1u);
+  double module_bpw = 0;
+  const size_t alone = r.out.find("a quantized module alone: ");
+  ASSERT_NE(alone, std::string::npos) << r.out;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + alone, "a quantized module alone: %lf", &module_bpw), 1) << r.out;
+  EXPECT_NEAR(module_bpw, 4 + 20.0 / 32, 1e-3);
+  // inspect counts the stored bytes: its two figures are quantize's, each over what it says.
+  const auto ins = run_awq({"inspect", tmp / "m", "--json"});
+  ASSERT_EQ(ins.status, 0) << ins.err;
+  const auto j = nlohmann::json::parse(ins.out);
+  EXPECT_NEAR(j["effective_bits_per_weight"].get<double>(), module_bpw, 1e-3);
+  EXPECT_NEAR(j["decoder_linear_bits_per_weight"].get<double>(), written, 1e-3);
+  EXPECT_EQ(j["decoder_dense_linears"].get<size_t>(), kept);
   // A budget that would keep every linear dense is refused before any work.
   const auto all = run_awq({"quantize", data_path("models/llama2"), "-o", tmp / "all", "--group-size", "32", "--calib-tokens", calib,
                             "--samples", "6", "--seqlen", "32", "--mixed", "auto", "--budget", "32", "-q"});
