@@ -19,7 +19,6 @@
 // Tiles (8 registers): tmm0/1 = C (hi, lo) of tile t, tmm2/3 = C (hi, lo) of tile t+1, tmm4/5 = A
 // (hi, lo), tmm6/7 = B of tiles t, t+1. A group of G columns is nsteps K steps of Ks = G/nsteps
 // columns (Ks <= 64, a multiple of 4; G = 128: two steps of 64, G = 32: one of 32).
-#include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,6 +31,7 @@
 #include <vector>
 
 #include "awq/kernels.h"
+#include "kernels/cpuid.h"
 #include "kernels/internal.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -111,31 +111,16 @@ AWQ_AMX_TARGET bool self_test() {
 // 17, 18 (XTILECFG, XTILEDATA). Linux then grants the 8 KiB tile data state per process on request
 // (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18; kernel 5.16+). Empty when all is there.
 std::string missing_amx() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return "CPU lacks CPUID leaf 1";
-  const bool osxsave = (c >> 27) & 1u;
-  unsigned b7 = 0, d7 = 0;
-  if (__get_cpuid_max(0, nullptr) >= 7) {
-    __cpuid_count(7, 0, a, b, c, d);
-    b7 = b;
-    d7 = d;
-  }
+  const CpuidFacts f = read_cpuid();
+  if (!f.leaf1) return "CPU lacks CPUID leaf 1";
   std::string miss;
-  auto need = [&](bool have, const char* f) {
-    if (!have) miss += miss.empty() ? f : std::string(", ") + f;
-  };
-  need((d7 >> 24) & 1u, "amx_tile");
-  need((d7 >> 25) & 1u, "amx_int8");
-  need((b7 >> 16) & 1u, "avx512f");
-  need((b7 >> 17) & 1u, "avx512dq");
-  need((b7 >> 30) & 1u, "avx512bw");
-  need((b7 >> 31) & 1u, "avx512vl");
+  need_feature((f.d7 >> 24) & 1u, "amx_tile", &miss);
+  need_feature((f.d7 >> 25) & 1u, "amx_int8", &miss);
+  need_avx512_fdqbwvl(f, &miss);
   if (!miss.empty()) return "CPU lacks " + miss;
-  if (!osxsave) return "OS lacks XSAVE support (OSXSAVE)";
-  unsigned lo = 0, hi = 0;
-  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 0xE6u) != 0xE6u) return "OS does not enable AVX-512 register state (XCR0)";
-  if ((lo & 0x60000u) != 0x60000u) return "OS does not enable AMX tile state (XCR0 bits 17, 18)";
+  if (!f.osxsave) return "OS lacks XSAVE support (OSXSAVE)";
+  if ((f.xcr0 & 0xE6u) != 0xE6u) return "OS does not enable AVX-512 register state (XCR0)";
+  if ((f.xcr0 & 0x60000u) != 0x60000u) return "OS does not enable AMX tile state (XCR0 bits 17, 18)";
 #if defined(__linux__)
   constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)

@@ -15,7 +15,6 @@
 //     f32 between K blocks (stored and reloaded exactly), so each output has one accumulator that
 //     runs over the column pairs in order, as the reference's does.
 //  3. Output pass: + bias, rounded once to the output dtype (as store_float).
-#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 
 #include "awq/kernels.h"
 #include "awq/thread_pool.h"
+#include "kernels/cpuid.h"
 #include "kernels/internal.h"
 
 // g++ 12 warns about the deliberately undefined vectors inside its own AVX-512 intrinsics
@@ -48,32 +48,14 @@ std::atomic<bool> g_bf16_forced_off{false};
 // (OSXSAVE), then XCR0 bits 1, 2, 5, 6, 7 (SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM) via XGETBV.
 // Feature names as /proc/cpuinfo spells them. Empty when everything is there.
 std::string missing_bf16_features() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return "CPUID leaf 1";
-  const bool osxsave = (c >> 27) & 1u;
-  unsigned b7 = 0, a71 = 0;
-  if (__get_cpuid_max(0, nullptr) >= 7) {
-    __cpuid_count(7, 0, a, b, c, d);
-    b7 = b;
-    if (a >= 1) {
-      __cpuid_count(7, 1, a, b, c, d);
-      a71 = a;
-    }
-  }
+  const CpuidFacts f = read_cpuid();
+  if (!f.leaf1) return "CPUID leaf 1";
   std::string miss;
-  auto need = [&](bool have, const char* f) {
-    if (!have) miss += miss.empty() ? f : std::string(", ") + f;
-  };
-  need((b7 >> 16) & 1u, "avx512f");
-  need((b7 >> 17) & 1u, "avx512dq");
-  need((b7 >> 30) & 1u, "avx512bw");
-  need((b7 >> 31) & 1u, "avx512vl");
-  need(a71 & (1u << 5), "avx512_bf16");
+  need_avx512_fdqbwvl(f, &miss);
+  need_feature(f.a71 & (1u << 5), "avx512_bf16", &miss);
   if (!miss.empty()) return miss;
-  if (!osxsave) return "OS support for XSAVE (OSXSAVE)";
-  unsigned lo = 0, hi = 0;
-  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 0xE6u) != 0xE6u) return "OS support for AVX-512 register state (XCR0 opmask/ZMM bits)";
+  if (!f.osxsave) return "OS support for XSAVE (OSXSAVE)";
+  if ((f.xcr0 & 0xE6u) != 0xE6u) return "OS support for AVX-512 register state (XCR0 opmask/ZMM bits)";
   return {};
 }
 
