@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "awq/kernels.h"
+#include "kernels/avx512_params.h"
 #include "kernels/cpuid.h"
 #include "kernels/internal.h"
 
@@ -149,19 +150,6 @@ AWQ_AMX_TARGET inline void unpack_b(const uint8_t* codes, int64_t chunks, uint8_
   }
 }
 
-// Scale and offset of the 16 rows of (tile t, group g), as group_params computes them.
-AWQ_AMX_TARGET inline void load_params(const PackedLinear& w, int64_t t, int64_t g, __m512& s, __m512& o) {
-  const uint8_t* pp = w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes();
-  if (w.wide) {
-    s = _mm512_loadu_ps(pp);
-    o = _mm512_loadu_ps(pp + 64);
-  } else {
-    s = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pp)));
-    const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pp + 32))));
-    o = _mm512_xor_ps(_mm512_mul_ps(s, z), _mm512_set1_ps(-0.f));  // o = −(s·z), exact negation
-  }
-}
-
 // One group's C tiles (cb: [hi, lo] int32 16 × 16 each) into sums y rows [0, rows) of one tile:
 // y = fma(s·d, fma(float(hi), 256, float(lo)), fma(o, ds, y)).
 AWQ_AMX_TARGET inline void combine(const int32_t* cb, __m512 s, __m512 o, const float* d, const float* ds, int64_t gs,
@@ -199,7 +187,7 @@ AWQ_AMX_TARGET inline void combine_group(const PackedLinear& w, const AmxOperand
   const float* ds = op.ds + m0 * w.n_groups + g;
   for (int j = 0; j < NT; ++j) {
     __m512 s, o;
-    load_params(w, t + j, g, s, o);
+    load_tile_params(w, t + j, g, s, o);
     combine(c + j * 512, s, o, d, ds, w.n_groups, rows, acc + j * 256, 16);
   }
 }

@@ -25,6 +25,7 @@
 
 #include "awq/kernels.h"
 #include "awq/thread_pool.h"
+#include "kernels/avx512_params.h"
 #include "kernels/cpuid.h"
 #include "kernels/internal.h"
 
@@ -101,16 +102,8 @@ struct PairParams {
 };
 
 AWQ_BF16_TARGET inline PairParams LoadPairParams(const PackedLinear& w, int64_t t, int64_t g) {
-  const uint8_t* pp = w.params.data() + size_t(t * w.n_groups + g) * w.param_bytes();
   __m512 s, o;
-  if (w.wide) {
-    s = _mm512_loadu_ps(pp);
-    o = _mm512_loadu_ps(pp + 64);
-  } else {
-    s = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pp)));
-    const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pp + 32))));
-    o = _mm512_xor_ps(_mm512_mul_ps(s, z), _mm512_set1_ps(-0.f));  // o = −(s·z), exact negation
-  }
+  load_tile_params(w, t, g, s, o);
   const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   return {_mm512_permutexvar_ps(lo, s), _mm512_permutexvar_ps(lo, o), _mm512_permutexvar_ps(hi, s),
