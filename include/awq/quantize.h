@@ -19,6 +19,12 @@ enum class SanitizePolicy : uint8_t { kError, kZero };
 // AWQ scale formula of the α grid: x-only s = mean|x|^α, duo s = mean|x|^α / mean|ŵ|^(1−α), or both.
 enum class ScaleFormula : uint8_t { kXOnly, kDuo, kBoth };
 
+// How each linear's (scaled) weights become codes once its groups are fixed: kNearest rounds each
+// weight to the nearest level; kGptq rounds column by column and spreads each column's error over
+// the columns not yet rounded, through the inverse of the calibration inputs' Gram matrix
+// (docs/quantize.md "Rounding").
+enum class Rounding : uint8_t { kNearest, kGptq };
+
 struct QuantizeOptions {
   std::string out_dir;
   QuantMethod method = QuantMethod::kAwq;
@@ -52,6 +58,11 @@ struct QuantizeOptions {
   // Error propagation: each layer is calibrated on the previous layers' quantized outputs (their
   // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
   bool propagate = false;
+  // Rounding of the final weights (either method; kGptq needs calibration tokens). gptq_damp: λ =
+  // gptq_damp · mean(diag XᵀX) added to the Gram matrix's diagonal. A linear whose GPTQ output
+  // error ‖ΔW·X‖² exceeds round-to-nearest's keeps round-to-nearest.
+  Rounding rounding = Rounding::kNearest;
+  double gptq_damp = 0.01;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
   // Other files this run reads (the calibration text): like the model, never written, replaced or
   // removed — OUT_DIR, its saved progress and log_file may not be, contain or lie inside them.
@@ -76,6 +87,9 @@ struct ModuleSensitivity {
 struct QuantizeResult {
   size_t modules = 0, layers = 0, resumed_layers = 0, blocks = 0;
   size_t sanitized = 0;  // non-finite weights zeroed (SanitizePolicy::kZero)
+  // Rounding::kGptq: linears rounded with error compensation, and those that kept round-to-nearest
+  // (its output error was lower, or the Gram matrix was unusable: NaN/Inf, no positive factor).
+  size_t gptq_linears = 0, gptq_kept_nearest = 0;
   std::vector<std::string> warnings;
   // --mixed auto: every quantizable linear, most sensitive first. Bits per weight over all decoder
   // linears (a kept-dense one at its dtype's width) with every quantizable one 4-bit and after
