@@ -22,8 +22,9 @@ enum class ScaleFormula : uint8_t { kXOnly, kDuo, kBoth };
 // How each linear's (scaled) weights become codes once its groups are fixed: kNearest rounds each
 // weight to the nearest level; kGptq rounds column by column and spreads each column's error over
 // the columns not yet rounded, through the inverse of the calibration inputs' Gram matrix
-// (docs/quantize.md "Rounding").
-enum class Rounding : uint8_t { kNearest, kGptq };
+// (docs/quantize.md "Rounding"). kAuto: kGptq with AWQ, kNearest with RTN (which stays plain
+// round-to-nearest, AutoAWQ's codes bit for bit).
+enum class Rounding : uint8_t { kAuto, kNearest, kGptq };
 
 struct QuantizeOptions {
   std::string out_dir;
@@ -58,10 +59,12 @@ struct QuantizeOptions {
   // Error propagation: each layer is calibrated on the previous layers' quantized outputs (their
   // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
   bool propagate = false;
-  // Rounding of the final weights (either method; kGptq needs calibration tokens). gptq_damp: λ =
+  // Rounding of the final weights (either method; kGptq needs calibration tokens). kAuto (GPTQ with
+  // AWQ) is the default: it lowered perplexity and KLD on the bundled model and on the same model
+  // without its outlier transform (BENCHMARKS.md "GPTQ rounding"). gptq_damp: λ =
   // gptq_damp · mean(diag XᵀX) added to the Gram matrix's diagonal. A linear whose GPTQ output
   // error ‖ΔW·X‖² exceeds round-to-nearest's keeps round-to-nearest.
-  Rounding rounding = Rounding::kNearest;
+  Rounding rounding = Rounding::kAuto;
   double gptq_damp = 0.01;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
   // Other files this run reads (the calibration text): like the model, never written, replaced or

@@ -61,7 +61,7 @@ Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
     std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
-                mixed = "off", search = "fast", rounding = "nearest";
+                mixed = "off", search = "fast", rounding = "auto";
     double budget = 4.5, gptq_damp = 0.01;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512, loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
@@ -100,9 +100,10 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("--no-clip", a->no_clip, "no clip search (the default)");
   sub->add_flag("--propagate", a->propagate, "calibrate each layer on the previous layers' quantized outputs (error propagation)");
   sub->add_option("--rounding", a->rounding,
-                  "nearest (default): each weight to the nearest level | gptq: column by column, each column's error spread over the "
-                  "columns not yet rounded through the calibration inputs' Gram matrix (needs calibration, with either method)")
-      ->check(CLI::IsMember({"nearest", "gptq"}));
+                  "auto (default): gptq with --method awq, nearest with --method rtn | nearest: each weight to the nearest level | "
+                  "gptq: column by column, each column's error spread over the columns not yet rounded through the calibration "
+                  "inputs' Gram matrix (needs calibration, with either method)")
+      ->check(CLI::IsMember({"auto", "nearest", "gptq"}));
   sub->add_option("--gptq-damp", a->gptq_damp, "gptq: damping added to the Gram matrix's diagonal, as a fraction of its mean (default 0.01)");
   sub->add_flag("--sym-clip", a->sym_clip, "AutoAWQ's symmetric ±max clip instead of clipping min and max");
   sub->add_option("--mixed", a->mixed,
@@ -166,7 +167,7 @@ Action add_quantize(CLI::App& app) {
     opt.clip = a->clip && !a->no_clip;
     opt.asym_clip = !a->sym_clip;
     opt.propagate = a->propagate;
-    opt.rounding = a->rounding == "gptq" ? Rounding::kGptq : Rounding::kNearest;
+    opt.rounding = a->rounding == "gptq" ? Rounding::kGptq : a->rounding == "nearest" ? Rounding::kNearest : Rounding::kAuto;
     opt.gptq_damp = a->gptq_damp;
     opt.log_file = a->log;
     opt.mixed = a->mixed == "auto";

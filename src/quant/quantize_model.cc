@@ -449,7 +449,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   const FlushDenormals ftz;  // before the pool: its threads inherit the mode
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
-  const bool awq = opt.method == QuantMethod::kAwq, gptq = opt.rounding == Rounding::kGptq, calibrated = awq || opt.mixed || gptq;
+  const bool awq = opt.method == QuantMethod::kAwq;
+  const bool gptq = opt.rounding == Rounding::kGptq || (opt.rounding == Rounding::kAuto && awq), calibrated = awq || opt.mixed || gptq;
 
   std::vector<std::vector<int32_t>> blocks;
   Activations act;
@@ -467,7 +468,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
 
   // Saved progress: reused when it was made with the same model, options and calibration.
   const fs::path prog = progress_dir_for(opt.out_dir);
-  const json fp = fingerprint(dir, opt, blocks.size());
+  QuantizeOptions resolved = opt;
+  resolved.rounding = gptq ? Rounding::kGptq : Rounding::kNearest;
+  const json fp = fingerprint(dir, resolved, blocks.size());
   const fs::path state = prog / "state.json";
   if (fs::exists(prog)) {
     bool same = false;

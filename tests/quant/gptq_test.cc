@@ -268,7 +268,8 @@ TEST(GptqRounding, DeadColumnsAndSingularGramStayFinite) {
 }
 
 // The command: --rounding gptq (with AWQ and with --method rtn) writes a checkpoint `awq check`
-// passes, different from round to nearest; bad --gptq-damp values are usage errors.
+// passes, different from round to nearest; the default is gptq with AWQ (and stays nearest with
+// rtn: RtnEqualsAutoAwqBitForBit); bad --gptq-damp values are usage errors.
 TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
   test::TempDir tmp;
   std::string ids;
@@ -279,7 +280,8 @@ TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
                                          "--samples", "6", "--seqlen", "32", "-q"};
   std::vector<std::string> bytes;
   for (const auto& [dir, extra] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"awq", {}}, {"awq-gptq", {"--rounding", "gptq"}}, {"rtn", {"--method", "rtn"}}, {"rtn-gptq", {"--method", "rtn", "--rounding", "gptq"}}}) {
+           {"awq-nearest", {"--rounding", "nearest"}}, {"awq-gptq", {"--rounding", "gptq"}}, {"awq-default", {}},
+           {"rtn", {"--method", "rtn"}}, {"rtn-gptq", {"--method", "rtn", "--rounding", "gptq"}}}) {
     std::vector<std::string> args = base;
     args.push_back("-o");
     args.push_back(tmp / dir);
@@ -292,7 +294,8 @@ TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
     bytes.push_back(test::read_bytes(tmp / dir + "/model.safetensors"));
   }
   EXPECT_NE(bytes[0], bytes[1]);
-  EXPECT_NE(bytes[2], bytes[3]);
+  EXPECT_EQ(bytes[1], bytes[2]);
+  EXPECT_NE(bytes[3], bytes[4]);
   for (const char* bad : {"-1", "nan", "inf"}) {
     std::vector<std::string> args = base;
     for (const char* a : {"-o", "unused", "--rounding", "gptq", "--gptq-damp"}) args.push_back(a);

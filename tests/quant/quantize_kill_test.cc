@@ -52,23 +52,25 @@ size_t kill_after_first_layer(const test::TempDir& t, const std::vector<std::str
   return saved;
 }
 
-// --rounding gptq resumes like the default, to the same bytes as an uninterrupted run; and its
-// saved layers are not reused by a run with other rounding options (the progress fingerprint
-// holds --rounding and --gptq-damp): that run starts over.
+// A run killed with --rounding gptq resumes under the default (auto = gptq with AWQ), to the same
+// bytes as an uninterrupted --rounding gptq run; its saved layers are not reused by a run with
+// other rounding options (the progress fingerprint holds --rounding and --gptq-damp): that run
+// starts over.
 TEST(QuantizeKill, GptqRoundingResumesAndOtherRoundingStartsOver) {
   test::TempDir t;
   const std::vector<std::string> gptq = {"--rounding", "gptq"};
   const fs::path progress = t.path() / "q.awq-progress";
   const size_t saved = kill_after_first_layer(t, args_for(t / "q", gptq), progress);
   ASSERT_GE(saved, 1u);
-  const auto resumed = test::run_awq(args_for(t / "q", gptq));
+  const auto resumed = test::run_awq(args_for(t / "q"));
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("(" + std::to_string(saved) + " resumed)"), std::string::npos) << resumed.out;
   const auto fresh = test::run_awq(args_for(t / "fresh", gptq));
   ASSERT_EQ(fresh.status, 0) << fresh.err;
   EXPECT_TRUE(test::read_bytes(t / "q/model.safetensors") == test::read_bytes(t / "fresh/model.safetensors"));
 
-  for (const std::vector<std::string>& other : {std::vector<std::string>{}, std::vector<std::string>{"--rounding", "gptq", "--gptq-damp", "0.1"}}) {
+  for (const std::vector<std::string>& other :
+       {std::vector<std::string>{"--rounding", "nearest"}, std::vector<std::string>{"--rounding", "gptq", "--gptq-damp", "0.1"}}) {
     fs::remove_all(t.path() / "r");
     const fs::path prog2 = t.path() / "r.awq-progress";
     ASSERT_GE(kill_after_first_layer(t, args_for(t / "r", gptq), prog2), 1u);
