@@ -28,9 +28,10 @@ struct Activations {
 Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& blocks);
 
 // What one layer's forward saw: the inputs of q/k/v (after input_layernorm), of o_proj, of
-// gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each.
+// gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each. attn_out:
+// self_attn's output [tokens][hidden] (the q/k/v search's reference; empty: recomputed).
 struct LayerInputs {
-  std::vector<float> qkv_in, o_in, mlp_in, down_in;
+  std::vector<float> qkv_in, o_in, mlp_in, down_in, attn_out;
 };
 
 // Runs layer L (its current weights, f32) on `act` in place: each block is one causal sequence at

@@ -418,12 +418,18 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     const std::vector<float> sub = sb < nb ? gather_rows(in.qkv_in.data(), H, rows) : std::vector<float>{};
     const float* a = sb < nb ? sub.data() : in.qkv_in.data();
     const int64_t T = sb * seq;
-    std::vector<float> ref(static_cast<size_t>(T * H)), oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
-    self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool);
+    std::vector<float> oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
+    AttnBuffers buf;
+    // The reference: the dense layer's own self_attn output (layer_forward's), else recomputed.
+    std::vector<float> ref = in.attn_out.empty() ? std::vector<float>(static_cast<size_t>(T * H))
+                             : sb < nb           ? gather_rows(in.attn_out.data(), H, rows)
+                                                 : in.attn_out;
+    if (in.attn_out.empty())
+      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool, &buf);
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t) {
                                   self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
-                                                 out.data(), pool);
+                                                 out.data(), pool, &buf);
                                   return mse(out, ref);
                                 },
                                 s_qkv));
