@@ -85,6 +85,9 @@ struct AwqParams {
   int refine = 3, refine_attn = 9;
   int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
   bool identity = true, clip = true, asym_clip = true;
+  // q/k/v candidates' projections on the int16 kernels (trial_gemm.h) where the codes are 4-bit;
+  // false: f32 GEMMs on the dequantized trial weights.
+  bool int16_trials = true;
   bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
   bool sensitivity = false;  // fill LayerLog::rel_error
   int64_t seq_len = 512;     // calibration block length (tokens = blocks · seq_len)

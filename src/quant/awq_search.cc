@@ -13,6 +13,7 @@
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
+#include "quant/trial_gemm.h"
 
 namespace awq::quant_detail {
 
@@ -236,7 +237,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
                         trial[j].data(), pool);
     }
     ++log.evaluated;
-    return loss(trial);
+    return loss(trial, c.s);
   };
   const std::vector<Candidate> cands = candidates(xm, wm, p);
   std::vector<double> proxy(cands.size(), std::numeric_limits<double>::quiet_NaN());
@@ -420,6 +421,8 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     const int64_t T = sb * seq;
     std::vector<float> oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
     AttnBuffers buf;
+    std::vector<float> qkv;
+    const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
     // The reference: the dense layer's own self_attn output (layer_forward's), else recomputed.
     std::vector<float> ref = in.attn_out.empty() ? std::vector<float>(static_cast<size_t>(T * H))
                              : sb < nb           ? gather_rows(in.attn_out.data(), H, rows)
@@ -427,9 +430,13 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     if (in.attn_out.empty())
       self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool, &buf);
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
-                                  self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
-                                                 out.data(), pool, &buf);
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
+                                  if (int16)
+                                    self_attention_trial(cfg, L, s.empty() ? nullptr : s.data(), p.group_size, p.q, a, sb, seq, oin.data(),
+                                                         out.data(), pool, qkv, &buf);
+                                  else
+                                    self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
+                                                   out.data(), pool, &buf);
                                   return mse(out, ref);
                                 },
                                 s_qkv));
@@ -437,7 +444,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
   if (v_o)
     log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
                                 },
                                 s_o));
@@ -450,7 +457,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     std::vector<float> ref(static_cast<size_t>(T * H)), din(static_cast<size_t>(T * I)), out(static_cast<size_t>(T * H));
     mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, m, T, din.data(), ref.data(), pool);
     log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
                                   return mse(out, ref);
                                 },
@@ -459,7 +466,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   // 4. down by up; Gram form.
   if (s_down_on)
     log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
                                 },
                                 s_down));
