@@ -131,6 +131,8 @@ void CausalAttentionT(const float* q, int64_t q_stride, int64_t group, int64_t h
   const int64_t panels = (len + kAttNR - 1) / kAttNR, lp = panels * kAttNR;
   float* kp = scratch;             // [panel][d][NR], zero past len
   float* s = scratch + lp * hd;    // [MR][lp] scores, then probabilities
+  float* vc = s + 8 * lp;          // [len][hd]: V rows contiguous (strided rows alias in L1)
+  for (int64_t j = 0; j < len; ++j) std::copy(v + j * kv_stride, v + j * kv_stride + hd, vc + j * hd);
   for (int64_t p = 0; p < panels; ++p)
     for (int64_t d = 0; d < hd; ++d)
       for (int64_t j = 0; j < kAttNR; ++j) {
@@ -142,8 +144,8 @@ void CausalAttentionT(const float* q, int64_t q_stride, int64_t group, int64_t h
     float* og = out + g * hd;
     int64_t i = 0;
     for (; i + kAttMR <= len; i += kAttMR)
-      QueryTile<kAttMR>(qg + i * q_stride, q_stride, kp, hd, v, kv_stride, i, window, scale, s, lp, og + i * out_stride, out_stride);
-    for (; i < len; ++i) QueryTile<1>(qg + i * q_stride, q_stride, kp, hd, v, kv_stride, i, window, scale, s, lp, og + i * out_stride, out_stride);
+      QueryTile<kAttMR>(qg + i * q_stride, q_stride, kp, hd, vc, hd, i, window, scale, s, lp, og + i * out_stride, out_stride);
+    for (; i < len; ++i) QueryTile<1>(qg + i * q_stride, q_stride, kp, hd, vc, hd, i, window, scale, s, lp, og + i * out_stride, out_stride);
   }
 }
 
@@ -157,7 +159,7 @@ HWY_EXPORT(CausalAttentionT);
 
 size_t causal_attention_scratch(int64_t len, int64_t head_dim) {
   const int64_t lp = (len + 63) / 64 * 64;  // panels of at most 64 keys on every target
-  return size_t(lp * (head_dim + 8));
+  return size_t(lp * (2 * head_dim + 8));
 }
 
 void causal_attention(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,

@@ -46,7 +46,7 @@ void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int
 double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool) {
   std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
   for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
-  kernels::dense_f32_gemm(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
+  kernels::dense_f32_gemm_tall(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
   double acc = 0;
   for (size_t i = 0; i < d.size(); ++i) acc += double(d[i]) * double(y[i]);
   return acc;
