@@ -69,12 +69,23 @@ std::vector<float> gather_rows(const float* x, int64_t k, const std::vector<int6
   return out;
 }
 
-double mse(const std::vector<float>& a, const std::vector<float>& b) {
+double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool* pool) {
+  constexpr size_t kChunk = size_t(1) << 16;
+  const size_t chunks = (a.size() + kChunk - 1) / kChunk;
+  std::vector<double> part(chunks);
+  const auto chunk = [&](int64_t c, int) {
+    double acc = 0;
+    for (size_t i = size_t(c) * kChunk, e = std::min(a.size(), i + kChunk); i < e; ++i) {
+      const double d = double(a[i]) - double(b[i]);
+      acc += d * d;
+    }
+    part[size_t(c)] = acc;
+  };
+  if (pool) pool->run(int64_t(chunks), chunk);
+  else
+    for (size_t c = 0; c < chunks; ++c) chunk(int64_t(c), 0);
   double acc = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    acc += d * d;
-  }
+  for (double v : part) acc += v;
   return acc / double(a.size());
 }
 
@@ -424,11 +435,14 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     std::vector<float> qkv;
     const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
     // The reference: the dense layer's own self_attn output (layer_forward's), else recomputed.
-    std::vector<float> ref = in.attn_out.empty() ? std::vector<float>(static_cast<size_t>(T * H))
-                             : sb < nb           ? gather_rows(in.attn_out.data(), H, rows)
-                                                 : in.attn_out;
-    if (in.attn_out.empty())
-      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool, &buf);
+    std::vector<float> own;
+    if (in.attn_out.empty()) {
+      own.resize(static_cast<size_t>(T * H));
+      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), own.data(), pool, &buf);
+    } else if (sb < nb) {
+      own = gather_rows(in.attn_out.data(), H, rows);
+    }
+    const std::vector<float>& ref = in.attn_out.empty() || sb < nb ? own : in.attn_out;
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
                                   if (int16)
@@ -437,7 +451,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
                                   else
                                     self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
                                                    out.data(), pool, &buf);
-                                  return mse(out, ref);
+                                  return mse(out, ref, &pool);
                                 },
                                 s_qkv));
   }
@@ -459,7 +473,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
-                                  return mse(out, ref);
+                                  return mse(out, ref, &pool);
                                 },
                                 s_gu));
   }
