@@ -116,6 +116,9 @@ void QueryTile(const float* q, int64_t qs, const float* kp, int64_t hd, const fl
     inv[r] = SoftmaxRow(s + r * ss, first, lo, i + 1, last, scale);
   }
   int64_t d = 0;
+  if constexpr (MR % 4 == 0)  // 4 rows × 4 vectors: half the broadcasts of 8 × 2, P read once per 4·kL dims
+    for (; d + 4 * int64_t(kL) <= hd; d += 4 * int64_t(kL))
+      for (int r = 0; r < MR; r += 4) ValueMicro<4, 4>(s + r * ss, ss, v + d, vs, first, last, inv + r, out + r * os + d, os);
   for (; d + 2 * int64_t(kL) <= hd; d += 2 * int64_t(kL)) ValueMicro<MR, 2>(s, ss, v + d, vs, first, last, inv, out + d, os);
   for (; d + int64_t(kL) <= hd; d += int64_t(kL)) ValueMicro<MR, 1>(s, ss, v + d, vs, first, last, inv, out + d, os);
   for (; d < hd; ++d)

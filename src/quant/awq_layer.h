@@ -112,8 +112,8 @@ std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k);
 // AutoAWQ's weight statistic of a scaling group (linears `lins` of L, same in_features): mean over
 // all their rows of |w| / (max |w| of its quantization group + 1e-6).
 std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, int64_t group_size);
-// MSE of two equal-length vectors: double sums over chunks of 2^16 elements in index order, added
-// in chunk order (the same bits with or without a pool, for any thread count).
+// MSE of two equal-length vectors: per chunk of 2^16 elements, 8 double sums (element i into sum
+// i mod 8) added in order, then the chunks' sums in chunk order (the same bits with or without a pool, for any thread count).
 double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool* pool = nullptr);
 // Σ over rows of ΔW·G·ΔWᵀ, ΔW = Wq − W (the Gram form of ‖ΔW·X‖², G = XᵀX).
 double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool);

@@ -74,12 +74,21 @@ double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool*
   const size_t chunks = (a.size() + kChunk - 1) / kChunk;
   std::vector<double> part(chunks);
   const auto chunk = [&](int64_t c, int) {
-    double acc = 0;
-    for (size_t i = size_t(c) * kChunk, e = std::min(a.size(), i + kChunk); i < e; ++i) {
+    double acc[8] = {};  // 8 independent sums (element i into acc[i % 8]), added in order at the end
+    size_t i = size_t(c) * kChunk;
+    const size_t e = std::min(a.size(), i + kChunk);
+    for (; i + 8 <= e; i += 8)
+      for (size_t j = 0; j < 8; ++j) {
+        const double d = double(a[i + j]) - double(b[i + j]);
+        acc[j] += d * d;
+      }
+    for (size_t j = 0; i < e; ++i, ++j) {
       const double d = double(a[i]) - double(b[i]);
-      acc += d * d;
+      acc[j] += d * d;
     }
-    part[size_t(c)] = acc;
+    double sum = 0;
+    for (double v : acc) sum += v;
+    part[size_t(c)] = sum;
   };
   if (pool) pool->run(int64_t(chunks), chunk);
   else
