@@ -19,13 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot read the calibration text");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& path) { return read_text_file(path, "the calibration text"); }
 
 // --calib FILE, else MODEL/calib.txt, else the bundled model's calib.txt.
 std::string calib_path(const std::string& given, const std::string& model) {
