@@ -37,6 +37,11 @@ struct GptqFactor {
   int retries = 0;    // times λ was raised
 };
 GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool);
+// The same contract and, entry for entry, the same arithmetic in the same order (so the same
+// result), computed straightforwardly: one pivot column at a time, each inverse column alone.
+// gptq_factor is blocked (left-looking Cholesky and a row-block triangular inverse in kBlock
+// panels over the pool); this one is kept as its test reference.
+GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool);
 
 // One linear w [n][k] rounded with error compensation through f (f.k == k; f.u empty: plain
 // round to nearest, the same codes as quantize_group). Group g of row r uses clip ratios
@@ -45,5 +50,12 @@ GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool)
 // thread count. Finite inputs give finite outputs.
 void gptq_quantize(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
                    const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool);
+// The same contract and the same result, straightforward: each column's error is spread over all
+// later columns at once. gptq_quantize uses GPTQ's lazy batch update instead (columns in blocks of
+// 128, or of the group when it does not divide 128; inside a block the update touches only the
+// block; after it, one product W[:, b1:] −= E·U[b0:b1, b1:] over a 16-row tile), which subtracts
+// the same terms from each weight in the same order. This one is kept as its test reference.
+void gptq_quantize_ref(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
+                       const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool);
 
 }  // namespace awq::quant_detail

@@ -3,7 +3,12 @@
 // dead columns and singular or non-finite Gram matrices, and the `quantize --rounding gptq` command.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -303,4 +308,91 @@ TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
     const auto r = test::run_awq(args);
     EXPECT_EQ(r.status, 2) << bad << ": " << r.err;
   }
+}
+
+// The blocked factor and the lazy-batch sweep against the straightforward _ref functions at a
+// realistic size (k = 1024 with group 128; k = 1152 with group 96, which does not divide the 128-
+// column block, dead columns; both with fewer tokens than columns, the damping making H definite): the same factor, entry for entry,
+// and the same codes, scales and zeros, for 1 and 3 threads. Both compute each entry by the same
+// terms in the same order, so the comparison is exact.
+TEST(GptqRounding, FastPathEqualsTheStraightforwardOne) {
+  struct Size {
+    int64_t n, k, T, group;
+    uint32_t seed;
+  };
+  for (const Size& s : {Size{40, 1024, 300, 128, 31u}, Size{21, 1152, 250, 96, 32u}}) {
+    Case c = make_case(s.n, s.k, s.T, s.seed);
+    if (s.k == 1152)
+      for (int64_t j : {5, 200, 1151})
+        for (int64_t m = 0; m < c.k; ++m) c.H[size_t(j * c.k + m)] = c.H[size_t(m * c.k + j)] = 0;
+    for (const QParams q : {QParams{4, true}, QParams{4, false}}) {
+      ThreadPool one(1), three(3);
+      const GptqFactor ref = gptq_factor_ref(c.H.data(), c.k, 0.01, three);
+      ASSERT_FALSE(ref.u.empty());
+      for (ThreadPool* pool : {&one, &three}) {
+        const GptqFactor fast = gptq_factor(c.H.data(), c.k, 0.01, *pool);
+        ASSERT_EQ(fast.u.size(), ref.u.size());
+        EXPECT_EQ(fast.lambda, ref.lambda);
+        EXPECT_EQ(fast.retries, ref.retries);
+        EXPECT_EQ(fast.dead, ref.dead);
+        size_t diff = 0;
+        for (size_t i = 0; i < ref.u.size(); ++i) diff += fast.u[i] != ref.u[i];
+        EXPECT_EQ(diff, 0u) << "k " << c.k << " threads " << pool->size();
+        Out got{std::vector<uint8_t>(c.w.size()), std::vector<float>(size_t(c.n * (c.k / s.group))),
+                std::vector<int32_t>(size_t(c.n * (c.k / s.group)))};
+        Out want = got;
+        gptq_quantize(c.w.data(), c.n, c.k, fast, s.group, q, nullptr, nullptr, got.codes.data(), got.scales.data(), got.zeros.data(),
+                      *pool);
+        gptq_quantize_ref(c.w.data(), c.n, c.k, ref, s.group, q, nullptr, nullptr, want.codes.data(), want.scales.data(),
+                          want.zeros.data(), three);
+        EXPECT_EQ(differing(got, want), 0u) << "k " << c.k << " threads " << pool->size() << " zero point " << q.zero_point;
+        EXPECT_GT(differing(got, run_nearest(c, s.group, q)), size_t(c.n * c.k / 10));  // it compensates
+      }
+    }
+  }
+}
+
+// Not a test: the timing bench BENCHMARKS.md quotes (never run by ctest). One n × k linear with a
+// random, diagonally dominant Gram matrix; GPTQ_BENCH_N / _K / _THREADS set the shape and pool,
+// GPTQ_BENCH_REF=1 times the _ref functions too (and checks they agree). Prints process CPU and wall
+// seconds of each phase:
+//   GPTQ_BENCH_K=4096 build/release/tests/awq_tests --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Bench*'
+TEST(GptqRounding, DISABLED_Bench) {
+  auto env = [](const char* name, int64_t def) { const char* v = std::getenv(name); return v ? std::atoll(v) : def; };
+  const int64_t n = env("GPTQ_BENCH_N", 4096), k = env("GPTQ_BENCH_K", 4096), threads = env("GPTQ_BENCH_THREADS", 2);
+  const bool ref = env("GPTQ_BENCH_REF", 0) != 0;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  std::vector<float> H(size_t(k * k)), w(size_t(n * k));
+  for (int64_t a = 0; a < k; ++a) {
+    for (int64_t b = 0; b < a; ++b) H[size_t(a * k + b)] = H[size_t(b * k + a)] = ud(rng);
+    H[size_t(a * k + a)] = float(k) + 1.0f;
+  }
+  for (float& v : w) v = 0.02f * nd(rng);
+  ThreadPool pool{int(threads)};
+  const QParams q{4, true};
+  const int64_t group = 128;
+  std::vector<uint8_t> codes(w.size()), codes_ref;
+  std::vector<float> scales(size_t(n * (k / group)));
+  std::vector<int32_t> zeros(scales.size());
+  auto timed = [](const char* what, const std::function<void()>& fn) {
+    const auto w0 = std::chrono::steady_clock::now();
+    const std::clock_t c0 = std::clock();
+    fn();
+    const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+    std::printf("%-14s cpu %8.2f s  wall %8.2f s\n", what, cpu, wall);
+  };
+  std::printf("n %lld k %lld threads %lld\n", (long long)n, (long long)k, (long long)threads);
+  GptqFactor f, fr;
+  timed("factor", [&] { f = gptq_factor(H.data(), k, 0.01, pool); });
+  ASSERT_FALSE(f.u.empty());
+  timed("sweep", [&] { gptq_quantize(w.data(), n, k, f, group, q, nullptr, nullptr, codes.data(), scales.data(), zeros.data(), pool); });
+  if (!ref) return;
+  timed("factor_ref", [&] { fr = gptq_factor_ref(H.data(), k, 0.01, pool); });
+  EXPECT_EQ(fr.u, f.u);
+  codes_ref = codes;
+  timed("sweep_ref", [&] { gptq_quantize_ref(w.data(), n, k, fr, group, q, nullptr, nullptr, codes_ref.data(), scales.data(), zeros.data(), pool); });
+  EXPECT_EQ(codes_ref, codes);
 }
