@@ -77,7 +77,9 @@ constexpr int64_t kColChunk = 256;    // columns per pass of sub_product
 // C[r][c] −= Σ_{m<depth} A[r][m]·B[m][c] for r < rows, c < cols, each term subtracted one by one in
 // ascending m (the same order whatever the chunking). Four rows share each load of B's row; B is
 // walked in chunks (kDepthChunk rows × kColChunk columns) that stay in cache across all rows.
-void sub_product(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t rows, int64_t cols,
+// Cloned for AVX-512 and AVX2 (wider vectors, picked at load time; no FMA, whose single rounding
+// would change the results against the _ref path).
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off"))) void sub_product(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t rows, int64_t cols,
                  int64_t depth) {
   for (int64_t c0 = 0; c0 < cols; c0 += kColChunk) {
     const int64_t cn = std::min(kColChunk, cols - c0);
