@@ -171,8 +171,9 @@ bool cholesky_lower(std::vector<double>& a, int64_t k, ThreadPool& pool) {
 // block of kBlock rows at a time: X_i = (e_i − Σ_{m<i} L_im·X_m) / L_ii, the terms subtracted in
 // ascending m (X_mc = 0 for m < c, so each entry gets the _ref's terms in the _ref's order). A row
 // block's L rows are copied out first; its X rows are computed in column panels over the pool:
-// the earlier rows' part as one sub_product, then the block's own rows in order.
-void reversed_inverse(std::vector<double>& l, int64_t k, std::vector<double>& u, ThreadPool& pool) {
+// the earlier rows' part as one sub_product, then the block's own rows in order. On return l holds
+// U (the reversal is in place: no second k² buffer).
+void reversed_inverse(std::vector<double>& l, int64_t k, ThreadPool& pool) {
   constexpr int64_t kPanel = 64;
   std::vector<double> lb(static_cast<size_t>(kBlock * k));
   for (int64_t i0 = 0; i0 < k; i0 += kBlock) {
@@ -193,13 +194,12 @@ void reversed_inverse(std::vector<double>& l, int64_t k, std::vector<double>& u,
         }
         for (int64_t c = c0, ce = std::min(c1, i); c < ce; ++c) x[c] = x[c] / li[i];
         if (i >= c0 && i < c1) x[i] = 1.0 / li[i];
+        for (int64_t c = std::max(c0, i + 1); c < c1; ++c) x[c] = 0.0;  // the product's ±0 above the diagonal
       }
     });
   }
-  u.assign(size_t(k * k), 0.0);
-  pool.run(k, [&](int64_t i, int) {
-    for (int64_t c = 0; c <= i; ++c) u[size_t((k - 1 - i) * k + (k - 1 - c))] = l[size_t(i * k + c)];
-  });
+  // U_ab = X[k−1−a][k−1−b]: index a·k + b is k² − 1 − (i·k + c), so U is X reversed end to end.
+  std::reverse(l.begin(), l.end());
 }
 
 GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool, bool ref) {
@@ -214,23 +214,26 @@ GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool,
     f.dead += dead[size_t(j)];
     diag += dead[size_t(j)] ? 1.0 : double(H[j * k + j]);
   }
-  // a[a][b] = H'[k−1−a][k−1−b] (lower triangle only: the factorisation reads no more).
-  std::vector<double> a0(size_t(k * k), 0.0);
-  for (int64_t r = 0; r < k; ++r)
-    for (int64_t c = 0; c <= r; ++c) {
-      const int64_t i = k - 1 - r, j = k - 1 - c;
-      a0[size_t(r * k + c)] = dead[size_t(i)] || dead[size_t(j)] ? (r == c ? 1.0 : 0.0) : double(H[i * k + j]);
-    }
+  // l[a][b] = H'[k−1−a][k−1−b] + λ·[a = b] (lower triangle only: the factorisation reads no more),
+  // rebuilt from H for each try (no second k² copy is held).
   f.lambda = damp * diag / double(k);
   std::vector<double> l;
   for (f.retries = 0; f.retries <= 6; ++f.retries) {
-    l = a0;
-    for (int64_t j = 0; j < k; ++j) l[size_t(j * k + j)] += f.lambda;
+    l.assign(size_t(k * k), 0.0);
+    pool.run(k, [&](int64_t r, int) {
+      for (int64_t c = 0; c <= r; ++c) {
+        const int64_t i = k - 1 - r, j = k - 1 - c;
+        l[size_t(r * k + c)] = dead[size_t(i)] || dead[size_t(j)] ? (r == c ? 1.0 : 0.0) : double(H[i * k + j]);
+      }
+      l[size_t(r * k + r)] += f.lambda;
+    });
     if (ref ? cholesky_lower_ref(l, k, pool) : cholesky_lower(l, k, pool)) {
-      if (ref)
+      if (ref) {
         reversed_inverse_ref(l, k, f.u, pool);
-      else
-        reversed_inverse(l, k, f.u, pool);
+      } else {
+        reversed_inverse(l, k, pool);
+        f.u = std::move(l);
+      }
       if (all_finite(f.u)) return f;
     }
     f.lambda = f.lambda > 0 ? f.lambda * 10 : diag / double(k) * 1e-6;
