@@ -53,7 +53,7 @@ void gptq_quantize(const float* w, int64_t n, int64_t k, const GptqFactor& f, in
 // The same contract and the same result, straightforward: each column's error is spread over all
 // later columns at once. gptq_quantize uses GPTQ's lazy batch update instead (columns in blocks of
 // 128, or of the group when it does not divide 128; inside a block the update touches only the
-// block; after it, one product W[:, b1:] −= E·U[b0:b1, b1:] over a 16-row tile), which subtracts
+// block; after it, one product W[:, b1:] −= E·U[b0:b1, b1:] over a 64-row tile), which subtracts
 // the same terms from each weight in the same order. This one is kept as its test reference.
 void gptq_quantize_ref(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
                        const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool);

@@ -311,7 +311,7 @@ TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
 }
 
 // The blocked factor and the lazy-batch sweep against the straightforward _ref functions at a
-// realistic size (k = 1024 with group 128; k = 1152 with group 96, which does not divide the 128-
+// realistic size (k = 1024 with group 128, 70 rows: past one 64-row tile; k = 1152 with group 96, which does not divide the 128-
 // column block, dead columns; both with fewer tokens than columns, the damping making H definite): the same factor, entry for entry,
 // and the same codes, scales and zeros, for 1 and 3 threads. Both compute each entry by the same
 // terms in the same order, so the comparison is exact.
@@ -320,7 +320,7 @@ TEST(GptqRounding, FastPathEqualsTheStraightforwardOne) {
     int64_t n, k, T, group;
     uint32_t seed;
   };
-  for (const Size& s : {Size{40, 1024, 300, 128, 31u}, Size{21, 1152, 250, 96, 32u}}) {
+  for (const Size& s : {Size{70, 1024, 300, 128, 31u}, Size{21, 1152, 250, 96, 32u}}) {
     Case c = make_case(s.n, s.k, s.T, s.seed);
     if (s.k == 1152)
       for (int64_t j : {5, 200, 1151})
