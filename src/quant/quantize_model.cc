@@ -21,11 +21,13 @@
 #include "awq/convert.h"
 #include "awq/error.h"
 #include "awq/formats.h"
+#include "awq/kernels.h"
 #include "awq/fsutil.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
+#include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
 #include "quant/group_quant.h"
 #include "quant/layer.h"
@@ -70,6 +72,17 @@ class FlushDenormals {
  private:
   unsigned saved_ = 0;
 };
+
+// ComputeMode::kAuto's choice (quantize.h): bf16 where AMX-BF16 runs and a layer's calibration
+// forward is >= 1e12 FLOP.
+Compute resolve_compute(const QuantizeOptions& o, const ModelDir& dir, const ModelConfig& cfg) {
+  if (o.compute != ComputeMode::kAuto) return o.compute == ComputeMode::kBf16 ? Compute::kBf16 : Compute::kF32;
+  if (!kernels::amx_bf16_available()) return Compute::kF32;
+  double weights = 0;
+  for (LayerLinear w : kAllLayerLinears) weights += double(dir.get(cfg.linear_name(0, w) + ".weight").numel());
+  const double tokens = double(std::min<size_t>(size_t(o.samples * o.seqlen), o.calib_tokens.size()));
+  return 2.0 * weights * tokens >= 1e12 ? Compute::kBf16 : Compute::kF32;
+}
 
 bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
   for (const auto& key : not_convert)
@@ -238,7 +251,8 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
           {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
           {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
-          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate}};
+          {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate},
+          {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}};
 }
 
 std::string layer_file(const fs::path& dir, int64_t i) {
@@ -377,6 +391,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
                   " bits per weight): nothing would be quantized");
   }
   const FlushDenormals ftz;  // before the pool: its threads inherit the mode
+  const ComputeScope compute(resolve_compute(opt, dir, cfg));
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
   const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;
@@ -480,7 +495,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
           *log << json{{"layer", i}, {"clip", c.linear}, {"loss_before", c.loss_before}, {"loss_after", c.loss_after},
                        {"mean_ratio", c.mean_ratio}}.dump() << "\n";
       if (log) {
-        *log << json{{"layer", i}, {"seconds", secs}, {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds},
+        *log << json{{"layer", i}, {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}, {"seconds", secs},
+                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds},
                      {"clip_seconds", lg.clip_seconds}}.dump() << "\n";
         log->flush();
       }
