@@ -17,6 +17,7 @@
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
+#include <sys/resource.h>
 
 #include "awq/convert.h"
 #include "awq/error.h"
@@ -82,6 +83,14 @@ Compute resolve_compute(const QuantizeOptions& o, const ModelDir& dir, const Mod
   for (LayerLinear w : kAllLayerLinears) weights += double(dir.get(cfg.linear_name(0, w) + ".weight").numel());
   const double tokens = double(std::min<size_t>(size_t(o.samples * o.seqlen), o.calib_tokens.size()));
   return 2.0 * weights * tokens >= 1e12 ? Compute::kBf16 : Compute::kF32;
+}
+
+// User + system CPU seconds of this process so far (all threads): per-layer figures that hold on a
+// shared machine, where wall time depends on the other processes.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
@@ -465,8 +474,10 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       LayerInputs in;
       if (opt.propagate) x_in = act.x;
       const auto tf = std::chrono::steady_clock::now();
+      const double cpu_f = process_cpu_seconds();
       layer_forward(cfg, L, act, done ? nullptr : &in, pool);
-      const double forward_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tf).count();  // without propagation the next layer sees the dense output
+      const double forward_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tf).count();
+      const double forward_cpu = process_cpu_seconds() - cpu_f;  // without propagation the next layer sees the dense output
       if (done) {
         if (opt.propagate) {
           act.x = x_in;
@@ -476,8 +487,10 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
         continue;
       }
       const auto ts = std::chrono::steady_clock::now();
+      const double cpu_s = process_cpu_seconds();
       lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+      const double search_cpu = process_cpu_seconds() - cpu_s;
       double before = 0, after = 0;
       for (const auto& g : lg.groups) {
         before += g.loss_rtn;
@@ -496,7 +509,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
                        {"mean_ratio", c.mean_ratio}}.dump() << "\n";
       if (log) {
         *log << json{{"layer", i}, {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}, {"seconds", secs},
-                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds},
+                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds}, {"forward_cpu_seconds", forward_cpu},
+                     {"cpu_seconds", search_cpu},
                      {"clip_seconds", lg.clip_seconds}}.dump() << "\n";
         log->flush();
       }
