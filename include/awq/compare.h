@@ -23,6 +23,11 @@ struct LayerError {
   double worst_group_rel_mse = 0;          // that group's |dW|^2 / |W|^2 (inf when |W| = 0 there)
   bool below_bar = false;                  // cosine < the bar (NaN counts as below)
   double ref_energy = 0, err_energy = 0;   // |W|^2 and |W' - W|^2 (for energy-weighted totals)
+  // The first NaN/Inf in W or W' (lowest row, then column), when there is one: every figure above
+  // is then NaN.
+  bool nonfinite = false;
+  int64_t nonfinite_row = -1, nonfinite_col = -1;
+  float nonfinite_ref = 0, nonfinite_quant = 0;  // w and w' there
 };
 
 // Totals over every layer of one kind (q_proj, ...): energy-weighted.
@@ -52,7 +57,10 @@ struct CompareOptions {
 
 // Compares every linear of QUANT (its quantized modules, and 2-D dense `.weight` tensors of
 // linears stored in both) with REF's dense weight of the same name. REF must be dense
-// (F32/BF16/F16). Throws awq::Error when either directory does not open or no linear matches.
+// (F32/BF16/F16). Throws awq::Error when either directory does not open or no linear matches, and
+// at the first linear (in QUANT's module order) holding a NaN/Inf in REF's weight or QUANT's
+// dequantized weight: naming the directory, the tensor (for a quantized module, its scales' first
+// NaN/Inf row and group when they hold it) and the first row and column; nothing is reported then.
 CompareResult compare_weights(const std::string& ref_dir, const std::string& quant_dir,
                               const CompareOptions& opt = {});
 

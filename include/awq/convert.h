@@ -40,6 +40,10 @@ struct ConvertOptions {
   // the type of embeddings / lm_head / unquantized linears ("f16", "bf16", "q8_0").
   std::string gguf_type = "q4_1";
   std::string dense_type = "f16";
+  // --to gguf only: a non-zero scale (or Q4_1 min, Q4_K super-block scale/min) that f16 can hold
+  // only as 0 (below 5.96e-8; that group's codes would dequantize to one value) is refused naming
+  // the scales tensor, row and group, unless set; then one warning per tensor.
+  bool allow_underflow = false;
 };
 
 struct ConvertResult {

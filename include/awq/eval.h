@@ -60,6 +60,8 @@ struct EvalOptions {
   // Called after each layer of each window with (steps done, steps in all): windows × layers steps,
   // twice that with a reference (the second pass attributes the first divergent layer). May be empty.
   std::function<void(int64_t, int64_t)> on_progress;
+  // How errors name the two models ("MODEL dir", "REF dir").
+  std::string model_label = "the model", ref_label = "the reference";
 };
 
 struct EvalResult {
@@ -95,7 +97,10 @@ struct EvalResult {
 };
 
 // Evaluates `model` on `ids` (and against `ref` when not null: same vocabulary and shape, else
-// awq::Error). Throws awq::Error for bad options (see eval_windows) or ids the model rejects.
+// awq::Error). Throws awq::Error for bad options (see eval_windows) or ids the model rejects, and
+// when a model computes a NaN/Inf (a NaN/Inf weight or scale, an overflow): naming the model, the
+// first place it appeared (the embedding, the output of decoder layer L, or the logits), the
+// token position and id, and the column; nothing is measured from non-finite values.
 EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_t> ids, const EvalOptions& opt);
 
 }  // namespace awq

@@ -6,11 +6,41 @@
 
 namespace awq {
 
-// Writes `content` to `path` atomically (temp file beside it, fsync, rename).
-void write_file_atomic(const std::string& path, const std::string& content);
+// Writes `content` to `path` atomically: a temporary beside it (temp_file_for), fsync, then
+// publish_file (replace: whatever is at `path` is replaced; otherwise an existing `path` is refused
+// at the rename itself). The temporary is removed on failure and on SIGINT/SIGTERM/SIGHUP.
+void write_file_atomic(const std::string& path, const std::string& content, bool replace = true, unsigned mode = 0644);
 // Copies a file atomically (temp + fsync + rename).
 void copy_file_atomic(const std::string& from, const std::string& to);
 void fsync_dir(const std::string& dir);
+
+// The temporary a single-file writer uses for `path`: ".<name>.tmp-<pid>" in the same directory
+// (so the final rename never crosses filesystems). Before creating it, the writer calls
+// remove_stale_file_temporaries(path).
+std::string temp_file_for(const std::string& path);
+// Removes the temporaries ".<name>.tmp-<pid>" of `path` left by runs killed with -9: only those
+// whose pid names no process at all (a live process's, whatever it runs, is never touched), and
+// nothing else in the directory.
+void remove_stale_file_temporaries(const std::string& path);
+// Renames the finished temporary `tmp` to `path`. replace: rename(2). Otherwise the rename refuses
+// an existing `path` atomically (renameat2 RENAME_NOREPLACE; link + unlink where the filesystem
+// refuses that flag) with an awq::Error naming `path` ("exists ... use --force"). Errors name the
+// user's path, the temporary in parentheses; the temporary is left for the caller to remove.
+void publish_file(const std::string& tmp, const std::string& path, bool replace);
+
+// A single output file (`--html`, `--logits-out`, `convert --to gguf -o`): refuses, before any
+// work, a path that is or overlaps an input (refuse_output_overlapping_inputs, --force or not), a
+// directory, a path whose directory is missing, and an existing file unless `force`. `option`
+// names the flag in messages ("--html"). Its writer then publishes with replace = force, so a file
+// created meanwhile is not replaced either.
+void check_output_file(const std::string& path, bool force, const std::vector<std::string>& inputs, const std::string& option);
+
+// The path a user knows for `path`: a path inside an OutputDir's temporary
+// "<parent>/.<name>.awq-tmp-<pid>/<rest>" is "<parent>/<name>/<rest>", a single-file temporary
+// "<dir>/.<name>.tmp-<pid>" is "<dir>/<name>"; anything else is returned as it is.
+std::string user_visible_path(const std::string& path);
+// "USER_PATH" or "USER_PATH (temporary PATH)" when they differ: how write errors name a file.
+std::string output_path_for_errors(const std::string& path);
 
 // Refuses (awq::Error naming both paths) an output directory that would destroy or write into an
 // input: OUT_DIR resolving to an input, to a directory above one (`-o ..`), or to a place inside

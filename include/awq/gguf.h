@@ -135,6 +135,9 @@ class GgufWriter {
   void add_tensor(const std::string& name, std::vector<int64_t> ne, GgmlType type);
   void begin_data();
   void append(const void* bytes, size_t n);
+  // false: commit() refuses (awq::Error) to replace a file that exists at the path by then
+  // (publish_file in awq/fsutil.h); true (the default): it replaces it.
+  void set_replace(bool replace) { replace_ = replace; }
   void commit();
   uint64_t bytes_written() const { return written_; }
 
@@ -156,7 +159,7 @@ class GgufWriter {
   std::vector<Pending> tensors_;
   size_t current_ = 0, current_bytes_ = 0;
   uint64_t written_ = 0;
-  bool data_started_ = false, committed_ = false;
+  bool data_started_ = false, committed_ = false, replace_ = true;
 };
 
 // A byte-level pre-tokenizer llama.cpp knows by name (tokenizer.ggml.pre): its split regex ("" =

@@ -4,6 +4,7 @@
 // kept forever); the others are Highway SIMD, dispatched once per call to the best target this CPU
 // runs (kernels::force_target in kernels.h picks another one, for tests).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -57,6 +58,17 @@ void attention_f16(const float* q, int64_t group, int64_t head_dim, const uint16
                    int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
 void attention_f16_ref(const float* q, int64_t group, int64_t head_dim, const uint16_t* k, const uint16_t* v,
                        int64_t kv_stride, int64_t n_keys, float scale, float* out, float* scratch);
+// Causal self-attention of one whole sequence of `len` positions, `group` query heads sharing one
+// KV head (quantize's calibration forwards): for query row i and head g,
+//   out[i][g] = softmax_j(scale · q[i][g]·K[j]) · V over keys start(i) <= j <= i,
+// start(i) = max(0, i + 1 − window) with window > 0, else 0. q row i, head g at q + i·q_stride +
+// g·head_dim; K/V row j at k + j·kv_stride, v + j·kv_stride; out like q with out_stride. As blocked
+// GEMMs (score and value tiles of several query rows): equals attention() per row within f32
+// summation order, the same bits for the same inputs on any thread. scratch: at least
+// causal_attention_scratch(len, head_dim) floats.
+void causal_attention(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
+                      int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);
+size_t causal_attention_scratch(int64_t len, int64_t head_dim);
 // n values of x into f16 bits for the KV cache: nearest even, saturating at ±65504 (a finite value
 // never becomes an infinity), NaN and ±inf stay what they are.
 void kv_to_f16(const float* x, int64_t n, uint16_t* dst);

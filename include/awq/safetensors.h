@@ -124,6 +124,9 @@ class SafetensorsWriter {
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
   void append(const void* bytes, size_t n);  // next bytes of the current tensor(s)
+  // false: commit() refuses (awq::Error) to replace a file that exists at the path by then
+  // (publish_file in awq/fsutil.h); true (the default): it replaces it.
+  void set_replace(bool replace) { replace_ = replace; }
   void commit();
   size_t total_bytes() const { return data_bytes_; }
 
@@ -132,7 +135,7 @@ class SafetensorsWriter {
   int fd_ = -1;
   int temp_slot_ = -1;  // the temporary's entry in the signal-cleanup registry (SIGINT removes it)
   size_t data_bytes_ = 0, written_ = 0;
-  bool committed_ = false;
+  bool committed_ = false, replace_ = true;
 };
 
 // Size of the data buffer a set of specs needs, with overflow checks.

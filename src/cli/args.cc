@@ -1,10 +1,26 @@
 #include "cli/args.h"
 
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
 #include "awq/dtype.h"
 #include "awq/error.h"
 #include "awq/progress.h"
 
 namespace awq::cli {
+
+int with_json_error(bool json, const std::function<int()>& action) {
+  try {
+    return action();
+  } catch (const Error& e) {
+    if (json) {
+      std::printf("%s\n", nlohmann::json{{"error", e.what()}}.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::fflush(stdout);
+    }
+    throw;
+  }
+}
 
 CLI::Validator float_dtype_arg() {
   return CLI::Validator(
@@ -12,6 +28,24 @@ CLI::Validator float_dtype_arg() {
         return parse_float_dtype_cli(s) ? std::string() : "must be f16, bf16 or f32 (any case), not \"" + s + "\"";
       },
       "DTYPE");
+}
+
+CLI::Validator finite_range_arg(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(s, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == s.size() && used > 0 && std::isfinite(v) && v >= lo && v <= hi) return {};
+        char range[64];
+        std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
+        return "must be a number in " + std::string(range) + ", not \"" + s + "\"";
+      },
+      "NUMBER");
 }
 
 CLI::Validator size_arg() {

@@ -2,6 +2,7 @@
 // reports it while parsing, and main() exits with status 2 (see README, "Exit statuses").
 #pragma once
 #include <CLI/CLI.hpp>
+#include <functional>
 
 #include "awq/error.h"
 
@@ -14,8 +15,15 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+// Runs `action`. When `json` is set and it throws an awq::Error (a usage error included), first
+// prints {"error": "<message>"} on stdout, so a reader of --json output always gets a JSON
+// document, then rethrows: main() prints the line on stderr and exits 1 (2 for usage errors).
+int with_json_error(bool json, const std::function<int()>& action);
+
 // f16 | bf16 | f32 and their long spellings, any case (awq::parse_float_dtype_cli).
 CLI::Validator float_dtype_arg();
+// A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
+CLI::Validator finite_range_arg(double lo, double hi);
 // A byte count such as 5GB, 500MB, 2GiB (awq::parse_size): positive and not overflowing.
 CLI::Validator size_arg();
 

@@ -546,7 +546,7 @@ Action add_bench(CLI::App& app) {
   sub->add_option("--path", a->path, "auto | f32 | int8 | int16 | bf16 (auto: int8, the fastest on every machine measured, bf16 included; bf16 needs AVX512_BF16)")
       ->check(CLI::IsMember({"auto", "f32", "int8", "int16", "bf16"}));
   sub->add_option("--dtype", a->dtype, "dequant output: bf16 | f16 | f32 (default bf16)")->check(float_dtype_arg());
-  sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)");
+  sub->add_option("--min-time", a->min_time, "seconds of interleaved rounds per row (default 2)")->check(finite_range_arg(0, 3600));
   sub->add_flag("--no-scalar", a->no_scalar, "skip the scalar-reference baseline");
   sub->add_option("--target", a->target,
                   "SIMD target for our kernels (AVX3_DL, AVX3, AVX2, SSE4, SCALAR; default: the best this CPU runs)");

@@ -53,6 +53,9 @@ Action add_decrypt(CLI::App& app);
 // from AWQ_KEY_FILE before the action runs.
 void add_key_file_option(CLI::App* sub);
 void apply_key_file();
+// The key file in use (--key-file, else AWQ_KEY_FILE), as an input no output may replace; empty
+// list when none.
+std::vector<std::string> key_file_inputs();
 
 // Prints what a writer rounded ("N tensors cast F16 -> BF16, max relative rounding X") and one
 // warning line per tensor carried through with NaN/Inf (--allow-nonfinite), warnings to stderr.

@@ -5,6 +5,7 @@
 #include "awq/compare_report.h"
 #include "awq/fsutil.h"
 #include "awq/progress.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -14,7 +15,7 @@ Action add_compare(CLI::App& app) {
       "compare", "Each linear of QUANT against the dense REF: cosine, relative MSE, SQNR, max |dw|, worst group");
   struct Opts {
     std::string ref, quant, html;
-    bool json = false;
+    bool json = false, force = false;
     double bar = 0.99;
     int threads = 0;
   };
@@ -22,13 +23,18 @@ Action add_compare(CLI::App& app) {
   sub->add_option("REF", o->ref, "dense reference model directory (F32/BF16/F16)")->required();
   sub->add_option("QUANT", o->quant, "any checkpoint inspect reads, or a dense one")->required();
   sub->add_flag("--json", o->json, "print the ranked layers as JSON");
-  sub->add_option("--html", o->html, "also write a self-contained HTML report to FILE");
+  sub->add_option("--html", o->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)");
+  sub->add_flag("--force", o->force, "let --html replace an existing file (once the new one is complete)");
   sub->add_option("--cosine-bar", o->bar, "flag layers whose cosine similarity is below this (default 0.99)")
-      ->check(CLI::Range(-1.0, 1.0));
-  sub->add_option("--threads", o->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  return [o]() {
-    // The report never replaces or lands inside a model it reads.
-    if (!o->html.empty()) refuse_output_overlapping_inputs(o->html, {o->ref, o->quant});
+      ->check(finite_range_arg(-1.0, 1.0));
+  sub->add_option("--threads", o->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
+  return [o]() { return with_json_error(o->json, [&] {
+    // The report never replaces or lands inside a model (or key) it reads, nor an existing file without --force.
+    if (!o->html.empty()) {
+      std::vector<std::string> inputs = key_file_inputs();
+      inputs.insert(inputs.end(), {o->ref, o->quant});
+      check_output_file(o->html, o->force, inputs, "--html");
+    }
     CompareOptions opt;
     opt.cosine_bar = o->bar;
     opt.threads = o->threads;
@@ -39,11 +45,11 @@ Action add_compare(CLI::App& app) {
       if (done == total) bar->finish();
     };
     const CompareResult r = compare_weights(o->ref, o->quant, opt);
-    if (!o->html.empty()) write_file_atomic(o->html, render_compare_html(r));
+    if (!o->html.empty()) write_file_atomic(o->html, render_compare_html(r), /*replace=*/o->force);
     if (o->json) std::printf("%s\n", compare_json(r).dump(2).c_str());
     else std::printf("%s", render_compare_text(r).c_str());
     return 0;
-  };
+  }); };
 }
 
 }  // namespace awq::cli

@@ -3,6 +3,7 @@
 
 #include "awq/convert.h"
 #include "awq/error.h"
+#include "awq/fsutil.h"
 #include "awq/progress.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -13,7 +14,7 @@ Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Translate a checkpoint into another 4-bit layout, keeping every code and scale");
   struct Args {
     std::string model, out, to = "autoawq-gemm", gptq_format = "v1", max_shard = "5GB", gguf_type = "q4_1", dense_type = "f16";
-    bool force = false, quiet = false, requantize = false, allow_nonfinite = false;
+    bool force = false, quiet = false, requantize = false, allow_nonfinite = false, allow_underflow = false;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "quantized model directory")->required();
@@ -31,6 +32,9 @@ Action add_convert(CLI::App& app) {
                 "re-quantize (RTN) the modules the target cannot represent exactly, instead of refusing; reports the added error per layer");
   sub->add_flag("--allow-nonfinite", a->allow_nonfinite,
                 "carry NaN/Inf in scales and tensors through (one warning per tensor) instead of refusing");
+  sub->add_flag("--allow-underflow", a->allow_underflow,
+                "gguf: write scales below f16's smallest subnormal (5.96e-8) as 0 (those groups dequantize to one value; one warning "
+                "per tensor) instead of refusing");
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
@@ -43,8 +47,11 @@ Action add_convert(CLI::App& app) {
     opt.force = a->force;
     opt.requantize = a->requantize;
     opt.allow_nonfinite = a->allow_nonfinite;
+    opt.allow_underflow = a->allow_underflow;
     opt.progress = !a->quiet;
     opt.max_shard_bytes = parse_size(a->max_shard);
+    // The output (a directory, or the .gguf file) never replaces the key file in use.
+    refuse_output_overlapping_inputs(a->out, key_file_inputs());
     ModelDir dir(a->model);
     // A dense checkpoint (no quantization config) goes to GGUF as it is (--dense-type).
     const bool dense = dir.quant_config().is_null() && !dir.hf_quant_config().is_object() && !dir.is_npz();

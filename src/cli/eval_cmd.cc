@@ -8,8 +8,6 @@
 #include <sstream>
 #include <memory>
 
-#include <unistd.h>
-
 #include "awq/error.h"
 #include "awq/eval.h"
 #include "awq/eval_report.h"
@@ -29,7 +27,7 @@ namespace fs = std::filesystem;
 struct Args {
   std::string model, ref, text, html;
   int64_t ctx = 0, stride = 0;
-  bool json = false;
+  bool json = false, force = false;
   int threads = 0;
   LayerCacheArgs cache;  // one cache, shared by MODEL and REF
 };
@@ -63,14 +61,6 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// --html FILE: its directory must exist and be writable, checked before the evaluation runs.
-void check_html_dir(const std::string& html) {
-  const fs::path d = fs::path(html).parent_path().empty() ? fs::path(".") : fs::path(html).parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(d, ec)) throw Error(html + ": the --html report's directory " + d.string() + " does not exist");
-  if (::access(d.c_str(), W_OK) != 0) throw Error(html + ": the --html report's directory " + d.string() + " is not writable");
-}
-
 // A usage error when --ctx exceeds `who`'s context (max_position_embeddings).
 void check_ctx(int64_t ctx, const Model& m, const std::string& who) {
   if (ctx > m.config().max_positions)
@@ -83,11 +73,11 @@ int run(const Args& a) {
   for (const std::string& m : {dir, a.ref})  // named as missing, not as "no tokenizer" or with the bundled text
     if (!m.empty() && !fs::exists(m)) throw Error(m + ": no such model directory or file");
   const std::string text_file = text_path(a, dir);
-  if (!a.html.empty()) {
-    std::vector<std::string> inputs{dir, text_file};
+  if (!a.html.empty()) {  // checked before the evaluation runs: never an input, an existing file only with --force
+    std::vector<std::string> inputs = key_file_inputs();
+    inputs.insert(inputs.end(), {dir, text_file});
     if (!a.ref.empty()) inputs.push_back(a.ref);
-    refuse_output_overlapping_inputs(a.html, inputs);
-    check_html_dir(a.html);
+    check_output_file(a.html, a.force, inputs, "--html");
   }
   const std::string text = read_text(text_file);
   if (text.empty()) throw Error(text_file + ": the text file is empty; nothing to evaluate");
@@ -116,6 +106,8 @@ int run(const Args& a) {
     throw UsageError("--stride " + std::to_string(a.stride) + " exceeds the window (--ctx " + std::to_string(opt.ctx) +
                      "): tokens between windows would never be scored");
   opt.stride = a.stride;
+  opt.model_label = "MODEL " + dir;
+  opt.ref_label = "REF " + a.ref;
   // Progress with ETA on a terminal (stderr): one step per decoder layer of each window.
   std::unique_ptr<Progress> bar;
   uint64_t bar_done = 0;
@@ -128,7 +120,7 @@ int run(const Args& a) {
   if (bar) bar->finish();
   const std::optional<int32_t> bos = tok->bos_id();
   const EvalSources src{dir, a.ref, text_file, bos && !ids.empty() && ids.front() == *bos};
-  if (!a.html.empty()) write_file_atomic(a.html, render_eval_html(r, src));
+  if (!a.html.empty()) write_file_atomic(a.html, render_eval_html(r, src), /*replace=*/a.force);
   if (a.json) std::printf("%s\n", eval_json(r, src).dump(2).c_str());
   else std::printf("%s", render_eval_text(r, src).c_str());
   return 0;
@@ -148,10 +140,11 @@ Action add_eval(CLI::App& app) {
   sub->add_option("--stride", a->stride, "tokens each window advances (default: ctx; < ctx overlaps windows)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   sub->add_flag("--json", a->json, "print the results as JSON");
-  sub->add_option("--html", a->html, "also write a self-contained HTML report to FILE");
-  sub->add_option("--threads", a->threads, "threads per model (default: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--html", a->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)");
+  sub->add_flag("--force", a->force, "let --html replace an existing file (once the new one is complete)");
+  sub->add_option("--threads", a->threads, "threads per model, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   add_layer_cache_options(sub, a->cache);  // with --ref, MODEL and REF share the one budget
-  return [a]() { return run(*a); };
+  return [a]() { return with_json_error(a->json, [&] { return run(*a); }); };
 }
 
 }  // namespace awq::cli

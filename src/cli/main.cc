@@ -53,6 +53,21 @@ int main(int argc, char** argv) {
   for (const char* name : {"inspect", "check", "dequantize", "convert", "repair", "compare", "run", "eval", "bench"})
     for (CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) awq::cli::add_key_file_option(sub);
+  // The first word that is not an option must name a subcommand (CLI11 alone says only "A
+  // subcommand is required" for a misspelt one).
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (CLI::App* sub : app.get_subcommands({})) {
+      known |= sub->check_name(argv[1]);
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "awq: usage error: unknown subcommand '%s'; the subcommands are: %s\nRun with --help for more information.\n",
+                   argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

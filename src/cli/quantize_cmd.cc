@@ -109,7 +109,7 @@ Action add_quantize(CLI::App& app) {
                   "arithmetic of the calibration's dense products: auto (default: bf16 where AMX-BF16 runs and a layer's "
                   "calibration forward is >= 1e12 FLOP, else f32) | f32 | bf16 (inputs rounded to bf16, f32 sums)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
-  sub->add_option("--threads", a->threads, "threads (default: all cores)");
+  sub->add_option("--threads", a->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer");
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard (default 5GB)")->check(size_arg());
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
@@ -166,6 +166,7 @@ Action add_quantize(CLI::App& app) {
     opt.log_file = a->log;
     opt.mixed = a->mixed == "auto";
     opt.budget_bpw = a->budget;
+    for (const std::string& k : key_file_inputs()) opt.inputs.push_back(k);  // --log and OUT_DIR never replace or append to it
     const bool calibrated = opt.method == QuantMethod::kAwq || opt.mixed;
     if (calibrated && !a->calib_tokens.empty()) {
       std::ifstream f(a->calib_tokens);

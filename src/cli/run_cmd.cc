@@ -80,8 +80,9 @@ void refuse_nonfinite_logits(const std::vector<float>& logits, int64_t vocab, in
                   "; nothing is written (`awq check " + dir + "` names the NaN/Inf tensor)");
 }
 
-void write_logits(const std::string& path, const std::vector<float>& logits, int64_t rows, int64_t vocab) {
+void write_logits(const std::string& path, const std::vector<float>& logits, int64_t rows, int64_t vocab, bool replace) {
   SafetensorsWriter w(path, {{"logits", DType::F32, {rows, vocab}}});
+  w.set_replace(replace);
   w.append(logits.data(), logits.size() * sizeof(float));
   w.commit();
 }
@@ -93,6 +94,7 @@ struct Args : ModelRunOptions {
   int64_t top_k = 0;
   uint64_t seed = 0;
   LayerCacheArgs cache;
+  bool force = false;
 };
 
 int run(const Args& a) {
@@ -100,8 +102,12 @@ int run(const Args& a) {
   const SamplerOptions so{a.temperature, a.top_k, a.top_p, a.seed};
   Sampler sampler(so);  // validates the options before the model loads
   if (a.n < 0) throw Error("-n must be >= 0");
-  // The logits file replaces whatever is at its path: never a file of the model.
-  if (!a.logits_out.empty()) refuse_output_overlapping_inputs(a.logits_out, {dir});
+  // The logits file is never a file of the model (or the key), nor an existing file without --force.
+  if (!a.logits_out.empty()) {
+    std::vector<std::string> inputs = key_file_inputs();
+    inputs.push_back(dir);
+    check_output_file(a.logits_out, a.force, inputs, "--logits-out");
+  }
   auto tok = load_tokenizer(dir);
   const std::vector<int32_t> ids = tok->encode(a.prompt);
   ModelOptions mo;
@@ -130,7 +136,7 @@ int run(const Args& a) {
   const double prefill_s = std::chrono::duration<double>(Clock::now() - t0).count();
   refuse_nonfinite_logits(logits, cfg.vocab, 0, dir);
   if (!a.logits_out.empty()) {
-    write_logits(a.logits_out, logits, t, cfg.vocab);
+    write_logits(a.logits_out, logits, t, cfg.vocab, a.force);
     logits.erase(logits.begin(), logits.end() - std::ptrdiff_t(cfg.vocab));  // keep the last position
   }
   Streamer out(*tok, ids);
@@ -168,7 +174,9 @@ Action add_run(CLI::App& app) {
   sub->add_option("--top-p", a->top_p, "sample among the most likely tokens holding probability P (default 1)");
   sub->add_option("--seed", a->seed, "random seed for sampling (default 0)");
   add_layer_cache_options(sub, a->cache);
-  sub->add_option("--logits-out", a->logits_out, "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file");
+  sub->add_option("--logits-out", a->logits_out,
+                  "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file (an existing file only with --force)");
+  sub->add_flag("--force", a->force, "let --logits-out replace an existing file (once the new one is complete)");
   return [a]() { return run(*a); };
 }
 

@@ -56,11 +56,23 @@ void add_key_file_option(CLI::App* sub) {
                   "key for an encrypted checkpoint (awq keygen); default: the AWQ_KEY_FILE environment variable");
 }
 
-void apply_key_file() {
+namespace {
+std::string key_file_in_use() {
   std::string path = key_file_flag();
   if (path.empty())
     if (const char* env = std::getenv("AWQ_KEY_FILE")) path = env;
+  return path;
+}
+}  // namespace
+
+void apply_key_file() {
+  const std::string path = key_file_in_use();
   if (!path.empty()) set_default_seal_key(read_key_file(path));
+}
+
+std::vector<std::string> key_file_inputs() {
+  const std::string path = key_file_in_use();
+  return path.empty() ? std::vector<std::string>{} : std::vector<std::string>{path};
 }
 
 Action add_keygen(CLI::App& app) {

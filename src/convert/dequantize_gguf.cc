@@ -1,5 +1,8 @@
 // `awq dequantize FILE.gguf` (dequantize_model.h dequantize_gguf).
 #include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,9 +14,30 @@
 #include "awq/gguf_arch.h"
 #include "awq/model_config.h"
 #include "convert/dequantize_output.h"
+#include "convert/value_guard.h"
 
 namespace awq {
 using namespace convert_detail;
+
+namespace {
+
+// A finite value of GGUF tensor `name` (x, as stored) that `dt` cannot hold (it would be Inf):
+// refused naming the first (row, column), the largest |x| and the dtypes that hold it.
+[[noreturn]] void refuse_overflow(const std::string& path, const std::string& name, const std::vector<float>& x, int64_t row, int64_t col,
+                                  DType dt) {
+  double max_abs = 0;
+  for (float v : x)
+    if (std::isfinite(v)) max_abs = std::max(max_abs, double(std::fabs(v)));
+  std::string to(dtype_name(dt));
+  for (auto& ch : to) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  char m[32];
+  std::snprintf(m, sizeof m, "%.6g", max_abs);
+  fail(path, name, std::string("dequantized values reach |x| = ") + m + " (first overflow at row " + std::to_string(row) + ", column " +
+                       std::to_string(col) + "), which " + to + " cannot hold (they would be written as Inf); use --dtype " +
+                       dtypes_holding(max_abs));
+}
+
+}  // namespace
 
 DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOptions& opt) {
   auto file = std::make_shared<GgufFile>(path);
@@ -21,6 +45,10 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
   const ModelConfig cfg = parse_model_config(config, path + " (metadata)");
   DequantizeResult res;
   res.dtype = opt.dtype.value_or(DType::F16);
+  auto policy = std::make_shared<NonfinitePolicy>();
+  policy->file = path;
+  policy->allow = opt.allow_nonfinite;
+  if (!opt.nonfinite_remedy.empty()) policy->remedy = opt.nonfinite_remedy;
   const DType dt = res.dtype;
   std::map<std::string, GgufTensorName> by_gguf;
   for (const auto& n : gguf_tensor_names(cfg)) by_gguf[n.gguf] = n;
@@ -40,21 +68,31 @@ DequantizeResult dequantize_gguf(const std::string& path, const DequantizeOption
       needs.tensor_bytes = ws;  // its f32 values and its output rows, at once
       needs.tensor = n.hf;
     }
-    plan.push_back({{n.hf, dt, shape}, [file, &t, n, dt, shape](SafetensorsWriter& w) {
+    plan.push_back({{n.hf, dt, shape}, [file, &t, n, dt, shape, policy, path](SafetensorsWriter& w) {
                       std::vector<float> x(size_t(t.numel()));
                       dequantize_ggml(t.type, t.data, t.numel(), x.data());
                       const int64_t rows = shape[0], cols = shape.size() == 2 ? shape[1] : 1;
+                      // NaN/Inf in what ggml's dequantization gives (a NaN/Inf f16 scale, an Inf
+                      // tensor value): refused, or carried through with a warning (--allow-nonfinite).
+                      // Positions are the GGUF tensor's own (rows as stored).
+                      guard_nonfinite(*policy, t.name, scan_nonfinite(x, shape.size() == 2 ? cols : 0, "column"), "values");
                       std::vector<uint8_t> out(x.size() * dtype_size(dt));
                       for (int64_t r = 0; r < rows; ++r) {
                         // GGUF row r holds HF row src(r) (llama.cpp's converter permuted them).
                         const int64_t hf_row = n.permute_heads > 0 ? gguf_permuted_source_row(r, rows, n.permute_heads) : r;
-                        for (int64_t c = 0; c < cols; ++c) store_float(out.data(), dt, size_t(hf_row * cols + c), x[size_t(r * cols + c)]);
+                        for (int64_t c = 0; c < cols; ++c) {
+                          const float v = x[size_t(r * cols + c)];
+                          store_float(out.data(), dt, size_t(hf_row * cols + c), v);
+                          if (std::isfinite(v) && !std::isfinite(load_float(out.data(), dt, size_t(hf_row * cols + c))))
+                            refuse_overflow(path, t.name, x, r, c, dt);
+                        }
                       }
                       w.append(out.data(), out.size());
                     }});
     ++res.modules;
   }
   write_dequantized(std::move(plan), path, nlohmann::ordered_json::parse(config.dump()), {}, needs, opt, res);
+  res.warnings = policy->warnings;
   return res;
 }
 

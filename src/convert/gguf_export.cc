@@ -3,6 +3,8 @@
 // working memory beyond the mmap'd input.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -19,6 +21,7 @@
 #include "convert/gguf_pack.h"
 #include "convert/gguf_vocab.h"
 #include "convert/pack.h"
+#include "convert/value_guard.h"
 #include "awq/gguf_blocks.h"
 
 namespace fs = std::filesystem;
@@ -37,6 +40,12 @@ struct Planned {
   bool rope_freqs = false;
   std::string requant;                // why it is re-quantized ("" = exact mapping)
 };
+
+std::string fmt_g(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
 
 GgmlType parse_dense_type(const std::string& s) {
   if (s == "f16") return GgmlType::F16;
@@ -120,6 +129,58 @@ std::string requant_reason(const ModelDir& dir, const FormatReader& r, const std
   return "";
 }
 
+// A written scale that is 0 where the source's is not collapses its group: every code dequantizes
+// to one value. That happens when f16 cannot hold the scale but as 0 (below its smallest subnormal,
+// 5.96e-8; Q4_0, Q4_1, Q8_0's d, Q4_K's super-block d), or, in Q4_K, when a sub-block's scale is
+// below half a step of its super-block's 6-bit grid (d·sc = 0). A Q4_1 min m = −z·s that becomes 0
+// is counted too (f16 underflow). Q4_K's other 6-bit rounding is its documented error, not this.
+struct Underflow {
+  size_t groups = 0;                // blocks (Q4_0/Q4_1/Q8_0: groups; Q4_K: 32-column sub-blocks) hit
+  int64_t row = -1, group = -1;     // the first
+  double value = 0;                 // the source value there
+  std::string field;                // "scale", "min -z*s", "Q4_K scale d*sc"
+};
+
+float f16_field(const std::string& b, size_t at) {
+  uint16_t h;
+  std::memcpy(&h, b.data() + at, 2);
+  return f16_to_f32(h);
+}
+
+// Reads back the scale (and min) fields of `bytes` (rows [r0, r1) of q packed as `type` by
+// pack_ggml) and counts the places where a non-zero finite source scale or min was written as 0.
+void scan_underflow(const QuantLinear& q, GgmlType type, const std::string& bytes, int64_t r0, int64_t r1, Underflow& u) {
+  const int64_t sub = type == GgmlType::Q4_K ? 256 : 32;  // columns per block
+  const size_t block = ggml_nbytes(type, sub), per_row = size_t(q.k / sub);
+  auto scale_at = [&](int64_t r, int64_t c) { return q.scales[size_t(r * q.n_groups + c / q.group_size)]; };
+  auto hit = [&](int64_t r, int64_t c, double v, const char* field) {
+    ++u.groups;
+    if (u.row < 0) u.row = r, u.group = c / q.group_size, u.value = v, u.field = field;
+  };
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c0 = 0; c0 < q.k; c0 += sub) {
+      const size_t at = (size_t(r - r0) * per_row + size_t(c0 / sub)) * block;
+      if (type == GgmlType::Q4_K) {
+        gguf_detail::BlockQ4_K b;
+        std::memcpy(&b, bytes.data() + at, sizeof b);
+        const float d = f16_to_f32(b.d);
+        for (int j = 0; j < 8; ++j) {
+          const float s = scale_at(r, c0 + 32 * j);
+          uint8_t sc, m;
+          gguf_detail::q4k_scale_min(j, b.scales, &sc, &m);
+          if (std::isfinite(s) && s != 0 && d * float(sc) == 0) hit(r, c0 + 32 * j, s, "Q4_K scale d*sc");
+        }
+        continue;
+      }
+      if (c0 % q.group_size != 0) continue;  // the group's blocks share its scale and zero
+      const float s = scale_at(r, c0);
+      const int32_t z = q.zeros[size_t(r * q.n_groups + c0 / q.group_size)];
+      if (!std::isfinite(s) || s == 0) continue;
+      if (f16_field(bytes, at) == 0) hit(r, c0, s, "scale");
+      else if (type == GgmlType::Q4_1 && z != 0 && f16_field(bytes, at + 2) == 0) hit(r, c0, -double(z) * s, "min -z*s");
+    }
+}
+
 void add_arch_metadata(GgufWriter& w, const ModelConfig& c, const nlohmann::json& cfg, const std::string& name, uint32_t file_type) {
   const std::string a = gguf_arch_name(c);
   w.add_string("general.architecture", a);
@@ -156,9 +217,8 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
   if (opt.gguf_type != "q4_1" && opt.gguf_type != "q4_k") throw Error("--gguf-type must be q4_1 or q4_k, not \"" + opt.gguf_type + "\"");
   const GgmlType dense_type = parse_dense_type(opt.dense_type);
   const std::string out_path = opt.out_dir;
-  refuse_output_overlapping_inputs(out_path, {dir.path()});  // never inside or over the model
-  if (fs::is_directory(out_path)) fail(out_path, "", "is a directory; --to gguf writes one file (e.g. -o model.gguf)");
-  if (fs::exists(out_path) && !opt.force) fail(out_path, "", "exists; pass --force to replace it (only once the new file is complete)");
+  // Never inside or over the model, a directory, a device, or an existing file without --force.
+  check_output_file(out_path, opt.force, {dir.path()}, "--to gguf -o");
   const ModelConfig cfg = parse_model_config(dir.config(), dir.path() + "/config.json");
   std::map<std::string, std::string> module_of;  // HF weight name -> module
   std::set<std::string> consumed;
@@ -248,9 +308,8 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
                              : any_q8          ? 7
                                                : 1;
   if (!qreader) res.notes.push_back("dense checkpoint: every linear is " + ggml_type_name(dense_type) + " (--dense-type)");
-  const fs::path op(out_path);
-  if (!op.parent_path().empty() && !fs::is_directory(op.parent_path())) fail(out_path, "", "the directory it should go in does not exist");
   GgufWriter w(out_path);
+  w.set_replace(opt.force);  // a file created while this ran is replaced only with --force too
   add_arch_metadata(w, cfg, dir.config(), fs::path(dir.path()).filename().string(), file_type);
   const auto vocab = add_gguf_vocab(dir.path(), dir.config(), cfg.vocab, w);
   if (!vocab.written) res.notes.push_back("no tokenizer.json: the GGUF has no tokenizer.ggml.* metadata (llama.cpp needs one to run it)");
@@ -328,6 +387,7 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
       note_diff(p, worst);
     } else {
       const QuantLinear raw = qreader->read(p.module);
+      Underflow underflow;
       QuantLinear q;
       if (p.requant.empty()) {
         q = to_integer_zeros(raw);
@@ -341,6 +401,16 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
         std::string b;
         if (p.requant.empty()) {
           b = pack_ggml(q, p.type, r0, r1);
+          scan_underflow(q, p.type, b, r0, r1, underflow);
+          if (underflow.groups > 0 && !opt.allow_underflow)
+            fail(dir.path(), role_tensor_name(*qreader, p.module, "scales"),
+                 "the source value " + fmt_g(underflow.value) + " at row " + std::to_string(underflow.row) + ", group " +
+                     std::to_string(underflow.group) + " would be written to " + p.name.gguf + " as a " + underflow.field + " of 0 (" +
+                     (underflow.field == "Q4_K scale d*sc" ? "below half a step of its super-block's 6-bit scales, or f16's smallest subnormal"
+                                                           : "below f16's smallest subnormal, 5.96e-8") +
+                     "): that group's codes would all dequantize to one value; nothing is written. " +
+                     (p.type == GgmlType::Q4_K ? "Use --gguf-type q4_1 (exact), or pass" : "Pass") +
+                     " --allow-underflow to write such groups that way (one warning per tensor)");
         } else if (p.type == GgmlType::Q8_0) {
           b.assign(ggml_nbytes(p.type, int64_t(ref.size())), '\0');
           quantize_q8_0_ref(ref.data(), int64_t(ref.size()), reinterpret_cast<uint8_t*>(b.data()));
@@ -351,6 +421,11 @@ ConvertResult convert_to_gguf(const ModelDir& dir, const FormatReader* qreader, 
         emit(std::move(b));
       }
       note_diff(p, worst);
+      if (underflow.groups > 0)
+        res.warnings.push_back("warning: " + role_tensor_name(*qreader, p.module, "scales") + ": " + std::to_string(underflow.groups) +
+                               " block(s) whose " + underflow.field + " is written as 0 in " + p.name.gguf + " (first at row " +
+                               std::to_string(underflow.row) + ", group " + std::to_string(underflow.group) + ": source value " +
+                               fmt_g(underflow.value) + "): their codes dequantize to one value (--allow-underflow)");
       if (!p.requant.empty())
         res.requantized.push_back({p.module, p.requant + " (re-quantized to " + ggml_type_name(p.type) + " with ggml's reference rounding)", worst,
                                    den > 0 ? std::sqrt(num / den) : 0.0});

@@ -14,6 +14,7 @@
 #include "awq/formats.h"
 #include "awq/model_dir.h"
 #include "awq/thread_pool.h"
+#include "awq/value_scan.h"
 #include "eval/error_accumulator.h"
 
 namespace awq {
@@ -59,7 +60,22 @@ struct Job {
   bool quantized = false;              // the reader's module `module`
 };
 
-LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool) {
+// Throws for a measured job whose weights hold a NaN/Inf (e.nonfinite): names where it is.
+[[noreturn]] void refuse_nonfinite(const Job& job, const QuantLinear& q, const LayerError& e, const std::string& ref_dir,
+                                   const std::string& quant_dir) {
+  const auto kind = [](float v) { return std::string(std::isnan(v) ? "NaN" : "Inf"); };
+  const std::string at = "row " + std::to_string(e.nonfinite_row) + ", column " + std::to_string(e.nonfinite_col);
+  const std::string tail = "; compare measures nothing from non-finite weights (`awq check` lists every NaN/Inf tensor)";
+  if (!std::isfinite(e.nonfinite_ref))
+    fail(ref_dir, job.ref->name, "REF holds " + kind(e.nonfinite_ref) + " at " + at + " (the first in this weight)" + tail);
+  if (!job.quantized) fail(quant_dir, job.dense->name, "QUANT holds " + kind(e.nonfinite_quant) + " at " + at + " (the first in this weight)" + tail);
+  std::string why;
+  for (const auto& f : scan_nonfinite(q))
+    if (f.scan.any()) why += "; its " + f.scan.summary(f.role);
+  fail(quant_dir, job.module, "QUANT's dequantized weight is " + kind(e.nonfinite_quant) + " at " + at + why + tail);
+}
+
+LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool, const std::string& ref_dir, const std::string& quant_dir) {
   const int64_t n = job.ref->dim(0), k = job.ref->dim(1);
   QuantLinear q;
   int64_t group_size = std::min<int64_t>(128, k);
@@ -86,6 +102,7 @@ LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool)
   });
   for (int64_t b = 1; b < blocks; ++b) accs[0].merge(accs[size_t(b)]);
   LayerError e = accs[0].result(n);
+  if (e.nonfinite) refuse_nonfinite(job, q, e, ref_dir, quant_dir);
   e.name = job.module;
   e.kind = kind_of(job.module);
   e.quantized = job.quantized;
@@ -182,7 +199,7 @@ CompareResult compare_weights(const std::string& ref_dir, const std::string& qua
                             " missing in REF, " + std::to_string(res.mismatched.size()) + " of other shape)");
   ThreadPool pool(opt.threads);
   for (size_t i = 0; i < jobs.size(); ++i) {
-    LayerError e = measure(jobs[i], reader.get(), pool);
+    LayerError e = measure(jobs[i], reader.get(), pool, ref_dir, quant_dir);
     release_job(jobs[i], quant, reader.get());
     e.below_bar = !(e.cosine >= opt.cosine_bar);  // NaN is below every bar
     res.layers.push_back(std::move(e));

@@ -67,6 +67,21 @@ std::optional<int64_t> first_divergent(const std::vector<LayerDivergence>& layer
   return std::nullopt;
 }
 
+// Throws when `x` ([rows][cols] of the window starting at token `begin`) holds a NaN/Inf: `who`
+// computed it at `stage`; names the first (position, column).
+void refuse_nonfinite(const std::vector<float>& x, int64_t cols, std::span<const int32_t> win, int64_t begin,
+                      const std::string& who, const std::string& stage, const std::string& col_word) {
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isfinite(x[i])) continue;
+    const int64_t row = int64_t(i) / cols, col = int64_t(i) % cols;
+    throw Error(who + ": " + stage + " is " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at token position " + std::to_string(begin + row) +
+                " (id " + std::to_string(win[size_t(row)]) + "), " + col_word + " " + std::to_string(col) +
+                ", the first non-finite value; no perplexity is computed from it (`awq check` names NaN/Inf weights and scales)");
+  }
+}
+
+std::string layer_stage(int64_t l) { return "the output of decoder layer " + std::to_string(l) + " (model.layers." + std::to_string(l) + ")"; }
+
 }  // namespace
 
 EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_t> ids, const EvalOptions& opt) {
@@ -104,8 +119,16 @@ EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_
     // Rows of the window whose logits score a token: positions first_scored-1 .. end-2.
     const int64_t r0 = w.first_scored - 1 - w.begin, r1 = w.end - 1 - w.begin;
     // Layer by layer (Model::run_layer chained equals forward() bit for bit): progress per layer.
+    // Every stage is checked finite (a NaN/Inf weight would otherwise end as "PPL: nan").
+    auto check = [&](const std::vector<float>& x, const std::string& who, const std::string& stage) {
+      refuse_nonfinite(x, H, win, w.begin, who, stage, "hidden column");
+    };
     std::vector<float> xq = model.embed(win), xr, xl;
-    if (ref) xr = ref->embed(win);
+    check(xq, opt.model_label, "the token embedding");
+    if (ref) {
+      xr = ref->embed(win);
+      check(xr, opt.ref_label, "the token embedding");
+    }
     for (int64_t l = 0; l < L; ++l) {
       if (ref) {
         xl = xr;
@@ -113,6 +136,11 @@ EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_
         ref->run_layer(l, xr);
       }
       model.run_layer(l, xq);
+      check(xq, opt.model_label, layer_stage(l));
+      if (ref) {
+        check(xr, opt.ref_label, layer_stage(l));
+        check(xl, opt.model_label, layer_stage(l) + " run on the reference's input");
+      }
       if (ref) {
         prop[size_t(l)].add(xq, xr, H, r0, r1);
         local[size_t(l)].add(xl, xr, H, r0, r1);
@@ -120,7 +148,9 @@ EvalResult evaluate(const Model& model, const Model* ref, std::span<const int32_
       step(1);
     }
     const std::vector<float> logits = model.logits_of(xq);
+    refuse_nonfinite(logits, V, win, w.begin, opt.model_label, "the logits (final norm and lm_head)", "vocabulary id");
     const std::vector<float> ref_logits = ref ? ref->logits_of(xr) : std::vector<float>();
+    if (ref) refuse_nonfinite(ref_logits, V, win, w.begin, opt.ref_label, "the logits (final norm and lm_head)", "vocabulary id");
     for (int64_t row = r0; row < r1; ++row)
       stats.add(logits.data() + row * V, ref ? ref_logits.data() + row * V : nullptr, V,
                 win[size_t(row + 1)]);

@@ -20,6 +20,15 @@ ErrorAccumulator::ErrorAccumulator(int64_t k, int64_t group_size, const std::vec
   group_ref_.resize(size_t(n_groups_));
 }
 
+void ErrorAccumulator::note_nonfinite(int64_t row, int64_t col, float ref, float quant) {
+  if (nonfinite_ && (nf_row_ < row || (nf_row_ == row && nf_col_ <= col))) return;
+  nonfinite_ = true;
+  nf_row_ = row;
+  nf_col_ = col;
+  nf_ref_ = ref;
+  nf_quant_ = quant;
+}
+
 void ErrorAccumulator::add_rows(const float* ref, const float* quant, int64_t row0, int64_t rows) {
   for (int64_t r = 0; r < rows; ++r) {
     std::fill(group_err_.begin(), group_err_.end(), 0.0);
@@ -33,7 +42,7 @@ void ErrorAccumulator::add_rows(const float* ref, const float* quant, int64_t ro
       quant2_ += b * b;
       err2_ += d * d;
       max_abs_ = std::max(max_abs_, std::fabs(d));
-      if (std::isnan(d)) nonfinite_ = true;
+      if (!std::isfinite(w[c]) || !std::isfinite(q[c])) note_nonfinite(row0 + r, c, w[c], q[c]);
       const int64_t g = (g_idx_ && !g_idx_->empty()) ? (*g_idx_)[size_t(c)] : c / group_size_;
       group_err_[size_t(g)] += d * d;
       group_ref_[size_t(g)] += a * a;
@@ -56,7 +65,7 @@ void ErrorAccumulator::merge(const ErrorAccumulator& o) {
   quant2_ += o.quant2_;
   err2_ += o.err2_;
   max_abs_ = std::max(max_abs_, o.max_abs_);
-  nonfinite_ = nonfinite_ || o.nonfinite_;
+  if (o.nonfinite_) note_nonfinite(o.nf_row_, o.nf_col_, o.nf_ref_, o.nf_quant_);
   if (o.have_worst_ && (!have_worst_ || o.worst_err_ > worst_err_)) {
     have_worst_ = true;
     worst_err_ = o.worst_err_;
@@ -79,6 +88,11 @@ LayerError ErrorAccumulator::result(int64_t n) const {
     e.cosine = e.rel_mse = e.sqnr_db = e.max_abs = e.worst_group_rel_mse = nan;
     e.worst_row = worst_row_;
     e.worst_group = worst_group_;
+    e.nonfinite = true;
+    e.nonfinite_row = nf_row_;
+    e.nonfinite_col = nf_col_;
+    e.nonfinite_ref = nf_ref_;
+    e.nonfinite_quant = nf_quant_;
     return e;
   }
   const double norms = std::sqrt(ref2_) * std::sqrt(quant2_);

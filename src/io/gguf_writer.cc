@@ -46,13 +46,11 @@ void put_scalar(std::string& s, const GgufValue& v, GgufType t) {
 
 GgufWriter::GgufWriter(std::string path, uint32_t alignment) : path_(std::move(path)), alignment_(alignment) {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1))) throw Error(path_ + ": alignment must be a power of two");
-  const std::filesystem::path p(path_);
-  const auto dir = p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path();
-  std::string tmp_name(1, '.');
-  tmp_name.append(p.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
-  tmp_ = (dir / tmp_name).string();
+  remove_stale_file_temporaries(path_);  // a run killed with -9 left its temporary of this file
+  tmp_ = temp_file_for(path_);
   temp_slot_ = temp_registry::try_add(std::filesystem::absolute(tmp_).string());  // before it exists
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp_.c_str());  // a leftover of an earlier process with our pid; never followed (O_EXCL)
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     temp_registry::remove(temp_slot_);
     fail(path_, "", std::string("cannot create a temporary file beside it: ") + std::strerror(errno));
@@ -131,7 +129,7 @@ void GgufWriter::write_raw(const void* p, size_t n) {
     const ssize_t w = ::write(fd_, c, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      fail(path_, "", std::string("write failed: ") + std::strerror(errno));
+      fail(output_path_for_errors(tmp_), "", std::string("write failed: ") + std::strerror(errno));
     }
     c += w;
     n -= size_t(w);
@@ -191,11 +189,11 @@ void GgufWriter::commit() {
   if (!data_started_) begin_data();
   if (current_ != tensors_.size())
     fail(path_, tensors_[current_].name, "tensor data incomplete at commit (internal error)");
-  if (::fsync(fd_) != 0) fail(path_, "", std::string("fsync failed: ") + std::strerror(errno));
+  if (::fsync(fd_) != 0) fail(output_path_for_errors(tmp_), "", std::string("fsync failed: ") + std::strerror(errno));
   ::close(fd_);
   fd_ = -1;
   temp_registry::begin_commit(temp_slot_);
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, "", std::string("rename failed: ") + std::strerror(errno));
+  publish_file(tmp_, path_, replace_);
   committed_ = true;
   temp_registry::remove(temp_slot_);
   temp_slot_ = -1;

@@ -161,7 +161,7 @@ OutputDir::OutputDir(const std::string& out_dir, bool force, const std::vector<s
   fs::remove_all(tmp_, ec);
   if (!fs::create_directory(tmp_, ec)) {
     temp_registry::remove(slot_);
-    fail(tmp_.string(), "", "cannot create temporary directory: " + ec.message());
+    fail(out_.string(), "", "cannot create its temporary directory " + tmp_.string() + ": " + ec.message());
   }
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "awq/error.h"
+#include "awq/fsutil.h"
 #include "awq/safetensors.h"
 #include "io/temp_registry.h"
 
@@ -36,7 +37,7 @@ void write_all(int fd, const void* p, size_t n, const std::string& path) {
     ssize_t w = ::write(fd, c, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      fail(path, "", std::string("write failed: ") + std::strerror(errno));
+      fail(output_path_for_errors(path), "", std::string("write failed: ") + std::strerror(errno));
     }
     c += w;
     n -= size_t(w);
@@ -59,16 +60,17 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> s
   data_bytes_ = off;
   std::string hs = h.dump();
   while (hs.size() % 8) hs.push_back(' ');
-  auto p = std::filesystem::path(path_);
-  tmp_ = (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  remove_stale_file_temporaries(path_);  // a run killed with -9 left its temporary of this file
+  tmp_ = temp_file_for(path_);
   temp_slot_ = temp_registry::try_add(std::filesystem::absolute(tmp_).string());  // before it exists
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp_.c_str());  // a leftover of an earlier process with our pid; never followed (O_EXCL)
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   try {
-    if (fd_ < 0) fail(path_, "", std::string("cannot create: ") + std::strerror(errno));
+    if (fd_ < 0) fail(output_path_for_errors(path_), "", std::string("cannot create a temporary file beside it: ") + std::strerror(errno));
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(hs.size()) >> (8 * i));
-    write_all(fd_, len, 8, path_);
-    write_all(fd_, hs.data(), hs.size(), path_);
+    write_all(fd_, len, 8, tmp_);
+    write_all(fd_, hs.data(), hs.size(), tmp_);
   } catch (...) {  // no destructor runs for a throwing constructor: undo here
     if (fd_ >= 0) ::close(fd_), ::unlink(tmp_.c_str());
     temp_registry::remove(temp_slot_);
@@ -78,19 +80,18 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> s
 
 void SafetensorsWriter::append(const void* bytes, size_t n) {
   if (written_ + n > data_bytes_) fail(path_, "", "internal: more tensor bytes written than declared");
-  write_all(fd_, bytes, n, path_);
+  write_all(fd_, bytes, n, tmp_);
   written_ += n;
 }
 
 void SafetensorsWriter::commit() {
   if (written_ != data_bytes_)
     fail(path_, "", "internal: " + std::to_string(written_) + " of " + std::to_string(data_bytes_) + " bytes written");
-  if (::fsync(fd_) != 0) fail(path_, "", std::string("fsync failed: ") + std::strerror(errno));
+  if (::fsync(fd_) != 0) fail(output_path_for_errors(tmp_), "", std::string("fsync failed: ") + std::strerror(errno));
   ::close(fd_);
   fd_ = -1;
   temp_registry::begin_commit(temp_slot_);
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
-    fail(path_, "", std::string("rename failed: ") + std::strerror(errno));
+  publish_file(tmp_, path_, replace_);
   committed_ = true;
   temp_registry::remove(temp_slot_);
   temp_slot_ = -1;

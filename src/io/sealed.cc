@@ -184,18 +184,18 @@ void unseal_file(const std::string& sealed_path, const std::string& plain_path, 
                  const SealKey& key) {
   MappedFile in(sealed_path);
   const int fd = ::open(plain_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail(plain_path, "", std::string("cannot create: ") + std::strerror(errno));
+  if (fd < 0) fail(output_path_for_errors(plain_path), "", std::string("cannot create: ") + std::strerror(errno));
   try {
     unseal_stream(sealed_path, in.data(), in.size(), name, key, nullptr, [&](uint64_t, const uint8_t* b, size_t n) {
       while (n) {
         const ssize_t w = ::write(fd, b, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) fail(plain_path, "", std::string("write failed: ") + std::strerror(errno));
+        if (w <= 0) fail(output_path_for_errors(plain_path), "", std::string("write failed: ") + std::strerror(errno));
         b += w;
         n -= size_t(w);
       }
     });
-    if (::fsync(fd) != 0) fail(plain_path, "", "fsync failed");
+    if (::fsync(fd) != 0) fail(output_path_for_errors(plain_path), "", "fsync failed");
   } catch (...) {
     ::close(fd);
     std::filesystem::remove(plain_path);  // never leave a partial plaintext behind
@@ -215,7 +215,7 @@ void seal_file(const std::string& plain_path, const std::string& sealed_path, co
   const auto fk = file_key(key, h.salt);
   const std::string tmp = sealed_path + ".awq-tmp-" + std::to_string(getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail(tmp, "", std::string("cannot create: ") + std::strerror(errno));
+  if (fd < 0) fail(output_path_for_errors(sealed_path), "", std::string("cannot create: ") + std::strerror(errno));
   auto put = [&](const uint8_t* b, size_t n) {
     while (n) {
       const ssize_t w = ::write(fd, b, n);
@@ -224,7 +224,7 @@ void seal_file(const std::string& plain_path, const std::string& sealed_path, co
         const int e = errno;
         ::close(fd);
         std::filesystem::remove(tmp);
-        fail(sealed_path, "", std::string("write failed: ") + std::strerror(e));
+        fail(output_path_for_errors(sealed_path), "", std::string("write failed: ") + std::strerror(e));
       }
       b += w;
       n -= size_t(w);
@@ -241,13 +241,13 @@ void seal_file(const std::string& plain_path, const std::string& sealed_path, co
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     std::filesystem::remove(tmp);
-    fail(sealed_path, "", "fsync/close failed");
+    fail(output_path_for_errors(sealed_path), "", "fsync/close failed");
   }
   std::error_code ec;
   std::filesystem::rename(tmp, sealed_path, ec);
   if (ec) {
     std::filesystem::remove(tmp);
-    fail(sealed_path, "", "rename failed: " + ec.message());
+    fail(output_path_for_errors(sealed_path), "", "rename failed: " + ec.message());
   }
 }
 
@@ -318,15 +318,13 @@ void write_new_key_file(const std::string& path) {
   std::string line = kKeyPrefix;
   for (uint8_t b : k.bytes) line += hex[b >> 4], line += hex[b & 15];
   line += "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) fail(path, "", errno == EEXIST ? "exists; a key file is never overwritten (remove it first)"
-                                             : std::string("cannot create: ") + std::strerror(errno));
-  const bool ok = ::write(fd, line.data(), line.size()) == ssize_t(line.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) {
-    std::filesystem::remove(path);
-    fail(path, "", "cannot write the key file");
-  }
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
+    fail(path, "", "exists; a key file is never overwritten (remove it first)");
+  // Written whole beside it and linked into place (never replacing): a run killed midway leaves no
+  // partial key at `path` (a 0-byte key once blocked the next keygen), only a temporary that the
+  // next write of `path` removes.
+  write_file_atomic(path, line, /*replace=*/false, 0600);
 }
 
 }  // namespace awq

@@ -48,16 +48,31 @@ void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, c
 }
 
 void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, const float* wv, const float* wo, const LayerTensors& L,
-                    const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool) {
-  const int64_t T = blocks * len, hd = cfg.head_dim, qd = cfg.heads * hd, kd = cfg.kv_heads * hd, group = cfg.heads / cfg.kv_heads;
-  std::vector<float> q(static_cast<size_t>(T * qd)), k(static_cast<size_t>(T * kd)), v(static_cast<size_t>(T * kd));
-  linear(wq, L.b[0], qd, cfg.hidden, a, T, q.data(), pool);
-  linear(wk, L.b[1], kd, cfg.hidden, a, T, k.data(), pool);
-  linear(wv, L.b[2], kd, cfg.hidden, a, T, v.data(), pool);
+                    const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool, AttnBuffers* buf) {
+  const int64_t T = blocks * len, qd = cfg.heads * cfg.head_dim, kd = cfg.kv_heads * cfg.head_dim;
+  AttnBuffers local;
+  AttnBuffers& B = buf ? *buf : local;
+  B.q.resize(size_t(T * qd));
+  B.k.resize(size_t(T * kd));
+  B.v.resize(size_t(T * kd));
+  linear(wq, L.b[0], qd, cfg.hidden, a, T, B.q.data(), pool);
+  linear(wk, L.b[1], kd, cfg.hidden, a, T, B.k.data(), pool);
+  linear(wv, L.b[2], kd, cfg.hidden, a, T, B.v.data(), pool);
+  attend(cfg, L, {B.q.data(), qd, B.k.data(), kd, B.v.data(), kd}, false, blocks, len, wo, o_in, out, pool, &B);
+}
+
+void attend(const ModelConfig& cfg, const LayerTensors& L, const QkvRows& r, bool add_bias, int64_t blocks, int64_t len, const float* wo,
+            float* o_in, float* out, ThreadPool& pool, AttnBuffers* buf) {
+  const int64_t T = blocks * len, hd = cfg.head_dim, qd = cfg.heads * hd, group = cfg.heads / cfg.kv_heads;
   const auto table = kernels::make_rope_table(rope_inv_freq(hd, cfg.rope_theta, cfg.rope_scaling), len);
   pool.run(T, [&](int64_t t, int) {
-    float* qt = q.data() + t * qd;
-    float* kt = k.data() + t * kd;
+    float* qt = r.q + t * r.qs;
+    float* kt = r.k + t * r.ks;
+    if (add_bias) {
+      const std::pair<float*, int> parts[3] = {{qt, 0}, {kt, 1}, {r.v + t * r.vs, 2}};
+      for (const auto& [p, i] : parts)
+        for (size_t j = 0; j < L.b[size_t(i)].size(); ++j) p[j] += L.b[size_t(i)][j];
+    }
     if (cfg.qk_norm) {
       for (int64_t h = 0; h < cfg.heads; ++h) kernels::rms_norm(qt + h * hd, L.q_norm.data(), hd, float(cfg.rms_eps), qt + h * hd);
       for (int64_t h = 0; h < cfg.kv_heads; ++h) kernels::rms_norm(kt + h * hd, L.k_norm.data(), hd, float(cfg.rms_eps), kt + h * hd);
@@ -66,19 +81,18 @@ void self_attention(const ModelConfig& cfg, const float* wq, const float* wk, co
     kernels::rope(qt, cfg.heads, hd, table.cos(pos), table.sin(pos));
     kernels::rope(kt, cfg.kv_heads, hd, table.cos(pos), table.sin(pos));
   });
-  // Per token and KV head on the runtime's attention kernel. (A GEMM form — Q·Kᵀ per 128-query
-  // chunk, softmax, P·V — was tried and cost more CPU time: with head_dim 64 the dense kernel's
-  // per-output horizontal sums outweigh its FMAs.)
+  // Per block and KV head, as blocked GEMMs (kernels::causal_attention: score and value tiles of
+  // several query rows, no per-key horizontal sums).
   const float scale = 1.0f / std::sqrt(float(hd));
-  std::vector<std::vector<float>> scratch(size_t(pool.size()), std::vector<float>(size_t(group * len)));
-  pool.run(T, [&](int64_t t, int th) {
-    const int64_t b = t / len, pos = t % len;
-    const int64_t start = cfg.sliding_window > 0 ? std::max<int64_t>(0, pos + 1 - cfg.sliding_window) : 0;
-    for (int64_t h = 0; h < cfg.kv_heads; ++h) {
-      const size_t base = size_t((b * len + start) * kd + h * hd);
-      kernels::attention(q.data() + t * qd + h * group * hd, group, hd, k.data() + base, v.data() + base, kd, pos + 1 - start, scale,
-                         o_in + t * qd + h * group * hd, scratch[size_t(th)].data());
-    }
+  AttnBuffers local;
+  AttnBuffers& B = buf ? *buf : local;
+  B.scratch.resize(size_t(pool.size()));
+  for (auto& sc : B.scratch) sc.resize(kernels::causal_attention_scratch(len, hd));
+  pool.run(blocks * cfg.kv_heads, [&](int64_t task, int th) {
+    const int64_t b = task / cfg.kv_heads, h = task % cfg.kv_heads;
+    kernels::causal_attention(r.q + b * len * r.qs + h * group * hd, r.qs, group, hd, r.k + b * len * r.ks + h * hd,
+                              r.v + b * len * r.vs + h * hd, r.ks, len, cfg.sliding_window, scale, o_in + b * len * qd + h * group * hd, qd,
+                              B.scratch[size_t(th)].data());
   });
   linear(wo, L.b[3], cfg.hidden, qd, o_in, T, out, pool);
 }
@@ -110,6 +124,7 @@ void layer_forward(const ModelConfig& cfg, const LayerTensors& L, Activations& a
   self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, I.qkv_in.data(), act.blocks, act.len,
                  I.o_in.data(), out.data(), pool);
   for (size_t i = 0; i < out.size(); ++i) act.x[i] += out[i];
+  if (in) I.attn_out = out;
   rms_rows(act.x.data(), L.mlp_norm, T, H, float(cfg.rms_eps), I.mlp_in.data(), pool);
   mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, I.mlp_in.data(), T, I.down_in.data(), out.data(), pool);
   for (size_t i = 0; i < out.size(); ++i) act.x[i] += out[i];

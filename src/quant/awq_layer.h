@@ -28,9 +28,10 @@ struct Activations {
 Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& blocks);
 
 // What one layer's forward saw: the inputs of q/k/v (after input_layernorm), of o_proj, of
-// gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each.
+// gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each. attn_out:
+// self_attn's output [tokens][hidden] (the q/k/v search's reference; empty: recomputed).
 struct LayerInputs {
-  std::vector<float> qkv_in, o_in, mlp_in, down_in;
+  std::vector<float> qkv_in, o_in, mlp_in, down_in, attn_out;
 };
 
 // Runs layer L (its current weights, f32) on `act` in place: each block is one causal sequence at
@@ -84,6 +85,9 @@ struct AwqParams {
   int refine = 3, refine_attn = 9;
   int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
   bool identity = true, clip = true, asym_clip = true;
+  // q/k/v candidates' projections on the int16 kernels (trial_gemm.h) where the codes are 4-bit;
+  // false: f32 GEMMs on the dequantized trial weights.
+  bool int16_trials = true;
   bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
   bool sensitivity = false;  // fill LayerLog::rel_error
   int64_t seq_len = 512;     // calibration block length (tokens = blocks · seq_len)
@@ -108,8 +112,9 @@ std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k);
 // AutoAWQ's weight statistic of a scaling group (linears `lins` of L, same in_features): mean over
 // all their rows of |w| / (max |w| of its quantization group + 1e-6).
 std::vector<float> w_mean(const LayerTensors& L, const std::vector<int>& lins, int64_t group_size);
-// MSE of two equal-length vectors (double sum in index order).
-double mse(const std::vector<float>& a, const std::vector<float>& b);
+// MSE of two equal-length vectors: per chunk of 2^16 elements, 8 double sums (element i into sum
+// i mod 8) added in order, then the chunks' sums in chunk order (the same bits with or without a pool, for any thread count).
+double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool* pool = nullptr);
 // Σ over rows of ΔW·G·ΔWᵀ, ΔW = Wq − W (the Gram form of ‖ΔW·X‖², G = XᵀX).
 double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool);
 // m (clamped to [1, n]) evenly spaced indices of [0, n): i·n/m, i < m.

@@ -14,6 +14,7 @@
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
+#include "quant/trial_gemm.h"
 
 namespace awq::quant_detail {
 
@@ -68,7 +69,7 @@ double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std
   if (compute_mode() == Compute::kBf16) return gram_sum_bf16(wq, w, n, k, kernels::bf16_pack(gram.data(), k, k, &pool), pool);
   std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
   for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
-  kernels::dense_f32_gemm(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
+  kernels::dense_f32_gemm_tall(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
   double acc = 0;
   for (size_t i = 0; i < d.size(); ++i) acc += double(d[i]) * double(y[i]);
   return acc;
@@ -91,12 +92,32 @@ std::vector<float> gather_rows(const float* x, int64_t k, const std::vector<int6
   return out;
 }
 
-double mse(const std::vector<float>& a, const std::vector<float>& b) {
+double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool* pool) {
+  constexpr size_t kChunk = size_t(1) << 16;
+  const size_t chunks = (a.size() + kChunk - 1) / kChunk;
+  std::vector<double> part(chunks);
+  const auto chunk = [&](int64_t c, int) {
+    double acc[8] = {};  // 8 independent sums (element i into acc[i % 8]), added in order at the end
+    size_t i = size_t(c) * kChunk;
+    const size_t e = std::min(a.size(), i + kChunk);
+    for (; i + 8 <= e; i += 8)
+      for (size_t j = 0; j < 8; ++j) {
+        const double d = double(a[i + j]) - double(b[i + j]);
+        acc[j] += d * d;
+      }
+    for (size_t j = 0; i < e; ++i, ++j) {
+      const double d = double(a[i]) - double(b[i]);
+      acc[j] += d * d;
+    }
+    double sum = 0;
+    for (double v : acc) sum += v;
+    part[size_t(c)] = sum;
+  };
+  if (pool) pool->run(int64_t(chunks), chunk);
+  else
+    for (size_t c = 0; c < chunks; ++c) chunk(int64_t(c), 0);
   double acc = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    acc += d * d;
-  }
+  for (double v : part) acc += v;
   return acc / double(a.size());
 }
 
@@ -273,7 +294,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
                         trial[j].data(), pool);
     }
     ++log.evaluated;
-    return loss(trial);
+    return loss(trial, c.s);
   };
   const std::vector<Candidate> cands = candidates(xm, wm, p);
   std::vector<double> proxy(cands.size(), std::numeric_limits<double>::quiet_NaN());
@@ -455,20 +476,35 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     const std::vector<float> sub = sb < nb ? gather_rows(in.qkv_in.data(), H, rows) : std::vector<float>{};
     const float* a = sb < nb ? sub.data() : in.qkv_in.data();
     const int64_t T = sb * seq;
-    std::vector<float> ref(static_cast<size_t>(T * H)), oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
-    self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), ref.data(), pool);
+    std::vector<float> oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
+    AttnBuffers buf;
+    std::vector<float> qkv;
+    const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
+    // The reference: the dense layer's own self_attn output (layer_forward's), else recomputed.
+    std::vector<float> own;
+    if (in.attn_out.empty()) {
+      own.resize(static_cast<size_t>(T * H));
+      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), own.data(), pool, &buf);
+    } else if (sb < nb) {
+      own = gather_rows(in.attn_out.data(), H, rows);
+    }
+    const std::vector<float>& ref = in.attn_out.empty() || sb < nb ? own : in.attn_out;
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
-                                  self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
-                                                 out.data(), pool);
-                                  return mse(out, ref);
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
+                                  if (int16)
+                                    self_attention_trial(cfg, L, s.empty() ? nullptr : s.data(), p.group_size, p.q, a, sb, seq, oin.data(),
+                                                         out.data(), pool, qkv, &buf);
+                                  else
+                                    self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
+                                                   out.data(), pool, &buf);
+                                  return mse(out, ref, &pool);
                                 },
                                 s_qkv));
   }
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
   if (v_o)
     log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
                                 },
                                 s_o));
@@ -481,16 +517,16 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     std::vector<float> ref(static_cast<size_t>(T * H)), din(static_cast<size_t>(T * I)), out(static_cast<size_t>(T * H));
     mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, m, T, din.data(), ref.data(), pool);
     log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
-                                  return mse(out, ref);
+                                  return mse(out, ref, &pool);
                                 },
                                 s_gu));
   }
   // 4. down by up; Gram form.
   if (s_down_on)
     log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p.refine, p, pool,
-                                [&](const std::vector<std::vector<float>>& t) {
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
                                   return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
                                 },
                                 s_down));

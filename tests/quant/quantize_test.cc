@@ -18,6 +18,7 @@
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
+#include "quant/trial_gemm.h"
 #include "quant/group_quant.h"
 #include "test_util.h"
 
@@ -402,12 +403,10 @@ TEST(AwqSearch, FastSearchProxiesAndRefinedLossesRecomputeFromPristineWeights) {
   for (const Trial& t : group_of(log, "qkv").trials) {
     if (!std::isfinite(t.loss)) continue;
     const std::vector<float> s = scales_of(t, xq, wq);
-    std::vector<std::vector<float>> q;
-    for (int i : {0, 1, 2}) {
-      q.emplace_back(orig.w[size_t(i)].size());
-      fake_quant_scaled(orig.w[size_t(i)].data(), orig.n[size_t(i)], H, s.empty() ? nullptr : s.data(), 32, p.q, q.back().data(), pool);
-    }
-    self_attention(cfg, q[0].data(), q[1].data(), q[2].data(), orig.w[3].data(), orig, a.data(), 2, 32, oin.data(), aout.data(), pool);
+    // The candidate's projections on the int16 kernels (trial_gemm.h), from the pristine weights.
+    const LayerTensors pristine = orig;
+    std::vector<float> qkv;
+    self_attention_trial(cfg, pristine, s.empty() ? nullptr : s.data(), 32, p.q, a.data(), 2, 32, oin.data(), aout.data(), pool, qkv);
     EXPECT_EQ(mse(aout, aref), t.loss) << "qkv α " << t.alpha;
     ++checked;
   }
@@ -428,6 +427,48 @@ TEST(AwqSearch, FastSearchProxiesAndRefinedLossesRecomputeFromPristineWeights) {
     EXPECT_NEAR(gram_loss(fq.data(), orig.w[size_t(di)].data(), H, I, Gd, T, pool), t.loss, 1e-5 * t.loss + 1e-12);
   }
   for (const auto& gl : log.groups) EXPECT_LE(gl.loss_best, gl.loss_rtn) << gl.group;
+}
+
+// The q/k/v candidates' projections on the int16 kernels against the f32 GEMMs on the dequantized
+// trial weights: each candidate's attention-output loss agrees within 1e-3 (relative), and the
+// full search chooses the same α with the same scaled weights either way. A mutation that drops the
+// 1/s pre-scale (x·Q(W·s)ᵀ) moves the losses by far more than that.
+TEST(AwqSearch, Int16TrialsAgreeWithTheF32Trials) {
+  ThreadPool pool(2);
+  GoldenLayer g = golden_layer(1, 5, pool);
+  AwqParams p;
+  p.group_size = 32;
+  p.seq_len = 32;
+  p.clip = false;
+  LayerTensors f32 = g.L, i16 = g.L;
+  p.int16_trials = false;
+  const LayerLog a = awq_layer(g.cfg, f32, g.in, 128, p, pool);
+  p.int16_trials = true;
+  const LayerLog b = awq_layer(g.cfg, i16, g.in, 128, p, pool);
+  const GroupLog &qa = group_of(a, "qkv"), &qb = group_of(b, "qkv");
+  ASSERT_EQ(qa.trials.size(), qb.trials.size());
+  for (size_t i = 0; i < qa.trials.size(); ++i) {
+    EXPECT_NEAR(qb.trials[i].loss, qa.trials[i].loss, 1e-3 * qa.trials[i].loss) << "α " << qa.trials[i].alpha;
+    EXPECT_NE(qb.trials[i].loss, qa.trials[i].loss) << "the int16 path did not run";
+  }
+  EXPECT_EQ(qa.alpha, qb.alpha);
+  EXPECT_EQ(qa.choice, qb.choice);
+  EXPECT_EQ(f32.w, i16.w);
+  // The mutation: without the 1/s pre-scale the loss of a scaled candidate is far off.
+  const LayerTensors& L = g.L;
+  const int64_t H = g.cfg.hidden, qd = g.cfg.heads * g.cfg.head_dim;
+  const std::vector<float> s = scale_candidate(x_mean(g.in.qkv_in, 128, H), w_mean(L, {0, 1, 2}, 32), ScaleFormula::kDuo, 0.5);
+  std::vector<float> oin(size_t(128 * qd)), out(size_t(128 * H)), qkv;
+  self_attention_trial(g.cfg, L, s.data(), 32, p.q, g.in.qkv_in.data(), 4, 32, oin.data(), out.data(), pool, qkv);
+  const double good = mse(out, g.in.attn_out);
+  kernels::PackedLinear w = pack_trial(L, {0, 1, 2}, s.data(), 32, p.q, pool);
+  w.pre_quant_scale.clear();
+  const int64_t N = qd + 2 * g.cfg.kv_heads * g.cfg.head_dim;
+  qkv.assign(size_t(128 * N), 0.0f);
+  kernels::gemm(w, g.in.qkv_in.data(), DType::F32, 128, qkv.data(), DType::F32, {kernels::Path::kInt16, &pool});
+  attend(g.cfg, L, {qkv.data(), N, qkv.data() + qd, N, qkv.data() + qd + g.cfg.kv_heads * g.cfg.head_dim, N}, true, 4, 32, L.w[3].data(),
+         oin.data(), out.data(), pool);
+  EXPECT_GT(mse(out, g.in.attn_out), 2 * good);
 }
 
 // RTN against AutoAWQ's own code: tools/make_golden_quantize.py ran AwqQuantizer._apply_quant
