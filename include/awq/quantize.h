@@ -26,6 +26,13 @@ enum class ScaleFormula : uint8_t { kXOnly, kDuo, kBoth };
 // bundled model's 1.7e10), else kF32 (bit for bit the f32 results of earlier versions).
 enum class ComputeMode : uint8_t { kAuto, kF32, kBf16 };
 
+// How each linear's (scaled) weights become codes once its groups are fixed: kNearest rounds each
+// weight to the nearest level; kGptq rounds column by column and spreads each column's error over
+// the columns not yet rounded, through the inverse of the calibration inputs' Gram matrix
+// (docs/quantize.md "Rounding"). kAuto: kGptq with AWQ, kNearest with RTN (which stays plain
+// round-to-nearest, AutoAWQ's codes bit for bit).
+enum class Rounding : uint8_t { kAuto, kNearest, kGptq };
+
 struct QuantizeOptions {
   std::string out_dir;
   QuantMethod method = QuantMethod::kAwq;
@@ -60,6 +67,13 @@ struct QuantizeOptions {
   // Error propagation: each layer is calibrated on the previous layers' quantized outputs (their
   // stored codes, scales and folded norms) instead of the dense ones (AutoAWQ).
   bool propagate = false;
+  // Rounding of the final weights (either method; kGptq needs calibration tokens). kAuto (GPTQ with
+  // AWQ) is the default: it lowered perplexity and KLD on the bundled model and on the same model
+  // without its outlier transform (BENCHMARKS.md "GPTQ rounding"). gptq_damp: λ =
+  // gptq_damp · mean(diag XᵀX) added to the Gram matrix's diagonal. A linear whose GPTQ output
+  // error ‖ΔW·X‖² exceeds round-to-nearest's keeps round-to-nearest.
+  Rounding rounding = Rounding::kAuto;
+  double gptq_damp = 0.01;
   std::string log_file;         // JSON lines, one per scaling group and per clipped linear
   // Other files this run reads (the calibration text): like the model, never written, replaced or
   // removed — OUT_DIR, its saved progress and log_file may not be, contain or lie inside them.
@@ -84,6 +98,9 @@ struct ModuleSensitivity {
 struct QuantizeResult {
   size_t modules = 0, layers = 0, resumed_layers = 0, blocks = 0;
   size_t sanitized = 0;  // non-finite weights zeroed (SanitizePolicy::kZero)
+  // Rounding::kGptq: linears rounded with error compensation, and those that kept round-to-nearest
+  // (its output error was lower, or the Gram matrix was unusable: NaN/Inf, no positive factor).
+  size_t gptq_linears = 0, gptq_kept_nearest = 0;
   std::vector<std::string> warnings;
   // --mixed auto: every quantizable linear, most sensitive first. Bits per weight over all decoder
   // linears (a kept-dense one at its dtype's width) with every quantizable one 4-bit and after

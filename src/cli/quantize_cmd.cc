@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -60,8 +61,8 @@ Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
     std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
-                mixed = "off", search = "fast", compute = "auto";
-    double budget = 4.5;
+                mixed = "off", search = "fast", rounding = "auto", compute = "auto";
+    double budget = 4.5, gptq_damp = 0.01;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512, loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
     int refine = 3, refine_attn = 9;
@@ -98,6 +99,12 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("--clip", a->clip, "run AutoAWQ's clip search after the scales (off by default: it raised perplexity on the bundled model)");
   sub->add_flag("--no-clip", a->no_clip, "no clip search (the default)");
   sub->add_flag("--propagate", a->propagate, "calibrate each layer on the previous layers' quantized outputs (error propagation)");
+  sub->add_option("--rounding", a->rounding,
+                  "auto (default): gptq with --method awq, nearest with --method rtn | nearest: each weight to the nearest level | "
+                  "gptq: column by column, each column's error spread over the columns not yet rounded through the calibration "
+                  "inputs' Gram matrix (needs calibration, with either method)")
+      ->check(CLI::IsMember({"auto", "nearest", "gptq"}));
+  sub->add_option("--gptq-damp", a->gptq_damp, "gptq: damping added to the Gram matrix's diagonal, as a fraction of its mean (default 0.01)");
   sub->add_flag("--sym-clip", a->sym_clip, "AutoAWQ's symmetric ±max clip instead of clipping min and max");
   sub->add_option("--mixed", a->mixed,
                   "auto: measure each linear's output error on the calibration data and keep the most sensitive dense within --budget | off (default)")
@@ -116,7 +123,9 @@ Action add_quantize(CLI::App& app) {
   sub->add_flag("-q,--quiet", a->quiet, "no progress");
   return [a]() {
     // Option values refused up front (usage errors, exit 2), before anything is read or computed.
-    const bool calib = a->method == "awq" || a->mixed == "auto";
+    const bool calib = a->method == "awq" || a->mixed == "auto" || a->rounding == "gptq";
+    if (!(a->gptq_damp >= 0) || !std::isfinite(a->gptq_damp))
+      throw UsageError("--gptq-damp " + std::to_string(a->gptq_damp) + ": must be a finite number >= 0");
     if (a->samples < 1) throw UsageError("--samples " + std::to_string(a->samples) + ": needs at least 1 calibration block");
     if (a->seqlen < 1) throw UsageError("--seqlen " + std::to_string(a->seqlen) + ": needs at least 1 token per calibration block");
     if (a->refine < 1) throw UsageError("--refine " + std::to_string(a->refine) + ": needs at least 1 candidate");
@@ -163,11 +172,13 @@ Action add_quantize(CLI::App& app) {
     opt.clip = a->clip && !a->no_clip;
     opt.asym_clip = !a->sym_clip;
     opt.propagate = a->propagate;
+    opt.rounding = a->rounding == "gptq" ? Rounding::kGptq : a->rounding == "nearest" ? Rounding::kNearest : Rounding::kAuto;
+    opt.gptq_damp = a->gptq_damp;
     opt.log_file = a->log;
     opt.mixed = a->mixed == "auto";
     opt.budget_bpw = a->budget;
     for (const std::string& k : key_file_inputs()) opt.inputs.push_back(k);  // --log and OUT_DIR never replace or append to it
-    const bool calibrated = opt.method == QuantMethod::kAwq || opt.mixed;
+    const bool calibrated = calib;
     if (calibrated && !a->calib_tokens.empty()) {
       std::ifstream f(a->calib_tokens);
       if (!f) throw Error(a->calib_tokens + ": cannot read the calibration token ids");
@@ -192,6 +203,9 @@ Action add_quantize(CLI::App& app) {
     std::printf("wrote %s: %zu quantized modules, %zu layers (%zu resumed)%s", a->out.c_str(), r.modules, r.layers, r.resumed_layers,
                 r.blocks ? "" : "\n");
     if (r.blocks) std::printf(", %zu calibration blocks of %lld tokens\n", r.blocks, (long long)a->seqlen);
+    if (r.gptq_linears)
+      std::printf("gptq rounding: %zu linears with error compensation, %zu kept round-to-nearest (lower output error, or an unusable Gram matrix)\n",
+                  r.gptq_linears - r.gptq_kept_nearest, r.gptq_kept_nearest);
     if (r.sanitized) std::printf("sanitized: %zu non-finite weights replaced by 0\n", r.sanitized);
     if (opt.mixed) print_promotions(r, opt.budget_bpw);
     return 0;

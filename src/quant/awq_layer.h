@@ -65,6 +65,9 @@ struct LayerLog {
   // final quantization on the calibration inputs, ‖ΔW·X‖² / ‖W·X‖² (clip ratios applied); NaN for
   // linears kept dense.
   std::array<double, kLinears> rel_error{};
+  // When AwqParams::keep_grams: XᵀX of the q/k/v, o, gate/up and down inputs, divided by the
+  // applied scales (the Gram matrices of the scaled linears' inputs), for GPTQ rounding.
+  std::array<std::vector<float>, 4> grams;
 };
 
 // How a scaling group's candidates are ranked (docs/quantize.md "Fast search").
@@ -90,6 +93,7 @@ struct AwqParams {
   bool int16_trials = true;
   bool search = true;        // false: no scale search (RTN weights; clip and sensitivity only)
   bool sensitivity = false;  // fill LayerLog::rel_error
+  bool keep_grams = false;   // fill LayerLog::grams
   int64_t seq_len = 512;     // calibration block length (tokens = blocks · seq_len)
 };
 

@@ -448,7 +448,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
       if (L.dense[size_t(i)]) return true;
     return false;
   };
-  const bool fast = p.mode == SearchMode::kFast, need_all = p.clip || p.sensitivity;
+  const bool fast = p.mode == SearchMode::kFast, need_all = p.clip || p.sensitivity || p.keep_grams;
   const bool s_qkv_on = p.search && !any_dense({0, 1, 2});
   const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
   const bool s_gu_on = p.search && !any_dense({4, 5}), s_down_on = p.search && !any_dense({5, 6});
@@ -560,8 +560,8 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   if (need_all) {
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
-                             Gd = scaled_gram(G_down, I, s_down);
+    std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
+                       Gd = scaled_gram(G_down, I, s_down);
     const std::vector<float>* grams[7] = {&Gv, &Gv, &Gv, &Go, &Gm, &Gm, &Gd};
     if (p.clip)
       for (int i = 2; i < 7; ++i)
@@ -569,6 +569,7 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     if (p.sensitivity)
       for (int i = 0; i < 7; ++i) log.rel_error[size_t(i)] = relative_error(L, i, *grams[i], p, tokens, pool);
     log.clip_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (p.keep_grams) log.grams = {std::move(Gv), std::move(Go), std::move(Gm), std::move(Gd)};
   }
   return log;
 }

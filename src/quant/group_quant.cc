@@ -36,18 +36,22 @@ GroupQ quantize_group(const float* w, int64_t len, const QParams& p, float r_lo,
     hi = std::max(hi, 0.0f);
     g.scale = to_f16(std::max(to_f16(hi - lo), eps) / float(maxq));
     g.zero = int(std::clamp(-std::nearbyint(to_f16(lo / g.scale)), 0.0f, float(maxq)));
-    if (codes)
-      for (int64_t i = 0; i < len; ++i)
-        codes[i] = uint8_t(std::clamp(std::nearbyint(to_f16(w[i] / g.scale)) + float(g.zero), 0.0f, float(maxq)));
   } else {
     const float amax = std::max(to_f16(std::max(std::fabs(lo), std::fabs(hi))), eps);
     g.scale = to_f16(amax / float(mid - 1));
     g.zero = mid;
-    if (codes)
-      for (int64_t i = 0; i < len; ++i)
-        codes[i] = uint8_t(std::clamp(std::nearbyint(to_f16(w[i] / g.scale)), -float(mid), float(mid - 1)) + float(mid));
   }
+  if (codes)
+    for (int64_t i = 0; i < len; ++i) codes[i] = quantize_code(w[i], g, p);
   return g;
+}
+
+uint8_t quantize_code(float w, const GroupQ& g, const QParams& p) {
+  if (g.scale == 0) return uint8_t(g.zero);
+  const int maxq = (1 << p.bits) - 1, mid = 1 << (p.bits - 1);
+  const float r = std::nearbyint(to_f16(w / g.scale));
+  if (p.zero_point) return uint8_t(std::clamp(r + float(g.zero), 0.0f, float(maxq)));
+  return uint8_t(std::clamp(r, -float(mid), float(mid - 1)) + float(mid));
 }
 
 void fake_quant_group(const float* w, int64_t len, const QParams& p, float r_lo, float r_hi, float* out) {

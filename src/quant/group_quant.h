@@ -25,6 +25,12 @@ struct GroupQ {
 // Quantizes w[0, len): the range is [min·r_lo, max·r_hi] (clip ratios, 1 = none); codes may be null.
 GroupQ quantize_group(const float* w, int64_t len, const QParams& p, float r_lo, float r_hi, uint8_t* codes);
 
+// The code of one value w under a group's (scale, zero): zero point: clamp(round(w/s) + z, 0,
+// 2^b − 1); symmetric: clamp(round(w/s), −2^(b−1), 2^(b−1) − 1) + 2^(b−1) (w/s rounded to f16
+// first, as quantize_group does: the same formula, so its codes equal quantize_group's for the
+// values it was fitted on). A zero scale (a constant group below f16's range) gives the code z.
+uint8_t quantize_code(float w, const GroupQ& g, const QParams& p);
+
 // w_q = s·(q − z) of the same group (f32 product of the f16 scale and the integer), into out.
 void fake_quant_group(const float* w, int64_t len, const QParams& p, float r_lo, float r_hi, float* out);
 

@@ -30,6 +30,7 @@
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
+#include "quant/gptq.h"
 #include "quant/group_quant.h"
 #include "quant/layer.h"
 
@@ -127,6 +128,71 @@ QuantOut quantize_linear(const LayerTensors& L, int i, int64_t group, const QPar
   return o;
 }
 
+QuantOut zeros_like(int64_t n, int64_t k, int64_t group) {
+  QuantOut o;
+  o.codes.resize(size_t(n * k));
+  o.scales.resize(size_t(n * (k / group)));
+  o.zeros.resize(size_t(n * (k / group)));
+  return o;
+}
+
+// s·(q − z) of every weight (f32 product, as the checkpoint's readers compute it).
+std::vector<float> dequantized(const QuantOut& o, int64_t n, int64_t k, int64_t group) {
+  std::vector<float> w(size_t(n * k));
+  const int64_t g = k / group;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      const size_t gi = size_t(r * g + c / group);
+      w[size_t(r * k + c)] = o.scales[gi] * float(int(o.codes[size_t(r * k + c)]) - o.zeros[gi]);
+    }
+  return w;
+}
+
+// Rounding::kGptq for one layer: the Gram matrices of its linears' inputs (LayerLog::grams: q/k/v,
+// o, gate/up, down), the factor of each (made once, q/k/v share one), and what each linear did.
+struct GptqLayer {
+  const std::array<std::vector<float>, 4>* grams = nullptr;
+  double damp = 0.01;
+  int64_t tokens = 1;
+  std::array<GptqFactor, 4> factor;
+  std::array<bool, 4> made{};
+  struct Linear {
+    std::string module;
+    double loss_nearest = 0, loss = 0, lambda = 0;
+    int64_t dead = 0;
+    int retries = 0;
+    bool kept_nearest = false;
+  };
+  std::vector<Linear> linears;
+};
+
+// Linear i rounded with error compensation, kept only when its Gram-form output error is below
+// round-to-nearest's (`near`, the same groups' clip ratios), else `near` itself.
+QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, int64_t group, const QParams& qp, QuantOut near,
+                     GptqLayer& gl, ThreadPool& pool) {
+  static constexpr int kGramOf[kLinears] = {0, 0, 0, 1, 2, 2, 3};
+  const int gi = kGramOf[i];
+  const std::vector<float>& G = (*gl.grams)[size_t(gi)];
+  const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)];
+  if (!gl.made[size_t(gi)]) {
+    gl.factor[size_t(gi)] = gptq_factor(G.data(), k, gl.damp, pool);
+    gl.made[size_t(gi)] = true;
+  }
+  const GptqFactor& f = gl.factor[size_t(gi)];
+  const auto& lo = L.clip_lo[size_t(i)];
+  const auto& hi = L.clip_hi[size_t(i)];
+  QuantOut o = zeros_like(n, k, group);
+  gptq_quantize(L.w[size_t(i)].data(), n, k, f, group, qp, lo.empty() ? nullptr : lo.data(), hi.empty() ? nullptr : hi.data(),
+                o.codes.data(), o.scales.data(), o.zeros.data(), pool);
+  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false};
+  const float* w = L.w[size_t(i)].data();
+  info.loss_nearest = gram_loss(dequantized(near, n, k, group).data(), w, n, k, G, gl.tokens, pool);
+  info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
+  info.kept_nearest = f.u.empty() || !(info.loss < info.loss_nearest);
+  gl.linears.push_back(info);
+  return info.kept_nearest ? near : o;
+}
+
 struct Spec {
   TensorSpec spec;
   std::vector<uint8_t> bytes;
@@ -151,8 +217,9 @@ Spec as_dtype(const std::string& name, DType dt, const std::vector<float>& v) {
 // With `rel_error` (--mixed auto) each quantized linear's (scaled) weight is saved too, as
 // "<module>.weight" in the model's dtype, so a module promoted at the end can be written dense,
 // and the errors go into the file's metadata ("rel_error", a JSON array in LayerLinear order).
+// With `gptq` (Rounding::kGptq) each linear is rounded by gptq_linear.
 void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig& cfg, const LayerTensors& L, int64_t group,
-                const QParams& qp, const std::array<double, kLinears>* rel_error, ThreadPool& pool) {
+                const QParams& qp, const std::array<double, kLinears>* rel_error, GptqLayer* gptq, ThreadPool& pool) {
   std::vector<Spec> specs;
   std::map<std::string, std::string> meta{{"format", "awq-progress"}};
   for (LayerLinear which : kAllLayerLinears) {
@@ -160,6 +227,7 @@ void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig&
     if (L.dense[size_t(i)]) continue;
     const std::string m = cfg.linear_name(L.layer, which);
     QuantOut q = quantize_linear(L, i, group, qp, pool);
+    if (gptq) q = gptq_linear(L, i, m, group, qp, std::move(q), *gptq, pool);
     const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)];
     specs.push_back(raw(m + ".codes", DType::U8, {n, k}, q.codes));
     specs.push_back(raw(m + ".scales", DType::F32, {n, k / group}, q.scales));
@@ -261,6 +329,7 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
           {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
           {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate},
+          {"rounding", int(o.rounding)}, {"gptq_damp", o.gptq_damp},
           {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}};
 }
 
@@ -285,6 +354,7 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
   if (o.refine < 1 || o.refine_attn < 1) throw Error("--refine and --refine-attn must be at least 1");
   if (o.loss_tokens < 1 || o.attn_loss_tokens < 1 || o.proxy_rows < 1)
     throw Error("--loss-tokens, --attn-loss-tokens and --proxy-rows must be at least 1");
+  if (!(o.gptq_damp >= 0 && std::isfinite(o.gptq_damp))) throw Error("--gptq-damp must be a finite number >= 0");
   if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
 }
 
@@ -403,7 +473,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   const ComputeScope compute(resolve_compute(opt, dir, cfg));
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
-  const bool awq = opt.method == QuantMethod::kAwq, calibrated = awq || opt.mixed;
+  const bool awq = opt.method == QuantMethod::kAwq;
+  const bool gptq = opt.rounding == Rounding::kGptq || (opt.rounding == Rounding::kAuto && awq), calibrated = awq || opt.mixed || gptq;
 
   std::vector<std::vector<int32_t>> blocks;
   Activations act;
@@ -421,7 +492,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
 
   // Saved progress: reused when it was made with the same model, options and calibration.
   const fs::path prog = progress_dir_for(opt.out_dir);
-  const json fp = fingerprint(dir, opt, blocks.size());
+  QuantizeOptions resolved = opt;
+  resolved.rounding = gptq ? Rounding::kGptq : Rounding::kNearest;
+  const json fp = fingerprint(dir, resolved, blocks.size());
   const fs::path state = prog / "state.json";
   if (fs::exists(prog)) {
     bool same = false;
@@ -455,6 +528,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.clip = awq && opt.clip;
   ap.asym_clip = opt.asym_clip;
   ap.sensitivity = opt.mixed;
+  ap.keep_grams = gptq;
   ap.seq_len = opt.seqlen;
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -516,7 +590,19 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       }
       ratio = before > 0 ? after / before : 0;
     }
-    save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, pool);
+    GptqLayer gl;
+    gl.grams = &lg.grams;
+    gl.damp = opt.gptq_damp;
+    gl.tokens = act.blocks * act.len;
+    save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, gptq ? &gl : nullptr, pool);
+    for (const auto& g : gl.linears) {
+      ++res.gptq_linears;
+      res.gptq_kept_nearest += g.kept_nearest;
+      if (log)
+        *log << json{{"layer", i}, {"gptq", g.module}, {"loss_nearest", g.loss_nearest}, {"loss", g.loss}, {"lambda", g.lambda},
+                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest}}.dump() << "\n";
+    }
+    if (log) log->flush();
     if (calibrated && opt.propagate) {  // the next layer's input: this layer as stored, on this layer's input
       act.x = x_in;
       layer_forward(cfg, stored_layer(dir, cfg, i, SafetensorsFile(file), opt), act, nullptr, pool);

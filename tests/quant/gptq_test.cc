@@ -1,0 +1,306 @@
+// GPTQ rounding (src/quant/gptq.h): against an independent f64 implementation of the optimal-brain-
+// surgeon update it is derived from, its output error against round-to-nearest, determinism,
+// dead columns and singular or non-finite Gram matrices, and the `quantize --rounding gptq` command.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "awq/model_dir.h"
+#include "awq/thread_pool.h"
+#include "quant/gptq.h"
+#include "quant/group_quant.h"
+#include "test_util.h"
+
+using namespace awq;
+using namespace awq::quant_detail;
+
+namespace {
+
+struct Case {
+  int64_t n = 0, k = 0, T = 0;
+  std::vector<float> w, x;  // w [n][k], x [T][k]
+  std::vector<float> H;     // XᵀX (f64 sums, stored f32 as quantize stores it)
+};
+
+// Correlated inputs (x = z·A + noise, A random k/4 × k): the case where compensation matters.
+Case make_case(int64_t n, int64_t k, int64_t T, uint32_t seed) {
+  Case c{n, k, T, {}, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t r = k / 4;
+  std::vector<float> A(static_cast<size_t>(r * k)), z(static_cast<size_t>(T * r));
+  for (float& v : A) v = nd(rng);
+  for (float& v : z) v = nd(rng);
+  c.x.assign(static_cast<size_t>(T * k), 0.0f);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      double s = 0.1 * double(nd(rng));
+      for (int64_t m = 0; m < r; ++m) s += double(z[size_t(t * r + m)]) * double(A[size_t(m * k + j)]);
+      c.x[size_t(t * k + j)] = float(s);
+    }
+  c.w.resize(static_cast<size_t>(n * k));
+  for (float& v : c.w) v = 0.02f * nd(rng);
+  c.H.resize(static_cast<size_t>(k * k));
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b < k; ++b) {
+      double s = 0;
+      for (int64_t t = 0; t < T; ++t) s += double(c.x[size_t(t * k + a)]) * double(c.x[size_t(t * k + b)]);
+      c.H[size_t(a * k + b)] = float(s);
+    }
+  return c;
+}
+
+struct Out {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+  std::vector<int32_t> zeros;
+};
+
+Out run_gptq(const Case& c, const GptqFactor& f, int64_t group, const QParams& q, ThreadPool& pool) {
+  Out o{std::vector<uint8_t>(c.w.size()), std::vector<float>(size_t(c.n * (c.k / group))), std::vector<int32_t>(size_t(c.n * (c.k / group)))};
+  gptq_quantize(c.w.data(), c.n, c.k, f, group, q, nullptr, nullptr, o.codes.data(), o.scales.data(), o.zeros.data(), pool);
+  return o;
+}
+
+Out run_nearest(const Case& c, int64_t group, const QParams& q) {
+  Out o{std::vector<uint8_t>(c.w.size()), std::vector<float>(size_t(c.n * (c.k / group))), std::vector<int32_t>(size_t(c.n * (c.k / group)))};
+  for (int64_t r = 0; r < c.n; ++r)
+    for (int64_t g = 0; g < c.k / group; ++g) {
+      const GroupQ p = quantize_group(c.w.data() + r * c.k + g * group, group, q, 1, 1, o.codes.data() + r * c.k + g * group);
+      o.scales[size_t(r * (c.k / group) + g)] = p.scale;
+      o.zeros[size_t(r * (c.k / group) + g)] = p.zero;
+    }
+  return o;
+}
+
+// ‖(Wq − W)·Xᵀ‖² in f64, straight from the tokens.
+double output_error(const Case& c, const Out& o, int64_t group) {
+  double acc = 0;
+  for (int64_t r = 0; r < c.n; ++r)
+    for (int64_t t = 0; t < c.T; ++t) {
+      double y = 0;
+      for (int64_t j = 0; j < c.k; ++j) {
+        const size_t gi = size_t(r * (c.k / group) + j / group);
+        const double wq = double(o.scales[gi] * float(int(o.codes[size_t(r * c.k + j)]) - o.zeros[gi]));
+        y += (wq - double(c.w[size_t(r * c.k + j)])) * double(c.x[size_t(t * c.k + j)]);
+      }
+      acc += y * y;
+    }
+  return acc;
+}
+
+// The reference: the optimal-brain-surgeon form GPTQ is derived from, written independently of
+// gptq.cc. H⁻¹ of the damped Gram matrix by Gauss-Jordan elimination (partial pivoting); for each
+// column j in order: its group's scale and zero from the current weights at the group's first
+// column (the group quantizer, which tests elsewhere hold to AutoAWQ's), q_j, then every later
+// column w_m −= (w_j − q_j)/Hinv_jj · Hinv_jm, and j is eliminated from the inverse:
+// Hinv ← Hinv − Hinv_{:,j}·Hinv_{j,:}/Hinv_jj. No Cholesky factor anywhere.
+Out obs_reference(const Case& c, double damp, int64_t group, const QParams& q) {
+  const int64_t k = c.k, ng = k / group;
+  std::vector<double> h(static_cast<size_t>(k * k));
+  double mean = 0;
+  for (int64_t j = 0; j < k; ++j) mean += double(c.H[size_t(j * k + j)]);
+  mean /= double(k);
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b < k; ++b) h[size_t(a * k + b)] = double(c.H[size_t(a * k + b)]) + (a == b ? damp * mean : 0.0);
+  std::vector<double> inv(static_cast<size_t>(k * k), 0.0);
+  for (int64_t j = 0; j < k; ++j) inv[size_t(j * k + j)] = 1;
+  for (int64_t col = 0; col < k; ++col) {
+    int64_t piv = col;
+    for (int64_t r = col + 1; r < k; ++r)
+      if (std::fabs(h[size_t(r * k + col)]) > std::fabs(h[size_t(piv * k + col)])) piv = r;
+    for (int64_t m = 0; m < k; ++m) {
+      std::swap(h[size_t(col * k + m)], h[size_t(piv * k + m)]);
+      std::swap(inv[size_t(col * k + m)], inv[size_t(piv * k + m)]);
+    }
+    const double d = h[size_t(col * k + col)];
+    for (int64_t m = 0; m < k; ++m) {
+      h[size_t(col * k + m)] /= d;
+      inv[size_t(col * k + m)] /= d;
+    }
+    for (int64_t r = 0; r < k; ++r) {
+      if (r == col) continue;
+      const double f = h[size_t(r * k + col)];
+      for (int64_t m = 0; m < k; ++m) {
+        h[size_t(r * k + m)] -= f * h[size_t(col * k + m)];
+        inv[size_t(r * k + m)] -= f * inv[size_t(col * k + m)];
+      }
+    }
+  }
+  Out o{std::vector<uint8_t>(c.w.size()), std::vector<float>(size_t(c.n * ng)), std::vector<int32_t>(size_t(c.n * ng))};
+  std::vector<double> w(c.w.begin(), c.w.end());
+  const int maxq = (1 << q.bits) - 1;
+  std::vector<float> grp(static_cast<size_t>(group));
+  for (int64_t j = 0; j < k; ++j) {
+    for (int64_t r = 0; r < c.n; ++r) {
+      double* wr = w.data() + r * k;
+      const size_t gi = size_t(r * ng + j / group);
+      if (j % group == 0) {
+        for (int64_t m = 0; m < group; ++m) grp[size_t(m)] = float(wr[j + m]);
+        const GroupQ p = quantize_group(grp.data(), group, q, 1, 1, nullptr);
+        o.scales[gi] = p.scale;
+        o.zeros[gi] = p.zero;
+      }
+      const float s = o.scales[gi];
+      const int code = int(std::clamp(std::nearbyint(to_f16(float(wr[j]) / s)) + float(o.zeros[gi]), 0.0f, float(maxq)));
+      o.codes[size_t(r * k + j)] = uint8_t(code);
+      const double e = (wr[j] - double(s * float(code - o.zeros[gi]))) / inv[size_t(j * k + j)];
+      for (int64_t m = j + 1; m < k; ++m) wr[m] -= e * inv[size_t(j * k + m)];
+    }
+    const double djj = inv[size_t(j * k + j)];
+    for (int64_t a = j + 1; a < k; ++a)
+      for (int64_t b = j + 1; b < k; ++b) inv[size_t(a * k + b)] -= inv[size_t(a * k + j)] * inv[size_t(j * k + b)] / djj;
+  }
+  return o;
+}
+
+size_t differing(const Out& a, const Out& b) {
+  size_t d = 0;
+  for (size_t i = 0; i < a.codes.size(); ++i) d += a.codes[i] != b.codes[i];
+  for (size_t i = 0; i < a.scales.size(); ++i) d += a.scales[i] != b.scales[i] || a.zeros[i] != b.zeros[i];
+  return d;
+}
+
+}  // namespace
+
+TEST(GptqRounding, EqualsAnIndependentObsReference) {
+  ThreadPool pool(2);
+  const QParams q{4, true};
+  for (const auto& [n, k, group] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{21, 96, 32}, {5, 128, 64}}) {
+    const Case c = make_case(n, k, 300, uint32_t(7 + k));
+    const GptqFactor f = gptq_factor(c.H.data(), k, 0.01, pool);
+    ASSERT_FALSE(f.u.empty());
+    EXPECT_EQ(f.retries, 0);
+    const Out got = run_gptq(c, f, group, q, pool), ref = obs_reference(c, 0.01, group, q);
+    EXPECT_EQ(differing(got, ref), 0u) << "n " << n << " k " << k;
+    // and it is not round to nearest
+    EXPECT_GT(differing(got, run_nearest(c, group, q)), size_t(n * k / 10));
+  }
+}
+
+// UᵀU is the inverse of the damped Gram matrix, and U is upper triangular with a positive diagonal.
+TEST(GptqRounding, FactorIsTheUpperCholeskyFactorOfTheDampedInverse) {
+  ThreadPool pool(3);
+  const Case c = make_case(1, 64, 100, 3);
+  const int64_t k = 64;
+  const GptqFactor f = gptq_factor(c.H.data(), k, 0.05, pool);
+  ASSERT_EQ(f.u.size(), size_t(k * k));
+  double mean = 0;
+  for (int64_t j = 0; j < k; ++j) mean += c.H[size_t(j * k + j)];
+  EXPECT_NEAR(f.lambda, 0.05 * mean / double(k), 1e-9 * mean);
+  double worst = 0;
+  for (int64_t a = 0; a < k; ++a) {
+    EXPECT_GT(f.u[size_t(a * k + a)], 0);
+    for (int64_t b = 0; b < a; ++b) EXPECT_EQ(f.u[size_t(a * k + b)], 0.0);
+    for (int64_t b = 0; b < k; ++b) {  // (H + λI)·(UᵀU) = I
+      double s = 0;
+      for (int64_t m = 0; m < k; ++m) {
+        double uu = 0;  // (UᵀU)_{m b}
+        for (int64_t l = 0; l <= std::min(m, b); ++l) uu += f.u[size_t(l * k + m)] * f.u[size_t(l * k + b)];
+        s += (double(c.H[size_t(a * k + m)]) + (a == m ? f.lambda : 0.0)) * uu;
+      }
+      worst = std::max(worst, std::fabs(s - (a == b ? 1.0 : 0.0)));
+    }
+  }
+  EXPECT_LT(worst, 1e-9);
+}
+
+TEST(GptqRounding, LowersTheOutputErrorAgainstRoundToNearest) {
+  ThreadPool pool(2);
+  for (const QParams q : {QParams{4, true}, QParams{4, false}, QParams{8, true}}) {
+    for (uint32_t seed : {1u, 2u, 3u}) {
+      const Case c = make_case(16, 128, 400, seed);
+      const GptqFactor f = gptq_factor(c.H.data(), c.k, 0.01, pool);
+      const double e_gptq = output_error(c, run_gptq(c, f, 32, q, pool), 32), e_rtn = output_error(c, run_nearest(c, 32, q), 32);
+      EXPECT_LT(e_gptq, 0.8 * e_rtn) << "bits " << q.bits << " zero point " << q.zero_point << " seed " << seed;
+    }
+  }
+}
+
+TEST(GptqRounding, SameBytesForAnyThreadCountAndRun) {
+  const Case c = make_case(37, 96, 200, 11);  // 37 rows: not a multiple of the 16-row tile
+  const QParams q{4, true};
+  std::vector<Out> outs;
+  for (int threads : {1, 3, 3, 2}) {
+    ThreadPool pool(threads);
+    outs.push_back(run_gptq(c, gptq_factor(c.H.data(), c.k, 0.01, pool), 32, q, pool));
+  }
+  for (size_t i = 1; i < outs.size(); ++i) EXPECT_EQ(differing(outs[0], outs[i]), 0u) << i;
+}
+
+// Columns no token reaches (H_jj = 0) are rounded to nearest and spread nothing; a Gram matrix of
+// rank < k (fewer tokens than columns) with no damping needs the retry; no NaN anywhere.
+TEST(GptqRounding, DeadColumnsAndSingularGramStayFinite) {
+  ThreadPool pool(2);
+  const QParams q{4, true};
+  Case c = make_case(9, 64, 20, 5);  // 20 tokens: rank ≤ 20 < 64
+  for (int64_t t = 0; t < c.T; ++t)
+    for (int64_t j : {0, 17, 63}) c.x[size_t(t * c.k + j)] = 0;
+  for (int64_t j : {0, 17, 63})
+    for (int64_t m = 0; m < c.k; ++m) c.H[size_t(j * c.k + m)] = c.H[size_t(m * c.k + j)] = 0;
+  for (double damp : {0.0, 0.01}) {
+    const GptqFactor f = gptq_factor(c.H.data(), c.k, damp, pool);
+    ASSERT_FALSE(f.u.empty()) << damp;
+    EXPECT_EQ(f.dead, 3);
+    if (damp == 0) EXPECT_GE(f.retries, 1);
+    for (int64_t j : {0, 17, 63})
+      for (int64_t m = j + 1; m < c.k; ++m) EXPECT_EQ(f.u[size_t(j * c.k + m)], 0.0) << "dead column " << j << " spreads error";
+    const Out o = run_gptq(c, f, 32, q, pool);
+    for (uint8_t v : o.codes) EXPECT_LE(v, 15);
+    for (float s : o.scales) EXPECT_TRUE(std::isfinite(s) && s > 0);
+    EXPECT_LT(output_error(c, o, 32), output_error(c, run_nearest(c, 32, q), 32)) << damp;
+  }
+  // A Gram matrix of zeros (no signal at all): every column dead, exactly round to nearest.
+  std::vector<float> zero(c.H.size(), 0.0f);
+  const GptqFactor fz = gptq_factor(zero.data(), c.k, 0.01, pool);
+  EXPECT_EQ(fz.dead, c.k);
+  EXPECT_EQ(differing(run_gptq(c, fz, 32, q, pool), run_nearest(c, 32, q)), 0u);
+  // NaN or Inf in the Gram matrix: no factor, and gptq_quantize rounds to nearest.
+  for (float bad : {std::nanf(""), INFINITY}) {
+    std::vector<float> h = c.H;
+    h[size_t(5 * c.k + 7)] = bad;
+    const GptqFactor fb = gptq_factor(h.data(), c.k, 0.01, pool);
+    EXPECT_TRUE(fb.u.empty());
+    EXPECT_EQ(differing(run_gptq(c, fb, 32, q, pool), run_nearest(c, 32, q)), 0u);
+  }
+}
+
+// The command: --rounding gptq (with AWQ and with --method rtn) writes a checkpoint `awq check`
+// passes, different from round to nearest; the default is gptq with AWQ (and stays nearest with
+// rtn: RtnEqualsAutoAwqBitForBit); bad --gptq-damp values are usage errors.
+TEST(QuantizeCmd, GptqRoundingPassesCheckAndDiffersFromNearest) {
+  test::TempDir tmp;
+  std::string ids;
+  std::mt19937 rng(23);
+  for (int i = 0; i < 300; ++i) ids += std::to_string(rng() % 200u) + " ";
+  test::write_bytes(tmp / "calib.txt", ids);
+  const std::vector<std::string> base = {"quantize", test::data_path("models/llama2"), "--group-size", "32", "--calib-tokens", tmp / "calib.txt",
+                                         "--samples", "6", "--seqlen", "32", "-q"};
+  std::vector<std::string> bytes;
+  for (const auto& [dir, extra] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"awq-nearest", {"--rounding", "nearest"}}, {"awq-gptq", {"--rounding", "gptq"}}, {"awq-default", {}},
+           {"rtn", {"--method", "rtn"}}, {"rtn-gptq", {"--method", "rtn", "--rounding", "gptq"}}}) {
+    std::vector<std::string> args = base;
+    args.push_back("-o");
+    args.push_back(tmp / dir);
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = test::run_awq(args);
+    ASSERT_EQ(r.status, 0) << dir << ": " << r.err;
+    if (dir.find("gptq") != std::string::npos) EXPECT_NE(r.out.find("gptq rounding: "), std::string::npos) << r.out;
+    const auto chk = test::run_awq({"check", tmp / dir});
+    EXPECT_EQ(chk.status, 0) << dir << ": " << chk.out;
+    bytes.push_back(test::read_bytes(tmp / dir + "/model.safetensors"));
+  }
+  EXPECT_NE(bytes[0], bytes[1]);
+  EXPECT_EQ(bytes[1], bytes[2]);
+  EXPECT_NE(bytes[3], bytes[4]);
+  for (const char* bad : {"-1", "nan", "inf"}) {
+    std::vector<std::string> args = base;
+    for (const char* a : {"-o", "unused", "--rounding", "gptq", "--gptq-damp"}) args.push_back(a);
+    args.push_back(bad);
+    const auto r = test::run_awq(args);
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.err;
+  }
+}
