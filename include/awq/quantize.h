@@ -59,8 +59,11 @@ struct QuantizeOptions {
   // most loss_tokens tokens for gate/up and attn_loss_tokens for q/k/v. false (--search full):
   // every candidate's output loss on every token.
   bool fast_search = true;
-  int refine = 3, refine_attn = 9;
+  int refine = 3, refine_attn = 4;
   int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
+  // q/k/v: every candidate is ranked by its attention output loss on attn_screen_tokens tokens
+  // (whole blocks, evenly spaced) instead of the Gram form, when fewer than attn_loss_tokens.
+  int64_t attn_screen_tokens = 4096;
   bool identity_candidate = true;  // s ≡ 1 (plain RTN) is always a candidate
   bool clip = false;            // clip search (AutoAWQ: on); off by default: it raised perplexity on the bundled model (BENCHMARKS.md)
   bool asym_clip = true;        // clip min and max (false: AutoAWQ's symmetric ±max clip)

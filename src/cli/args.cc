@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "awq/dtype.h"
@@ -15,7 +18,7 @@ int with_json_error(bool json, const std::function<int()>& action) {
     return action();
   } catch (const Error& e) {
     if (json) {
-      std::printf("%s\n", nlohmann::json{{"error", e.what()}}.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::printf("%s\n", json_text(nlohmann::json{{"error", e.what()}}, 2).c_str());
       std::fflush(stdout);
     }
     throw;
@@ -28,6 +31,17 @@ CLI::Validator float_dtype_arg() {
         return parse_float_dtype_cli(s) ? std::string() : "must be f16, bf16 or f32 (any case), not \"" + s + "\"";
       },
       "DTYPE");
+}
+
+std::string read_text_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, not " + what);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open " + what);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) throw Error(path + ": reading " + what + " failed");
+  return ss.str();
 }
 
 CLI::Validator finite_range_arg(double lo, double hi) {

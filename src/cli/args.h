@@ -3,6 +3,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "awq/error.h"
 
@@ -14,6 +16,17 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+// JSON text for stdout: bytes that are not UTF-8 (a path with such a name) are written as U+FFFD
+// instead of failing the whole command after its work is done.
+template <class Json>
+std::string json_text(const Json& j, int indent) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+// The bytes of a text file the user names (`what`: "the text file", "the calibration text"):
+// awq::Error naming it when it cannot be opened, is a directory (which reads as empty) or fails.
+std::string read_text_file(const std::string& path, const std::string& what);
 
 // Runs `action`. When `json` is set and it throws an awq::Error (a usage error included), first
 // prints {"error": "<message>"} on stdout, so a reader of --json output always gets a JSON

@@ -587,7 +587,7 @@ Action add_bench(CLI::App& app) {
           for (int64_t m : ms) b.gemm_row(n, k, m, t, path);
         }
       }
-    if (a->json) std::printf("%s\n", nlohmann::json(b.rows()).dump(1).c_str());
+    if (a->json) std::printf("%s\n", json_text(nlohmann::json(b.rows()), 1).c_str());
     return 0;
   };
 }

@@ -21,6 +21,7 @@
 #include "awq/error.h"
 #include "awq/layer_cache.h"
 #include "awq/model.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/layer_cache_args.h"
 
@@ -122,7 +123,7 @@ int bench_run(const Args& a) {
                 double(st.bytes) / (1 << 20), double(st.budget) / (1 << 20), (unsigned long long)st.hits,
                 (unsigned long long)st.misses, (unsigned long long)st.evictions);
   }
-  if (a.json) std::printf("%s\n", rows.dump(1).c_str());
+  if (a.json) std::printf("%s\n", json_text(rows, 1).c_str());
   return 0;
 }
 

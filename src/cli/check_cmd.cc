@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "awq/check.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -28,7 +29,7 @@ Action add_check(CLI::App& app) {
       std::fprintf(stderr, "awq: check could not run: %s\n", e.what());
       return 2;
     }
-    if (a->json) std::printf("%s\n", check_json(r).dump(2).c_str());
+    if (a->json) std::printf("%s\n", json_text(check_json(r), 2).c_str());
     else std::printf("%s", render_check_text(r).c_str());
     return r.count(Severity::kError) ? 1 : 0;
   };

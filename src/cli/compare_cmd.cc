@@ -46,7 +46,7 @@ Action add_compare(CLI::App& app) {
     };
     const CompareResult r = compare_weights(o->ref, o->quant, opt);
     if (!o->html.empty()) write_file_atomic(o->html, render_compare_html(r), /*replace=*/o->force);
-    if (o->json) std::printf("%s\n", compare_json(r).dump(2).c_str());
+    if (o->json) std::printf("%s\n", json_text(compare_json(r), 2).c_str());
     else std::printf("%s", render_compare_text(r).c_str());
     return 0;
   }); };

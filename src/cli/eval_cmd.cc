@@ -52,14 +52,7 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_dir, const std
   throw Error(model_dir + ": no tokenizer.json or tokenizer.model" + (ref_dir.empty() ? "" : " (nor in " + ref_dir + ")"));
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open the text file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw Error(path + ": read failed");
-  return ss.str();
-}
+std::string read_text(const std::string& path) { return read_text_file(path, "the text file"); }
 
 // A usage error when --ctx exceeds `who`'s context (max_position_embeddings).
 void check_ctx(int64_t ctx, const Model& m, const std::string& who) {
@@ -121,7 +114,7 @@ int run(const Args& a) {
   const std::optional<int32_t> bos = tok->bos_id();
   const EvalSources src{dir, a.ref, text_file, bos && !ids.empty() && ids.front() == *bos};
   if (!a.html.empty()) write_file_atomic(a.html, render_eval_html(r, src), /*replace=*/a.force);
-  if (a.json) std::printf("%s\n", eval_json(r, src).dump(2).c_str());
+  if (a.json) std::printf("%s\n", json_text(eval_json(r, src), 2).c_str());
   else std::printf("%s", render_eval_text(r, src).c_str());
   return 0;
 }

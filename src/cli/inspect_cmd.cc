@@ -3,6 +3,7 @@
 #include "awq/dequantize_model.h"
 #include "awq/gguf.h"
 #include "awq/inspect.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -16,13 +17,13 @@ Action add_inspect(CLI::App& app) {
   return [model, json]() {
     if (is_gguf_file(*model)) {
       const auto report = inspect_gguf(*model);
-      if (*json) std::printf("%s\n", report.dump(2).c_str());
+      if (*json) std::printf("%s\n", json_text(report, 2).c_str());
       else std::printf("%s", render_gguf_inspect_text(report).c_str());
       return 0;
     }
     ModelDir dir(*model);
     const auto report = is_dense_checkpoint(dir) ? inspect_dense_model(dir) : inspect_model(dir, *open_format(dir));
-    if (*json) std::printf("%s\n", report.dump(2).c_str());
+    if (*json) std::printf("%s\n", json_text(report, 2).c_str());
     else std::printf("%s", render_inspect_text(report).c_str());
     return 0;
   };

@@ -55,16 +55,18 @@ int main(int argc, char** argv) {
       if (sub->get_name() == name) awq::cli::add_key_file_option(sub);
   // The first word that is not an option must name a subcommand (CLI11 alone says only "A
   // subcommand is required" for a misspelt one).
-  if (argc > 1 && argv[1][0] != '-') {
+  // The only options before it are --help and --version.
+  if (argc > 1) {
+    const std::string first = argv[1];
     std::string names;
-    bool known = false;
+    bool known = first == "-h" || first == "--help" || first == "--version";
     for (CLI::App* sub : app.get_subcommands({})) {
-      known |= sub->check_name(argv[1]);
+      known |= first[0] != '-' && sub->check_name(first);
       names += (names.empty() ? "" : ", ") + sub->get_name();
     }
     if (!known) {
-      std::fprintf(stderr, "awq: usage error: unknown subcommand '%s'; the subcommands are: %s\nRun with --help for more information.\n",
-                   argv[1], names.c_str());
+      std::fprintf(stderr, "awq: usage error: unknown %s '%s'; the subcommands are: %s\nRun with --help for more information.\n",
+                   first[0] == '-' ? "option" : "subcommand", first.c_str(), names.c_str());
       return 2;
     }
   }

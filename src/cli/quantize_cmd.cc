@@ -19,13 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot read the calibration text");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& path) { return read_text_file(path, "the calibration text"); }
 
 // --calib FILE, else MODEL/calib.txt, else the bundled model's calib.txt.
 std::string calib_path(const std::string& given, const std::string& model) {
@@ -65,7 +59,8 @@ Action add_quantize(CLI::App& app) {
     double budget = 4.5, gptq_damp = 0.01;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512, loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
-    int refine = 3, refine_attn = 9;
+    int refine = 3, refine_attn = 4;
+    int64_t attn_screen_tokens = 4096;
     bool zero_point = false, symmetric = false, force = false, quiet = false, no_clip = false, sym_clip = false, no_identity = false,
          propagate = false, clip = false;
     std::vector<std::string> skip;
@@ -90,7 +85,10 @@ Action add_quantize(CLI::App& app) {
                   "--refine best | full: every candidate's output loss on every calibration token")
       ->check(CLI::IsMember({"fast", "full"}));
   sub->add_option("--refine", a->refine, "fast search: gate/up (o, down) candidates besides s = 1 that get the output loss (default 3)");
-  sub->add_option("--refine-attn", a->refine_attn, "fast search: q/k/v candidates besides s = 1 that get the attention output loss (default 9)");
+  sub->add_option("--refine-attn", a->refine_attn, "fast search: q/k/v candidates besides s = 1 that get the attention output loss (default 4)");
+  sub->add_option("--attn-screen-tokens", a->attn_screen_tokens,
+                  "fast search: rank the q/k/v candidates by their attention output loss on this many tokens (default 4096; whole "
+                  "blocks, evenly spaced; the Gram form when not fewer than --attn-loss-tokens)");
   sub->add_option("--attn-loss-tokens", a->attn_loss_tokens, "fast search: calibration tokens of the q/k/v output loss (default: all; whole blocks)");
   sub->add_option("--loss-tokens", a->loss_tokens,
                   "fast search: calibration tokens of the gate/up output loss (default 8192, evenly spaced)");
@@ -130,6 +128,8 @@ Action add_quantize(CLI::App& app) {
     if (a->seqlen < 1) throw UsageError("--seqlen " + std::to_string(a->seqlen) + ": needs at least 1 token per calibration block");
     if (a->refine < 1) throw UsageError("--refine " + std::to_string(a->refine) + ": needs at least 1 candidate");
     if (a->refine_attn < 1) throw UsageError("--refine-attn " + std::to_string(a->refine_attn) + ": needs at least 1 candidate");
+    if (a->attn_screen_tokens < 1)
+      throw UsageError("--attn-screen-tokens " + std::to_string(a->attn_screen_tokens) + ": needs at least 1 token");
     if (a->attn_loss_tokens < 1) throw UsageError("--attn-loss-tokens " + std::to_string(a->attn_loss_tokens) + ": needs at least 1 token");
     if (a->loss_tokens < 1) throw UsageError("--loss-tokens " + std::to_string(a->loss_tokens) + ": needs at least 1 token");
     if (a->proxy_rows < 1) throw UsageError("--proxy-rows " + std::to_string(a->proxy_rows) + ": needs at least 1 row");
@@ -167,6 +167,7 @@ Action add_quantize(CLI::App& app) {
     opt.refine_attn = a->refine_attn;
     opt.loss_tokens = a->loss_tokens;
     opt.attn_loss_tokens = a->attn_loss_tokens;
+    opt.attn_screen_tokens = a->attn_screen_tokens;
     opt.proxy_rows = a->proxy_rows;
     opt.identity_candidate = !a->no_identity;
     opt.clip = a->clip && !a->no_clip;

@@ -8,6 +8,7 @@
 
 #include "awq/error.h"
 #include "awq/tokenizer.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 
 namespace awq::cli {
@@ -18,11 +19,7 @@ std::string read_input(const std::string& file) {
     std::ios::sync_with_stdio(false);
     return std::string(std::istreambuf_iterator<char>(std::cin), {});
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(file + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_text_file(file, "a text file");
 }
 
 int32_t to_id(const nlohmann::json& v, const std::string& src) {

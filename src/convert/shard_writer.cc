@@ -38,7 +38,7 @@ ShardedResult write_sharded(const OutputDir& out, const std::vector<OutTensor>& 
                             Progress* bar, const std::map<std::string, std::string>& metadata) {
   std::set<std::string> names;
   for (const auto& t : tensors)
-    if (!names.insert(t.spec.name).second) fail(out.tmp().string(), t.spec.name, "would be written twice");
+    if (!names.insert(t.spec.name).second) fail(user_visible_path(out.tmp().string()), t.spec.name, "would be written twice");
   std::vector<std::vector<size_t>> shards(1);
   uint64_t cur = 0, total = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {

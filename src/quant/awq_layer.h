@@ -87,6 +87,9 @@ struct AwqParams {
   SearchMode mode = SearchMode::kFull;
   int refine = 3, refine_attn = 9;
   int64_t loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
+  // Fast search, q/k/v: candidates ranked by their faithful loss on this many tokens (whole blocks,
+  // evenly spaced) instead of the Gram proxy, when fewer than attn_loss_tokens' blocks.
+  int64_t attn_screen_tokens = int64_t(1) << 40;
   bool identity = true, clip = true, asym_clip = true;
   // q/k/v candidates' projections on the int16 kernels (trial_gemm.h) where the codes are 4-bit;
   // false: f32 GEMMs on the dequantized trial weights.

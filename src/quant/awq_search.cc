@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -275,24 +276,30 @@ std::vector<bool> refined(const std::vector<Candidate>& cands, const std::vector
 // Grid search: loss(trial weights) for each candidate (each one's faithful loss, or in the fast
 // search the proxy first and the faithful loss of those refined()); trial weights are Q(W·s)/s of
 // the group's linears computed from the const originals into `trial`. `G`: XᵀX of the group's
-// input (needed by the fast search only). The first minimum of the evaluated losses wins.
+// input (needed by the fast search only, unless `screen` is given: then the fast search ranks the
+// candidates by screen(trial weights, s), the faithful loss on a few calibration blocks, instead
+// of the Gram proxy). The first minimum of the evaluated losses wins.
+using ScreenFn = std::function<double(const std::vector<std::vector<float>>&, const std::vector<float>&)>;
 template <class LossFn>
 GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
                 const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
-                std::vector<float>& best_s) {
+                std::vector<float>& best_s, const ScreenFn* screen = nullptr) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
   GroupLog log;
   log.group = name;
   log.loss_best = std::numeric_limits<double>::infinity();
   std::vector<std::vector<float>> trial(lins.size());
-  const auto run = [&](const Candidate& c) {
+  const auto make_trial = [&](const Candidate& c) {
     for (size_t j = 0; j < lins.size(); ++j) {
       const int i = lins[j];
       trial[j].resize(L.w[size_t(i)].size());
       fake_quant_scaled(L.w[size_t(i)].data(), L.n[size_t(i)], L.k[size_t(i)], c.s.empty() ? nullptr : c.s.data(), p.group_size, p.q,
                         trial[j].data(), pool);
     }
+  };
+  const auto run = [&](const Candidate& c) {
+    make_trial(c);
     ++log.evaluated;
     return loss(trial, c.s);
   };
@@ -301,7 +308,13 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
   std::vector<bool> faithful(cands.size(), true);
   bool proxy_is_loss = false;
   std::optional<Proxy> px;
-  if (p.mode == SearchMode::kFast) {
+  if (p.mode == SearchMode::kFast && screen) {
+    for (size_t i = 0; i < cands.size(); ++i) {
+      make_trial(cands[i]);
+      proxy[i] = (*screen)(trial, cands[i].s);
+    }
+    faithful = refined(cands, proxy, refine);
+  } else if (p.mode == SearchMode::kFast) {
     px.emplace(L, lins, *G, p.proxy_rows, tokens);
     for (size_t i = 0; i < cands.size(); ++i) proxy[i] = (*px)(cands[i].s.empty() ? nullptr : cands[i].s.data(), p, pool);
     proxy_is_loss = px->exact();
@@ -438,6 +451,36 @@ std::vector<float> scaled_gram(std::vector<float> G, int64_t k, const std::vecto
   return G;
 }
 
+// The q/k/v loss's data on whole blocks `spread(nb, blocks)` of the calibration set: the q/k/v
+// input rows and the reference output (the dense layer's own self_attn output, layer_forward's,
+// else recomputed), and the candidates' output buffers.
+struct AttnLoss {
+  AttnLoss(const ModelConfig& cfg, const LayerTensors& L, const LayerInputs& in, int64_t H, int64_t qd, int64_t nb, int64_t blocks_,
+           int64_t seq, ThreadPool& pool, AttnBuffers& buf)
+      : blocks(blocks_) {
+    std::vector<int64_t> rows;
+    for (int64_t b : spread(nb, blocks))
+      for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
+    const int64_t T = blocks * seq;
+    if (blocks < nb) a_own = gather_rows(in.qkv_in.data(), H, rows);
+    a = blocks < nb ? a_own.data() : in.qkv_in.data();
+    oin.resize(size_t(T * qd));
+    out.resize(size_t(T * H));
+    if (in.attn_out.empty()) {
+      ref_own.resize(size_t(T * H));
+      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, blocks, seq, oin.data(), ref_own.data(), pool,
+                     &buf);
+    } else if (blocks < nb) {
+      ref_own = gather_rows(in.attn_out.data(), H, rows);
+    }
+    ref = in.attn_out.empty() || blocks < nb ? &ref_own : &in.attn_out;
+  }
+  int64_t blocks;
+  std::vector<float> a_own, ref_own, oin, out;
+  const float* a = nullptr;
+  const std::vector<float>* ref = nullptr;
+};
+
 }  // namespace
 
 LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p, ThreadPool& pool) {
@@ -460,46 +503,37 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     log.gram_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return g;
   };
-  const std::vector<float> G_qkv = timed_gram(need_all || (fast && s_qkv_on), in.qkv_in, H), G_o = timed_gram(need_all || v_o, in.o_in, qd),
+  const int64_t nblocks = tokens / p.seq_len;
+  const bool screened = fast && std::clamp<int64_t>(p.attn_screen_tokens / p.seq_len, 1, nblocks) <
+                                    std::clamp<int64_t>(p.attn_loss_tokens / p.seq_len, 1, nblocks);
+  const std::vector<float> G_qkv = timed_gram(need_all || (fast && s_qkv_on && !screened), in.qkv_in, H), G_o = timed_gram(need_all || v_o, in.o_in, qd),
                            G_mlp = timed_gram(need_all || (fast && s_gu_on), in.mlp_in, H), G_down = timed_gram(need_all || s_down_on, in.down_in, I);
   std::vector<float> s_qkv, s_o, s_gu, s_down;
 
   // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense). The fast search's
   //    faithful loss (of refine_attn candidates) runs on at most attn_loss_tokens tokens: whole
-  //    blocks, evenly spaced.
+  //    blocks, evenly spaced; its ranking of the candidates is the same loss on attn_screen_tokens
+  //    (whole blocks, evenly spaced) when those are fewer, else the Gram proxy.
   if (s_qkv_on) {
     const int64_t seq = p.seq_len, nb = tokens / seq;
     const int64_t sb = fast ? std::clamp<int64_t>(p.attn_loss_tokens / seq, 1, nb) : nb;
-    std::vector<int64_t> rows;
-    for (int64_t b : spread(nb, sb))
-      for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
-    const std::vector<float> sub = sb < nb ? gather_rows(in.qkv_in.data(), H, rows) : std::vector<float>{};
-    const float* a = sb < nb ? sub.data() : in.qkv_in.data();
-    const int64_t T = sb * seq;
-    std::vector<float> oin(static_cast<size_t>(T * qd)), out(static_cast<size_t>(T * H));
+    const int64_t sc = std::clamp<int64_t>(p.attn_screen_tokens / seq, 1, nb);
+    const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
     AttnBuffers buf;
     std::vector<float> qkv;
-    const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
-    // The reference: the dense layer's own self_attn output (layer_forward's), else recomputed.
-    std::vector<float> own;
-    if (in.attn_out.empty()) {
-      own.resize(static_cast<size_t>(T * H));
-      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(), own.data(), pool, &buf);
-    } else if (sb < nb) {
-      own = gather_rows(in.attn_out.data(), H, rows);
-    }
-    const std::vector<float>& ref = in.attn_out.empty() || sb < nb ? own : in.attn_out;
+    AttnLoss full(cfg, L, in, H, qd, nb, sb, seq, pool, buf), scr(cfg, L, in, H, qd, nb, fast && sc < sb ? sc : 1, seq, pool, buf);
+    const auto attn_loss = [&](AttnLoss& e, const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
+      if (int16)
+        self_attention_trial(cfg, L, s.empty() ? nullptr : s.data(), p.group_size, p.q, e.a, e.blocks, seq, e.oin.data(), e.out.data(), pool,
+                             qkv, &buf);
+      else
+        self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, e.a, e.blocks, seq, e.oin.data(), e.out.data(), pool, &buf);
+      return mse(e.out, *e.ref, &pool);
+    };
+    const ScreenFn screen = [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(scr, t, s); };
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
-                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
-                                  if (int16)
-                                    self_attention_trial(cfg, L, s.empty() ? nullptr : s.data(), p.group_size, p.q, a, sb, seq, oin.data(),
-                                                         out.data(), pool, qkv, &buf);
-                                  else
-                                    self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, sb, seq, oin.data(),
-                                                   out.data(), pool, &buf);
-                                  return mse(out, ref, &pool);
-                                },
-                                s_qkv));
+                                [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(full, t, s); },
+                                s_qkv, fast && sc < sb ? &screen : nullptr));
   }
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
   if (v_o)

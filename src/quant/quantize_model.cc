@@ -327,7 +327,7 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"bits", o.bits}, {"group_size", o.group_size}, {"zero_point", o.zero_point}, {"not_convert", o.not_convert},
           {"sanitize", int(o.sanitize)}, {"calib_hash", std::to_string(h)}, {"blocks", blocks}, {"seqlen", o.seqlen},
           {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
-          {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
+          {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"attn_screen_tokens", o.attn_screen_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
           {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate},
           {"rounding", int(o.rounding)}, {"gptq_damp", o.gptq_damp},
           {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}};
@@ -352,8 +352,8 @@ void validate(const QuantizeOptions& o, const ModelConfig& cfg, const std::strin
                   " is not a multiple of --group-size " + std::to_string(o.group_size));
   if (o.method == QuantMethod::kAwq && o.grid < 1) throw Error("--grid must be at least 1");
   if (o.refine < 1 || o.refine_attn < 1) throw Error("--refine and --refine-attn must be at least 1");
-  if (o.loss_tokens < 1 || o.attn_loss_tokens < 1 || o.proxy_rows < 1)
-    throw Error("--loss-tokens, --attn-loss-tokens and --proxy-rows must be at least 1");
+  if (o.loss_tokens < 1 || o.attn_loss_tokens < 1 || o.attn_screen_tokens < 1 || o.proxy_rows < 1)
+    throw Error("--loss-tokens, --attn-loss-tokens, --attn-screen-tokens and --proxy-rows must be at least 1");
   if (!(o.gptq_damp >= 0 && std::isfinite(o.gptq_damp))) throw Error("--gptq-damp must be a finite number >= 0");
   if (o.mixed && !(o.budget_bpw > 0 && std::isfinite(o.budget_bpw))) throw Error("--budget must be a positive number of bits per weight");
 }
@@ -522,6 +522,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.refine_attn = opt.refine_attn;
   ap.loss_tokens = opt.loss_tokens;
   ap.attn_loss_tokens = opt.attn_loss_tokens;
+  ap.attn_screen_tokens = opt.attn_screen_tokens;
   ap.proxy_rows = opt.proxy_rows;
   ap.identity = opt.identity_candidate;
   ap.search = awq;

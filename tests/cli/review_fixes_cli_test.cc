@@ -35,6 +35,7 @@ TEST(QuantizeUsageCli, BadOptionValuesRefusedUpFront) {
       {{"--refine-attn", "0"}, "--refine-attn 0"},
       {{"--loss-tokens", "0"}, "--loss-tokens 0"},
       {{"--attn-loss-tokens", "-1"}, "--attn-loss-tokens -1"},
+      {{"--attn-screen-tokens", "0"}, "--attn-screen-tokens 0"},
       {{"--proxy-rows", "0"}, "--proxy-rows 0"},
   };
   for (const auto& c : cases) {

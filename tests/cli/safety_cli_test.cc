@@ -8,6 +8,7 @@
 // - `awq nosuch` said "A subcommand is required";
 // - write errors named the hidden temporary path instead of the user's output path.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -252,6 +253,42 @@ TEST(SafetyWriteErrors, NameTheUsersOutputPath) {
   EXPECT_EQ(e.rfind("awq: error: " + out + "/model.safetensors (temporary ", 0), 0u) << e;
   EXPECT_TRUE(has(e, "File too large")) << e;
   EXPECT_EQ(test::entry_names(t.path()), std::vector<std::string>{"err"});
+}
+
+// The hostile-user pass (session 5): each case did harm or wrote a wrong result before.
+TEST(SafetyHostile, FoundWhileActingAsAHostileUser) {
+  test::TempDir t;
+  const std::string ref = t / "ref";
+  ASSERT_EQ(test::run_awq({"dequantize", kTiny, "-o", ref, "--dtype", "f32", "-q"}).status, 0);
+  // A FIFO (like /dev/null, which root would have replaced by a regular file): never replaced.
+  const std::string fifo = t / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  for (const auto& w : std::vector<std::vector<std::string>>{{"compare", ref, kTiny, "--html", fifo, "--force"},
+                                                             {"convert", kTiny, "-o", fifo, "--to", "gguf", "--force", "-q"}}) {
+    const auto r = test::run_awq(w);
+    EXPECT_EQ(r.status, 1) << w[0] << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "not a regular file")) << r.err;
+    EXPECT_TRUE(fs::is_fifo(fifo));
+  }
+  // A directory as the text read as empty: tokenize printed {"ids": []}, exit 0.
+  auto r = test::run_awq({"tokenize", kTiny, "--text", t.path().string()});
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(has(r.err, "is a directory")) << r.err;
+  // A model path that is not UTF-8: --json failed after the work ("invalid UTF-8 byte"), exit 1.
+  const std::string odd = t / "m\xff";
+  test::copy_dir(kTiny, odd);
+  r = test::run_awq({"compare", ref, odd, "--json"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(r.out)["layers"].empty());
+  // NaN passed CLI::Range: every layer was flagged below a NaN cosine bar.
+  EXPECT_EQ(test::run_awq({"compare", ref, kTiny, "--cosine-bar", "nan"}).status, 2);
+  // 10000 threads were started (eval, compare, quantize took any count); now 0..1024.
+  EXPECT_EQ(test::run_awq({"compare", ref, kTiny, "--threads", "10000"}).status, 2);
+  EXPECT_EQ(test::run_awq({"quantize", kTiny, "-o", t / "q", "--threads", "-1"}).status, 2);
+  // An unknown option where the subcommand goes.
+  r = test::run_awq({"--nosuch"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "unknown option '--nosuch'")) << r.err;
 }
 
 }  // namespace

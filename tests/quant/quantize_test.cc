@@ -429,6 +429,52 @@ TEST(AwqSearch, FastSearchProxiesAndRefinedLossesRecomputeFromPristineWeights) {
   for (const auto& gl : log.groups) EXPECT_LE(gl.loss_best, gl.loss_rtn) << gl.group;
 }
 
+// The fast search's q/k/v screen: every candidate ranked by its attention output loss on a few
+// whole blocks (here block 0 of 4), each screen loss and each refined loss (all 4 blocks) equal to
+// the same loss recomputed alone from pristine weights, and exactly the `refine_attn` best by the
+// screen plus s ≡ 1 refined.
+TEST(AwqSearch, FastSearchScreensQkvOnFewBlocksFromPristineWeights) {
+  ThreadPool pool(2);
+  GoldenLayer g = golden_layer(1, 11, pool);
+  const LayerTensors orig = g.L;
+  const ModelConfig& cfg = g.cfg;
+  AwqParams p;
+  p.group_size = 32;
+  p.seq_len = 32;
+  p.clip = false;
+  p.mode = SearchMode::kFast;
+  p.refine_attn = 3;
+  p.attn_screen_tokens = 32;
+  const int64_t T = 128, H = cfg.hidden, qd = cfg.heads * cfg.head_dim;
+  const LayerLog log = awq_layer(cfg, g.L, g.in, T, p, pool);
+  const GroupLog& gl = group_of(log, "qkv");
+  std::vector<double> px;
+  for (const Trial& t : gl.trials) px.push_back(t.proxy);
+  std::sort(px.begin(), px.end());
+  const std::vector<float> a0(g.in.qkv_in.begin(), g.in.qkv_in.begin() + 32 * H), ref0(g.in.attn_out.begin(), g.in.attn_out.begin() + 32 * H);
+  const std::vector<float> xq = x_mean(g.in.qkv_in, T, H), wq = w_mean(orig, {0, 1, 2}, 32);
+  size_t refined = 0;
+  for (const Trial& t : gl.trials) {
+    const std::vector<float> s = t.kind == "identity" ? std::vector<float>{} : scale_candidate(xq, wq, ScaleFormula::kDuo, t.alpha);
+    const LayerTensors pristine = orig;
+    std::vector<float> qkv, oin(size_t(32 * qd)), out(size_t(32 * H));
+    self_attention_trial(cfg, pristine, s.empty() ? nullptr : s.data(), 32, p.q, a0.data(), 1, 32, oin.data(), out.data(), pool, qkv);
+    EXPECT_EQ(mse(out, ref0), t.proxy) << "screen α " << t.alpha;
+    const bool is_refined = std::isfinite(t.loss);
+    refined += is_refined;
+    EXPECT_EQ(is_refined, t.kind == "identity" || t.proxy <= px[2]) << "α " << t.alpha;
+    if (!is_refined) continue;
+    std::vector<float> oall(size_t(T * qd)), outall(size_t(T * H));
+    self_attention_trial(cfg, pristine, s.empty() ? nullptr : s.data(), 32, p.q, g.in.qkv_in.data(), 4, 32, oall.data(), outall.data(), pool,
+                         qkv);
+    EXPECT_EQ(mse(outall, g.in.attn_out), t.loss) << "qkv α " << t.alpha;
+  }
+  EXPECT_GE(refined, 3u);
+  EXPECT_LE(refined, 4u);
+  EXPECT_EQ(size_t(gl.evaluated), refined);
+  EXPECT_LE(gl.loss_best, gl.loss_rtn);
+}
+
 // The q/k/v candidates' projections on the int16 kernels against the f32 GEMMs on the dequantized
 // trial weights: each candidate's attention-output loss agrees within 1e-3 (relative), and the
 // full search chooses the same α with the same scaled weights either way. A mutation that drops the
