@@ -193,6 +193,46 @@ void dequantize_ref(const PackedLinear& w, DType out, int64_t row_begin, int64_t
 void dense_bf16_gemm(const uint16_t* w, int64_t n, int64_t k, const float* x, int64_t m, float* y,
                      ThreadPool* pool = nullptr);
 
+// ---- Dense GEMM on bf16-rounded inputs (quantize's calibration forwards, XᵀX, Gram proxies) ----
+// C[m][n] = Σ_k bf16(A[i][k])·bf16(B[j][k]), A [m][k] and B [n][k] f32 row-major, C [m][n] f32
+// row-major. Each input is rounded once to bf16 (nearest even, NaN quieted: f32_to_bf16); the
+// products of two bf16 values are exact in f32 and are summed in f32, one sum per output over k.
+//   bf16_gemm_ref: that sum in k order, acc = acc + p (each add rounded to nearest even).
+//   AMX-BF16 (TDPBF16PS tiles), where amx_bf16_available(): the same exact products summed in the
+//     tile unit's order (pairs of k, 32 k per tile step). Equals the reference bit for bit whenever
+//     every partial sum is exact (e.g. small integers); otherwise within the f32 summation bound
+//     |C − C_ref| <= 2·k·2^-24·Σ_k |bf16(a)·bf16(b)| (both are sums of the same exact terms).
+//     Denormal products and sums are flushed to zero by the tile unit.
+//   Elsewhere (Highway, every compiled target): one f32 FMA chain per output in k order on the
+//     rounded inputs, which is the reference's arithmetic: equal to bf16_gemm_ref bit for bit
+//     (under the same MXCSR flush-to-zero mode).
+// The result of a call does not depend on the thread count (each output is summed by one task).
+// Why: AMX-BF16 runs ~5-10x the f32 FMA GEMM (BENCHMARKS.md "Dense bf16 GEMM"); the inputs' 8-bit
+// significands cost a relative error of ~2^-9 per product (measured on quantize in docs/quantize.md).
+//
+// The B operand packed once (its layout depends on the kernel chosen when it was packed; a B packed
+// for AMX is refused by a call after force_amx_unavailable, and the other way round).
+struct Bf16Matrix {
+  int64_t n = 0, k = 0;
+  bool amx = false;    // AMX tile layout (else Highway panels)
+  AlignedBytes data;   // bf16 bits
+};
+// Whether bf16_gemm runs on AMX-BF16 tiles: amx_available() (CPUID, XCR0, the OS's tile permission,
+// the AMX-INT8 self-test; force_amx_unavailable turns both off), CPUID amx_bf16, and a TDPBF16PS
+// self-test; otherwise *why_not says what is missing and the Highway kernels run.
+bool amx_bf16_available(std::string* why_not = nullptr);
+Bf16Matrix bf16_pack(const float* b, int64_t n, int64_t k, ThreadPool* pool = nullptr);
+// C = A·Bᵀ with B packed; accumulate: C += A·Bᵀ (the sums start from C's values instead of +0).
+// m >= 1; k == b.k. Throws awq::Error when b was packed for the other kernel.
+void bf16_gemm(const float* a, int64_t m, const Bf16Matrix& b, float* c, ThreadPool* pool = nullptr, bool accumulate = false);
+// The same, packing B on the way.
+void bf16_gemm(const float* a, int64_t m, const float* b, int64_t n, int64_t k, float* c, ThreadPool* pool = nullptr);
+void bf16_gemm_ref(const float* a, int64_t m, const float* b, int64_t n, int64_t k, float* c, bool accumulate = false);
+// G[k][k] = XᵀX of x [t][k] on the bf16 GEMM: G[i][j] = Σ_t bf16(x[t][i])·bf16(x[t][j]), summed in
+// f32 over tokens in chunks of 4096 (each chunk one bf16_gemm sum continuing the previous ones).
+// Only the upper triangle is computed on AMX; G is exactly symmetric. Same bits for any thread count.
+void bf16_gram(const float* x, int64_t t, int64_t k, float* g, ThreadPool* pool = nullptr);
+
 // Streams `bytes` bytes of `data` (64-byte aligned, bytes a multiple of 64·threads) with vector
 // loads split over the pool's threads; returns a value that depends on every byte (so the read is
 // not optimized out). Used to measure read bandwidth.

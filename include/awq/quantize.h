@@ -18,6 +18,13 @@ enum class QuantMethod : uint8_t { kRtn, kAwq };
 enum class SanitizePolicy : uint8_t { kError, kZero };
 // AWQ scale formula of the α grid: x-only s = mean|x|^α, duo s = mean|x|^α / mean|ŵ|^(1−α), or both.
 enum class ScaleFormula : uint8_t { kXOnly, kDuo, kBoth };
+// Arithmetic of the calibration's dense products (the layer forwards' linears, XᵀX, the Gram-form
+// losses; docs/quantize.md "Compute"). kF32: f32 FMAs. kBf16: inputs rounded to bf16, f32 sums, on
+// AMX-BF16 tiles where the CPU has them (elsewhere the same arithmetic on f32 FMAs, no faster than
+// kF32). kAuto: kBf16 where AMX-BF16 runs and a layer's calibration forward is at least 1e12 FLOP
+// (2 · its linears' weights · calibration tokens: a 7B layer on 64 × 512 tokens is 13e12; the
+// bundled model's 1.7e10), else kF32 (bit for bit the f32 results of earlier versions).
+enum class ComputeMode : uint8_t { kAuto, kF32, kBf16 };
 
 // How each linear's (scaled) weights become codes once its groups are fixed: kNearest rounds each
 // weight to the nearest level; kGptq rounds column by column and spreads each column's error over
@@ -37,6 +44,7 @@ struct QuantizeOptions {
   SanitizePolicy sanitize = SanitizePolicy::kError;
   std::vector<std::string> not_convert;  // module-name substrings kept dense (AutoAWQ's rule); written
   int threads = 0;                       // <= 0: all cores
+  ComputeMode compute = ComputeMode::kAuto;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
 
   // AWQ only. Calibration tokens: cut into `samples` blocks of exactly `seqlen` tokens (fewer blocks

@@ -36,6 +36,7 @@
 
 #include "awq/error.h"
 #include "awq/kernels.h"
+#include "awq/model_ops.h"
 #include "awq/quant_linear.h"
 #include "awq/thread_pool.h"
 #include "cli/args.h"
@@ -349,6 +350,38 @@ class Bench {
     emit(j);
   }
 
+  // The dense GEMM on bf16-rounded inputs (quantize's calibration products) against the f32 tall
+  // GEMM it replaces, same shapes, interleaved rounds: y[m][n] = x[m][k]·W[n][k]ᵀ, W packed inside
+  // each call as quantize's linear() does. Hot (one W reused): the calibration GEMMs are compute-bound.
+  void dense_row(int64_t n, int64_t k, int64_t m, int threads) {
+    ThreadPool& pool = pool_for(threads);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(size_t(m * k)), w(size_t(n * k)), y(size_t(m * n));
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : w) v = 0.02f * nd(rng);
+    const size_t bytes = (x.size() + w.size() + y.size()) * 4;
+    auto [rj, rbytes] = read_job(threads, bytes);
+    std::vector<Job> jobs(3);
+    jobs[0].f = [&](int) { kernels::bf16_gemm(x.data(), m, w.data(), n, k, y.data(), &pool); };
+    jobs[1].f = [&](int) { kernels::dense_f32_gemm_tall(w.data(), n, k, x.data(), m, y.data(), &pool); };
+    jobs[1].min_runs = 3;
+    jobs[2] = std::move(rj);
+    round_robin(jobs, a_.min_time, warm_time());
+    const Stats ours = jobs[0].stats(), f32 = jobs[1].stats();
+    nlohmann::json j;
+    common_fields(j, "dense_bf16_gemm", kernels::amx_bf16_available() ? "amx-bf16" : "bf16 (f32 fma)", n, k, m, threads, ours, bytes,
+                  double(rbytes) / jobs[2].stats().median / 1e9);
+    j["regime"] = "hot";
+    j["gflops"] = 2.0 * double(m) * double(n) * double(k) / ours.median / 1e9;
+    j["min_s"] = ours.min;
+    j["vs"] = {{"f32_tall", f32.median / ours.median}};
+    j["vs_best"] = {{"f32_tall", f32.min / ours.min}};
+    j["baselines"] = {{"f32_tall",
+                       {{"median_s", f32.median}, {"runs", f32.runs}, {"gflops", 2.0 * double(m) * double(n) * double(k) / f32.median / 1e9}}}};
+    emit(j);
+  }
+
   void dequant_row(int64_t n, int64_t k, int threads, DType out) {
     Weights& W = weights(n, k);
     ThreadPool& pool = pool_for(threads);
@@ -501,8 +534,10 @@ void force_target_by_name(const std::string& name) {
 Action add_bench(CLI::App& app) {
   auto* sub = app.add_subcommand("bench", "Time the 4-bit kernels against OpenBLAS f32, dense bf16 and the scalar reference");
   auto a = std::make_shared<Args>();
-  sub->add_option("KERNEL", a->kernel, "dequant | gemv | gemm (default gemv)")
-      ->check(CLI::IsMember({"dequant", "gemv", "gemm"}));
+  sub->add_option("KERNEL", a->kernel,
+                  "dequant | gemv | gemm (default gemv) | dense (the bf16 GEMM of quantize against the f32 tall GEMM; default "
+                  "shapes 4096x4096, 11008x4096, 4096x11008, m 512,4096)")
+      ->check(CLI::IsMember({"dequant", "gemv", "gemm", "dense"}));
   sub->add_option("--shape", a->shapes, "NxK (out x in), comma-separated list (default: 6 Llama shapes)")->delimiter(',');
   sub->add_option("--m", a->ms, "activation rows, comma-separated (gemm default 2,4,8,16,32,64,128,512)")->delimiter(',');
   sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)")->delimiter(',');
@@ -520,14 +555,16 @@ Action add_bench(CLI::App& app) {
     if (const int rc = run_model(); rc >= 0) return rc;  // `awq bench run`
     if (!a->target.empty()) force_target_by_name(a->target);
     std::vector<std::pair<int64_t, int64_t>> shapes;
-    if (a->shapes.empty()) {
+    if (a->shapes.empty() && a->kernel == "dense") {
+      shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+    } else if (a->shapes.empty()) {
       shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {12288, 4096}};
     } else {
       for (const auto& s : a->shapes) shapes.push_back(parse_shape(s));
     }
     std::vector<int64_t> ms = a->ms;
     if (a->kernel == "gemv") ms = {1};
-    if (ms.empty()) ms = {2, 4, 8, 16, 32, 64, 128, 512};
+    if (ms.empty()) ms = a->kernel == "dense" ? std::vector<int64_t>{512, 4096} : std::vector<int64_t>{2, 4, 8, 16, 32, 64, 128, 512};
     for (int64_t m : ms)
       if (m < 1 || m > 65536) throw UsageError("--m must be in [1, 65536]");
     std::vector<int> threads = a->threads;
@@ -544,6 +581,8 @@ Action add_bench(CLI::App& app) {
       for (int t : threads) {
         if (a->kernel == "dequant") {
           b.dequant_row(n, k, t, *parse_float_dtype_cli(a->dtype));
+        } else if (a->kernel == "dense") {
+          for (int64_t m : ms) b.dense_row(n, k, m, t);
         } else {
           for (int64_t m : ms) b.gemm_row(n, k, m, t, path);
         }

@@ -55,7 +55,7 @@ Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
     std::string model, out, method = "awq", format = "autoawq-gemm", calib, calib_tokens, sanitize = "error", formula = "duo", log, max_shard = "5GB",
-                mixed = "off", search = "fast", rounding = "auto";
+                mixed = "off", search = "fast", rounding = "auto", compute = "auto";
     double budget = 4.5, gptq_damp = 0.01;
     int bits = 4, threads = 0, grid = 20;
     int64_t group = 128, samples = 64, seqlen = 512, loss_tokens = 8192, attn_loss_tokens = int64_t(1) << 40, proxy_rows = 1024;
@@ -110,6 +110,10 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("--budget", a->budget, "bits per weight of the decoder linears allowed with --mixed auto (default 4.5)");
   sub->add_option("--sanitize", a->sanitize, "NaN/Inf weights: error (default) | zero (replace by 0)")->check(CLI::IsMember({"error", "zero"}));
   sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)");
+  sub->add_option("--compute", a->compute,
+                  "arithmetic of the calibration's dense products: auto (default: bf16 where AMX-BF16 runs and a layer's "
+                  "calibration forward is >= 1e12 FLOP, else f32) | f32 | bf16 (inputs rounded to bf16, f32 sums)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   sub->add_option("--threads", a->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer");
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard (default 5GB)")->check(size_arg());
@@ -152,6 +156,7 @@ Action add_quantize(CLI::App& app) {
     opt.sanitize = a->sanitize == "zero" ? SanitizePolicy::kZero : SanitizePolicy::kError;
     opt.not_convert = a->skip;
     opt.threads = a->threads;
+    opt.compute = a->compute == "f32" ? ComputeMode::kF32 : a->compute == "bf16" ? ComputeMode::kBf16 : ComputeMode::kAuto;
     opt.max_shard_bytes = parse_size(a->max_shard);
     opt.samples = a->samples;
     opt.seqlen = a->seqlen;

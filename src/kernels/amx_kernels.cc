@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "awq/kernels.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/avx512_params.h"
 #include "kernels/cpuid.h"
 #include "kernels/internal.h"
@@ -45,16 +46,6 @@ namespace awq::kernels {
 
 namespace {
 
-// ---- tile configuration (Intel SDM: LDTILECFG, palette 1) ----
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};  // bytes per row of tmm0..15
-  uint8_t rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64);
-
 TileConfig make_config(int ks) {
   TileConfig c;
   for (int i = 0; i < 4; ++i) c.rows[i] = 16, c.colsb[i] = 64;  // C: 16 × 16 int32
@@ -63,12 +54,7 @@ TileConfig make_config(int ks) {
   return c;
 }
 
-// g++ 12's _tile_loadconfig declares only 8 bytes of its operand read, and _tile_loadd no memory
-// read at all: the compiler barriers below keep the config and the unpacked B rows written first.
-AWQ_AMX_TARGET inline void load_config(const TileConfig& c) {
-  asm volatile("" ::: "memory");
-  _tile_loadconfig(&c);
-}
+AWQ_AMX_TARGET inline void load_config(const TileConfig& c) { load_tile_config(c); }
 
 // Steps of one group: the fewest K steps of equal width Ks <= 64, Ks a multiple of 4 (G is a
 // multiple of 8, so Ks = 4 always divides it).

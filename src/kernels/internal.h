@@ -115,3 +115,16 @@ struct KernelScratch {
 };
 KernelScratch& kernel_scratch();
 }  // namespace awq::kernels
+
+namespace awq::kernels {
+// The dense bf16 GEMM on AMX-BF16 (amx_bf16_gemm.cc), behind amx_bf16_available (kernels.h).
+// B layout: K padded to a multiple of 32 (zeros), N to a multiple of 16 (zero rows); tile (j16, s)
+// of 16 columns × 32 k is 1 KiB at ((j16·steps + s)·512) bf16 values, the VNNI order TDPBF16PS
+// reads: pair row p < 16, column c < 16, element e < 2 holds B[16·j16 + c][32·s + 2p + e].
+int64_t amx_bf16_b_elems(int64_t n, int64_t k);
+void amx_bf16_pack_b(const float* b, int64_t n, int64_t k, uint16_t* dst, ThreadPool& pool);
+// C (+)= A·Bᵀ; upper (m == n, for XᵀX): only 256 × 256 blocks on or above the diagonal are written.
+void amx_bf16_gemm(const float* a, int64_t m, const Bf16Matrix& b, float* c, bool accumulate, bool upper, ThreadPool& pool);
+// Why AMX-BF16 cannot run beyond amx_available (CPUID bit, self-test); empty when it can.
+std::string amx_bf16_missing();
+}  // namespace awq::kernels

@@ -1,10 +1,12 @@
 // The f32 decoder-layer forward AWQ calibrates on (transformers' Llama/Mistral/Qwen2/Qwen3 layer),
 // on the runtime's kernels (model_ops.h, kernels.h).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 
 #include "awq/error.h"
+#include "awq/kernels.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
@@ -28,8 +30,17 @@ Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std:
   return a;
 }
 
+namespace {
+std::atomic<Compute> g_compute{Compute::kF32};
+}  // namespace
+
+Compute compute_mode() { return g_compute.load(std::memory_order_relaxed); }
+ComputeScope::ComputeScope(Compute c) : saved_(g_compute.exchange(c)) {}
+ComputeScope::~ComputeScope() { g_compute.store(saved_); }
+
 void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  kernels::dense_f32_gemm_tall(w, n, k, x, m, y, &pool);
+  if (compute_mode() == Compute::kBf16) kernels::bf16_gemm(x, m, w, n, k, y, &pool);
+  else kernels::dense_f32_gemm_tall(w, n, k, x, m, y, &pool);
   if (!b.empty())
     pool.run(m, [&](int64_t t, int) {
       for (int64_t j = 0; j < n; ++j) y[t * n + j] += b[size_t(j)];

@@ -4,7 +4,24 @@
 
 namespace awq::quant_detail {
 
-// y[m][n] = x·Wᵀ + b.
+// The arithmetic of the calibration's dense products: linear(), XᵀX (gram) and the Gram-form losses
+// (gram_sum). kF32: f32 FMAs (kernels::dense_f32_gemm_tall, dense_f32_gemm). kBf16: inputs rounded
+// to bf16, exact products summed in f32 (kernels::bf16_gemm, bf16_gram: AMX-BF16 where available).
+// Process-wide, set for a run by ComputeScope (quantize_model); f32 when none is alive.
+enum class Compute : uint8_t { kF32, kBf16 };
+Compute compute_mode();
+class ComputeScope {
+ public:
+  explicit ComputeScope(Compute c);
+  ~ComputeScope();
+  ComputeScope(const ComputeScope&) = delete;
+  ComputeScope& operator=(const ComputeScope&) = delete;
+
+ private:
+  Compute saved_;
+};
+
+// y[m][n] = x·Wᵀ + b (compute_mode()'s arithmetic).
 void linear(const float* w, const std::vector<float>& b, int64_t n, int64_t k, const float* x, int64_t m, float* y, ThreadPool& pool);
 // Reusable buffers of self_attention/attend (projections, attention scratch): repeated calls (the
 // scale search's candidates) reuse their pages instead of faulting in fresh ones.

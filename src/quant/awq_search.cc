@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "awq/error.h"
+#include "awq/kernels.h"
 #include "awq/model_ops.h"
 #include "awq/thread_pool.h"
 #include "quant/awq_forward.h"
@@ -44,7 +45,29 @@ void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int
   });
 }
 
+namespace {
+// gram_sum on the bf16 GEMM with G packed (g), n·k at a time: rows of ΔW and of ΔW·G split over the
+// pool, one double sum per row, the rows' sums added in row order (the same for any thread count).
+double gram_sum_bf16(const float* wq, const float* w, int64_t n, int64_t k, const kernels::Bf16Matrix& g, ThreadPool& pool) {
+  std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
+  pool.run(n, [&](int64_t r, int) {
+    for (int64_t c = r * k; c < (r + 1) * k; ++c) d[size_t(c)] = wq[c] - w[c];
+  });
+  kernels::bf16_gemm(d.data(), n, g, y.data(), &pool);  // y = D·G (G symmetric)
+  std::vector<double> rows(static_cast<size_t>(n));
+  pool.run(n, [&](int64_t r, int) {
+    double acc = 0;
+    for (int64_t c = r * k; c < (r + 1) * k; ++c) acc += double(d[size_t(c)]) * double(y[size_t(c)]);
+    rows[size_t(r)] = acc;
+  });
+  double acc = 0;
+  for (double v : rows) acc += v;
+  return acc;
+}
+}  // namespace
+
 double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool) {
+  if (compute_mode() == Compute::kBf16) return gram_sum_bf16(wq, w, n, k, kernels::bf16_pack(gram.data(), k, k, &pool), pool);
   std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
   for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
   kernels::dense_f32_gemm_tall(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
@@ -132,7 +155,13 @@ namespace {
 // XᵀX of x [T][k]. Token blocks are taken in order; each block's product is computed in f32 on
 // the kernels (rows of G split over the pool, upper triangle only) and added into a double
 // accumulator, so the result is the same for any thread count.
+// With Compute::kBf16: kernels::bf16_gram (bf16-rounded tokens, f32 sums; no double accumulator).
 std::vector<float> gram(const std::vector<float>& x, int64_t T, int64_t k, ThreadPool& pool) {
+  if (compute_mode() == Compute::kBf16) {
+    std::vector<float> g(static_cast<size_t>(k * k));
+    kernels::bf16_gram(x.data(), T, k, g.data(), &pool);
+    return g;
+  }
   constexpr int64_t kTok = 256, kRowsPerTask = 32;
   std::vector<double> acc(static_cast<size_t>(k * k));
   std::vector<float> xt(static_cast<size_t>(k * kTok));
@@ -203,7 +232,14 @@ class Proxy {
     for (Part& part : parts_) {
       trial_.resize(size_t(part.m * part.k));
       fake_quant_scaled(part.w, part.m, part.k, s, p.group_size, p.q, trial_.data(), pool);
-      acc += gram_sum(trial_.data(), part.w, part.m, part.k, *G_, pool) * (double(part.n) / double(part.m));
+      double sum = 0;
+      if (compute_mode() == Compute::kBf16) {  // G packed once for all candidates
+        if (!packed_) packed_ = kernels::bf16_pack(G_->data(), part.k, part.k, &pool);
+        sum = gram_sum_bf16(trial_.data(), part.w, part.m, part.k, *packed_, pool);
+      } else {
+        sum = gram_sum(trial_.data(), part.w, part.m, part.k, *G_, pool);
+      }
+      acc += sum * (double(part.n) / double(part.m));
     }
     return acc / double(tokens_) / outputs_;
   }
@@ -218,6 +254,7 @@ class Proxy {
   int64_t tokens_;
   std::vector<Part> parts_;
   std::vector<float> trial_;
+  std::optional<kernels::Bf16Matrix> packed_;  // G for the bf16 GEMM (Compute::kBf16)
   double outputs_ = 0;
   bool exact_ = true;
 };

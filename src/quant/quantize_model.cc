@@ -17,15 +17,18 @@
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
+#include <sys/resource.h>
 
 #include "awq/convert.h"
 #include "awq/error.h"
 #include "awq/formats.h"
+#include "awq/kernels.h"
 #include "awq/fsutil.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
 #include "awq/safetensors.h"
 #include "awq/thread_pool.h"
+#include "quant/awq_forward.h"
 #include "quant/awq_layer.h"
 #include "quant/gptq.h"
 #include "quant/group_quant.h"
@@ -71,6 +74,25 @@ class FlushDenormals {
  private:
   unsigned saved_ = 0;
 };
+
+// ComputeMode::kAuto's choice (quantize.h): bf16 where AMX-BF16 runs and a layer's calibration
+// forward is >= 1e12 FLOP.
+Compute resolve_compute(const QuantizeOptions& o, const ModelDir& dir, const ModelConfig& cfg) {
+  if (o.compute != ComputeMode::kAuto) return o.compute == ComputeMode::kBf16 ? Compute::kBf16 : Compute::kF32;
+  if (!kernels::amx_bf16_available()) return Compute::kF32;
+  double weights = 0;
+  for (LayerLinear w : kAllLayerLinears) weights += double(dir.get(cfg.linear_name(0, w) + ".weight").numel());
+  const double tokens = double(std::min<size_t>(size_t(o.samples * o.seqlen), o.calib_tokens.size()));
+  return 2.0 * weights * tokens >= 1e12 ? Compute::kBf16 : Compute::kF32;
+}
+
+// User + system CPU seconds of this process so far (all threads): per-layer figures that hold on a
+// shared machine, where wall time depends on the other processes.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
   for (const auto& key : not_convert)
@@ -307,7 +329,8 @@ json fingerprint(const ModelDir& dir, const QuantizeOptions& o, size_t blocks) {
           {"formula", int(o.formula)}, {"grid", o.grid}, {"fast_search", o.fast_search}, {"refine", o.refine},
           {"refine_attn", o.refine_attn}, {"attn_loss_tokens", o.attn_loss_tokens}, {"attn_screen_tokens", o.attn_screen_tokens}, {"loss_tokens", o.loss_tokens}, {"proxy_rows", o.proxy_rows}, {"identity", o.identity_candidate}, {"clip", o.clip},
           {"asym_clip", o.asym_clip}, {"mixed", o.mixed}, {"propagate", o.propagate},
-          {"rounding", int(o.rounding)}, {"gptq_damp", o.gptq_damp}};
+          {"rounding", int(o.rounding)}, {"gptq_damp", o.gptq_damp},
+          {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}};
 }
 
 std::string layer_file(const fs::path& dir, int64_t i) {
@@ -447,6 +470,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
                   " bits per weight): nothing would be quantized");
   }
   const FlushDenormals ftz;  // before the pool: its threads inherit the mode
+  const ComputeScope compute(resolve_compute(opt, dir, cfg));
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
   const bool awq = opt.method == QuantMethod::kAwq;
@@ -525,8 +549,10 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       LayerInputs in;
       if (opt.propagate) x_in = act.x;
       const auto tf = std::chrono::steady_clock::now();
+      const double cpu_f = process_cpu_seconds();
       layer_forward(cfg, L, act, done ? nullptr : &in, pool);
-      const double forward_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tf).count();  // without propagation the next layer sees the dense output
+      const double forward_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tf).count();
+      const double forward_cpu = process_cpu_seconds() - cpu_f;  // without propagation the next layer sees the dense output
       if (done) {
         if (opt.propagate) {
           act.x = x_in;
@@ -536,8 +562,10 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
         continue;
       }
       const auto ts = std::chrono::steady_clock::now();
+      const double cpu_s = process_cpu_seconds();
       lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+      const double search_cpu = process_cpu_seconds() - cpu_s;
       double before = 0, after = 0;
       for (const auto& g : lg.groups) {
         before += g.loss_rtn;
@@ -555,7 +583,9 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
           *log << json{{"layer", i}, {"clip", c.linear}, {"loss_before", c.loss_before}, {"loss_after", c.loss_after},
                        {"mean_ratio", c.mean_ratio}}.dump() << "\n";
       if (log) {
-        *log << json{{"layer", i}, {"seconds", secs}, {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds},
+        *log << json{{"layer", i}, {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}, {"seconds", secs},
+                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds}, {"forward_cpu_seconds", forward_cpu},
+                     {"cpu_seconds", search_cpu},
                      {"clip_seconds", lg.clip_seconds}}.dump() << "\n";
         log->flush();
       }
