@@ -82,8 +82,16 @@ constexpr int64_t kColChunk = 256;    // columns per pass of sub_product
 // walked in chunks (kDepthChunk rows × kColChunk columns) that stay in cache across all rows.
 // Cloned for AVX-512 and AVX2 (wider vectors, picked at load time; no FMA, whose single rounding
 // would change the results against the _ref path).
-__attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off"))) void sub_product(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t rows, int64_t cols,
+#if defined(__clang__)
+#define AWQ_NO_CONTRACT
+#else
+#define AWQ_NO_CONTRACT , optimize("fp-contract=off")
+#endif
+__attribute__((target_clones("avx512f", "avx2", "default") AWQ_NO_CONTRACT)) void sub_product(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t rows, int64_t cols,
                  int64_t depth) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
   for (int64_t c0 = 0; c0 < cols; c0 += kColChunk) {
     const int64_t cn = std::min(kColChunk, cols - c0);
     for (int64_t m0 = 0; m0 < depth; m0 += kDepthChunk) {
