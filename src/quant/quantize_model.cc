@@ -75,15 +75,10 @@ class FlushDenormals {
   unsigned saved_ = 0;
 };
 
-// ComputeMode::kAuto's choice (quantize.h): bf16 where AMX-BF16 runs and a layer's calibration
-// forward is >= 1e12 FLOP.
-Compute resolve_compute(const QuantizeOptions& o, const ModelDir& dir, const ModelConfig& cfg) {
+// ComputeMode::kAuto's choice (quantize.h): bf16 where AMX-BF16 runs, else f32.
+Compute resolve_compute(const QuantizeOptions& o) {
   if (o.compute != ComputeMode::kAuto) return o.compute == ComputeMode::kBf16 ? Compute::kBf16 : Compute::kF32;
-  if (!kernels::amx_bf16_available()) return Compute::kF32;
-  double weights = 0;
-  for (LayerLinear w : kAllLayerLinears) weights += double(dir.get(cfg.linear_name(0, w) + ".weight").numel());
-  const double tokens = double(std::min<size_t>(size_t(o.samples * o.seqlen), o.calib_tokens.size()));
-  return 2.0 * weights * tokens >= 1e12 ? Compute::kBf16 : Compute::kF32;
+  return kernels::amx_bf16_available() ? Compute::kBf16 : Compute::kF32;
 }
 
 // User + system CPU seconds of this process so far (all threads): per-layer figures that hold on a
@@ -470,7 +465,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
                   " bits per weight): nothing would be quantized");
   }
   const FlushDenormals ftz;  // before the pool: its threads inherit the mode
-  const ComputeScope compute(resolve_compute(opt, dir, cfg));
+  const ComputeScope compute(resolve_compute(opt));
   ThreadPool pool(opt.threads);
   const QParams qp{opt.bits, opt.zero_point};
   const bool awq = opt.method == QuantMethod::kAwq;

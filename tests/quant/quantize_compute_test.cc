@@ -1,7 +1,7 @@
 // `awq quantize --compute f32|bf16|auto`: the calibration's dense products on the bf16 GEMM
 // (kernels::bf16_gemm, bf16_gram). The bf16 layer forward follows the f32 one within bf16 rounding
 // (and differs from it, so the bf16 kernels did run); a bf16 run gives the same bytes for 1 and 2
-// threads and passes check; auto picks f32 on small models (bytes equal to --compute f32's).
+// threads and passes check; auto is bf16 where AMX-BF16 runs, else f32 (bytes equal to that mode's).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "awq/kernels.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
 #include "awq/thread_pool.h"
@@ -79,7 +80,7 @@ TEST(QuantizeCompute, Bf16RunIsTheSameForOneAndTwoThreadsAndPassesCheck) {
   EXPECT_EQ(c.status, 0) << c.out << c.err;
 }
 
-TEST(QuantizeCompute, AutoPicksF32OnASmallModel) {
+TEST(QuantizeCompute, AutoIsBf16WhereAmxBf16RunsElseF32) {
   TempDir tmp;
   const std::string calib = calib_file(tmp, 200, 17, 300);
   std::vector<std::string> bytes;
@@ -90,7 +91,10 @@ TEST(QuantizeCompute, AutoPicksF32OnASmallModel) {
     ASSERT_EQ(r.status, 0) << r.err;
     bytes.push_back(read_bytes(out + "/model.safetensors"));
   }
-  EXPECT_TRUE(bytes[0] == bytes[1]) << "auto differs from f32 on a model far below 1e12 FLOP per layer";
+  if (kernels::amx_bf16_available())
+    EXPECT_TRUE(bytes[0] == bytes[2]) << "auto differs from bf16 on a CPU with AMX-BF16";
+  else
+    EXPECT_TRUE(bytes[0] == bytes[1]) << "auto differs from f32 on a CPU without AMX-BF16";
   EXPECT_FALSE(bytes[1] == bytes[2]) << "bf16 gave f32's bytes: the option did nothing";
   const auto bad = run_awq({"quantize", data_path("models/llama2"), "-o", tmp / "x", "--compute", "f64"});
   EXPECT_EQ(bad.status, 2) << bad.err;
