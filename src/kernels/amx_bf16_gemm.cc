@@ -233,8 +233,8 @@ void amx_bf16_gemm(const float* a, int64_t m, const Bf16Matrix& b, float* c, boo
   int64_t groups = 1;  // column ranges per row block: enough tasks for the pool when m is small
   while (!upper && mblocks * groups < 4 * pool.size() && groups < nblocks) groups *= 2;
   groups = std::min(groups, nblocks);
-  thread_local Scratch S;
   pool.run(mblocks * groups, [&](int64_t task, int) {
+    thread_local Scratch S;  // each worker's own: tasks run concurrently on the pool's threads
     const int64_t mb = task / groups, g = task % groups;
     int64_t nb0 = g * nblocks / groups;
     const int64_t nb1 = (g + 1) * nblocks / groups;
