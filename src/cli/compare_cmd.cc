@@ -23,7 +23,8 @@ Action add_compare(CLI::App& app) {
   sub->add_option("REF", o->ref, "dense reference model directory (F32/BF16/F16)")->required();
   sub->add_option("QUANT", o->quant, "any checkpoint inspect reads, or a dense one")->required();
   sub->add_flag("--json", o->json, "print the ranked layers as JSON");
-  sub->add_option("--html", o->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)");
+  sub->add_option("--html", o->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)")
+      ->check(file_name_arg());
   sub->add_flag("--force", o->force, "let --html replace an existing file (once the new one is complete)");
   sub->add_flag("--raw", o->raw,
                 "measure the stored weights as they are: AWQ's scale folds (W·diag(s), norm g/s) are not undone "
