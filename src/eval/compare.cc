@@ -263,7 +263,7 @@ class FoldFinder {
     auto usable = [k](const TensorView* t) { return t && t->shape.size() == 1 && t->dim(0) == k && is_float(t->dtype); };
     if (usable(r) && usable(q)) {
       const std::vector<float> gr = load_vector(*r), gq = load_vector(*q);
-      f = norm_fold(gr.data(), gq.data(), k, q->dtype);
+      f = norm_fold(gr.data(), r->dtype, gq.data(), q->dtype, k);
     } else {
       f.channels = k;
       f.note = std::string(!r ? "not in REF" : !q ? "not in QUANT" : "not a 1-D float vector of the linears' width") +
@@ -300,6 +300,7 @@ class FoldFinder {
       release_job(p, quant_, reader_);
       f = row_fold_from_dots(dots, k);
     }
+    f.from_norm = false;
     f.source = producer;
     f.producer = producer;
     f.consumers = {consumer.module};

@@ -31,12 +31,12 @@ void note_scale(FoldScales& f, double s, bool& first) {
 
 }  // namespace
 
-FoldScales norm_fold(const float* g_ref, const float* g_quant, int64_t n, DType quant_dtype) {
+FoldScales norm_fold(const float* g_ref, DType ref_dtype, const float* g_quant, DType quant_dtype, int64_t n) {
   FoldScales f;
   f.from_norm = true;
   f.channels = n;
-  for (int64_t c = 0; c < n && !f.folded; ++c)
-    f.folded = !(g_quant[c] == round_to(g_ref[c], quant_dtype));  // NaN differs too (then guarded)
+  for (int64_t c = 0; c < n && !f.folded; ++c)  // NaN differs too (then guarded)
+    f.folded = !(g_quant[c] == round_to(g_ref[c], quant_dtype) || g_ref[c] == round_to(g_quant[c], ref_dtype));
   if (!f.folded) return f;
   bool first = true;
   for (int64_t c = 0; c < n; ++c) note_scale(f, double(g_ref[c]) / double(g_quant[c]), first);
@@ -75,7 +75,7 @@ FoldScales row_fold_from_dots(const std::vector<RowDots>& rows, int64_t k) {
   // (residual / (k - 1)) on average: z2 is the improvement in those units, about 1 without a fold.
   f.departure_z2 = err_fit > 0 && k > 1 ? (err_raw - err_fit) / (err_fit / double(k - 1))
                                          : (err_raw > err_fit ? std::numeric_limits<double>::infinity() : 0.0);
-  f.folded = f.departure_z2 > kRowFoldZ2;
+  f.folded = f.departure_z2 > kRowFoldZ2 && err_raw - err_fit >= kRowFoldShare * err_raw;
   if (!f.folded) {
     f.s.clear();
     f.guarded = 0;

@@ -194,17 +194,23 @@ TEST(CompareFold, OwnQuantizeOutputIsUndoneAndItsRtnUnchanged) {
   }
 }
 
-// The norm test: g_QUANT that is g_REF rounded to QUANT's dtype is no fold (an f32 REF against an
-// f16 checkpoint); one channel divided by 2 is, with s = 2 there and 1 elsewhere; a zero, negative
+// The norm test: g_QUANT that is g_REF rounded to QUANT's dtype (or the other way round) is no fold
+// (an f32 REF against an f16 checkpoint; a bf16 twin of an f16 one); one channel divided by 2 is, with s = 2 there and 1 elsewhere; a zero, negative
 // or NaN ratio keeps s = 1 and is counted.
 TEST(CompareFold, NormFoldRoundingRuleAndGuards) {
   const std::vector<float> ref = {0.1f, 1.0f / 3, 2.5f, 7.0001f};
   std::vector<float> q;
   for (float g : ref) q.push_back(f16_to_f32(f32_to_f16(g)));
-  EXPECT_FALSE(norm_fold(ref.data(), q.data(), 4, DType::F16).folded);
-  EXPECT_TRUE(norm_fold(ref.data(), q.data(), 4, DType::F32).folded);  // the same values stored as f32 differ
+  EXPECT_FALSE(norm_fold(ref.data(), DType::F32, q.data(), DType::F16, 4).folded);
+  EXPECT_FALSE(norm_fold(q.data(), DType::F16, ref.data(), DType::F32, 4).folded);  // either way round
+  EXPECT_TRUE(norm_fold(ref.data(), DType::F32, q.data(), DType::F32, 4).folded);   // both f32: they differ
+  // A bf16 REF made from an f16 QUANT (a dequantized twin) is no fold either.
+  std::vector<float> twin;
+  for (float g : q) twin.push_back(bf16_to_f32(f32_to_bf16(g)));
+  ASSERT_NE(twin, q);
+  EXPECT_FALSE(norm_fold(twin.data(), DType::BF16, q.data(), DType::F16, 4).folded);
   q[2] = 1.25f;
-  const FoldScales f = norm_fold(ref.data(), q.data(), 4, DType::F16);
+  const FoldScales f = norm_fold(ref.data(), DType::F32, q.data(), DType::F16, 4);
   ASSERT_TRUE(f.folded);
   EXPECT_EQ(f.s[2], 2.0);
   EXPECT_NEAR(f.s[0], 1.0, 1e-3);
@@ -212,15 +218,15 @@ TEST(CompareFold, NormFoldRoundingRuleAndGuards) {
   q[0] = 0;
   q[1] = -q[1];
   q[3] = std::nanf("");
-  const FoldScales g = norm_fold(ref.data(), q.data(), 4, DType::F16);
+  const FoldScales g = norm_fold(ref.data(), DType::F32, q.data(), DType::F16, 4);
   EXPECT_EQ(g.guarded, 3);
   EXPECT_EQ(g.s, (std::vector<double>{1, 1, 2, 1}));
   EXPECT_EQ(g.s_min, 2.0);
   EXPECT_EQ(g.s_max, 2.0);
 }
 
-// The row fit: rows stored divided by s are found with s exactly (no noise), noise alone is no fold,
-// and a zero REF row keeps s = 1 (guarded).
+// The row fit: rows stored divided by s are found with s exactly (no noise), additive noise alone
+// is no fold, nor is a bf16 rounding of heavy-tailed rows, and a zero REF row keeps s = 1 (guarded).
 TEST(CompareFold, RowFitRecoversScalesAndIgnoresNoise) {
   const int64_t n = 16, k = 64;
   std::mt19937 rng(3);
@@ -244,6 +250,19 @@ TEST(CompareFold, RowFitRecoversScalesAndIgnoresNoise) {
   EXPECT_FALSE(g.folded) << g.departure_z2;
   EXPECT_LT(g.departure_z2, kRowFoldZ2);
   EXPECT_TRUE(g.s.empty());
+  // Noise proportional to heavy-tailed weights (REF a bf16 rounding of QUANT): the fitted s depart
+  // from 1 by many standard errors but remove little error, so no fold.
+  // (k = 4096 as on the 7B shape: the share of the error a per-row scale can remove falls as 1/k.)
+  const int64_t wide = 4096;
+  std::vector<float> heavy(size_t(n * wide)), rounded(heavy.size());
+  for (size_t i = 0; i < heavy.size(); ++i) {
+    const float x = nd(rng);
+    heavy[i] = x * x * x;
+    rounded[i] = bf16_to_f32(f32_to_bf16(heavy[i]));
+  }
+  const FoldScales m = row_fold(rounded.data(), heavy.data(), n, wide);
+  EXPECT_FALSE(m.folded) << m.departure_z2;
+  EXPECT_GT(m.departure_z2, kRowFoldZ2);
   std::fill(d.begin(), d.begin() + k, 0.0f);
   const FoldScales h = row_fold(d.data(), q.data(), n, k);
   EXPECT_EQ(h.guarded, 1);
@@ -259,7 +278,9 @@ TEST(CompareFold, GqaHasNoValueFoldAndIsSaid) {
   const FoldScales* f = fold(r, "model.layers.0.self_attn.v_proj");
   ASSERT_TRUE(f);
   EXPECT_FALSE(f->folded);
+  EXPECT_FALSE(f->from_norm);
   EXPECT_NE(f->note.find("grouped-query"), std::string::npos) << f->note;
+  EXPECT_NE(render_compare_text(r).find("4 examined; producer rows: 4 examined"), std::string::npos) << render_compare_text(r);
   for (const auto& l : r.layers) EXPECT_EQ(l.rel_mse, 0.0) << l.name;
 }
 
