@@ -77,15 +77,15 @@ size_t causal_attention_scratch(int64_t len, int64_t head_dim);
 //   out[i][g][d] = (Σ_j p_j·bf16(V[j][d])) · (1 / Σ_j p_j)   (exact products summed in f32)
 // so the weights are exactly normalised (Σ of the rounded p). causal_attention_bf16_ref: each sum in
 // index order, std::exp. The kernels: where amx_bf16_available(), the products on AMX-BF16 tiles
-// (TDPBF16PS: the tile unit's summation order, denormal inputs and results flushed to zero);
-// elsewhere f32 FMAs on the rounded inputs (Highway, every target; the score and P·V sums in index
-// order as the reference's). Both compute exp with Highway's (<= 1 ulp off std::exp) and sum the p
-// in vector lanes, so they equal the reference bit for bit where every exp is exact (e.g. each row's
-// scores tie at its maximum or sit > 104 below it) and every sum is exact (small integers); on other
-// inputs a p may land one bf16 ulp (2^-8 relative) from the reference's (tests/kernels/
-// causal_attention_bf16_test.cc states the bounds). The same bits for the same inputs on any
-// thread. Finite inputs whose bf16 rounding stays finite (|x| < 3.39e38). Why: ~3x the f32 kernel
-// with AMX (BENCHMARKS.md "bf16 causal attention"); the cost on quantize's output is measured in
+// (TDPBF16PS: the tile unit's summation order, denormal inputs and results flushed to zero) and exp
+// by a degree-7 polynomial (within ~3 ulp of std::exp); elsewhere f32 FMAs on the rounded inputs
+// (Highway, every target; the score and P·V sums in index order as the reference's) and Highway's
+// exp (<= 1 ulp). Both sum the p in vector lanes, so they equal the reference bit for bit where every
+// exp is exact (each row's scores tie at its maximum or lie > 104 below it) and every sum is exact
+// (small integers); on other inputs a p may land one bf16 ulp (2^-8 relative) from the reference's
+// (tests/kernels/causal_attention_bf16_test.cc states the bounds). Same bits for the same inputs on
+// any thread. Finite inputs whose bf16 rounding stays finite (|x| < 3.39e38). Why: 2-3x the f32
+// kernel with AMX (BENCHMARKS.md "bf16 causal attention"); its effect on quantize's output is in
 // docs/quantize.md. scratch: causal_attention_bf16_scratch(len, group, head_dim) floats.
 void causal_attention_bf16(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
                            int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);

@@ -8,7 +8,7 @@
 // tiles ordered by position, then head: with group >= 2 a pair is the same 16 positions of two heads,
 // so both share one key range). Per pair: its Q rows rounded into 2 A tiles per 32 dims; S = Q·Kᵀ
 // over the pair's key range, 32 keys at a time (4 C tiles, 1 tile load per TDPBF16PS); the softmax
-// of each row in f32 with the probabilities rounded to bf16 (bf16_softmax_rows, Highway) straight
+// of each row in f32 (exp by a polynomial, exp_neg) with the probabilities rounded to bf16 straight
 // into A-tile rows; P·V 32 dims at a time (4 C tiles); each output row scaled by 1 / Σ p.
 #include <immintrin.h>
 
@@ -94,6 +94,51 @@ AWQ_AMXBF16_TARGET inline void quad(const uint16_t* a0, const uint16_t* a1, int6
   _tile_stored(3, c + 16 * (cs / 4) + 16, cs);
 }
 
+// e^x for x <= 0 (x >= -104, else treated as -104: the result then rounds to bf16 zero): x = n·ln2
+// + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7 Taylor polynomial (truncation < 6e-9
+// relative), times 2^n by VSCALEFPS. Within ~3 ulp of std::exp.
+AWQ_AMXBF16_TARGET inline __m512 exp_neg(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// One row's softmax over 16-key vectors [z0, z1) (multiples of 32) of s: x = scale·s over keys
+// [lo, hi) (−inf elsewhere), p = bf16(e^(x − max)) written as bits to p (nearest even; p is
+// finite and >= 0, so no NaN case), returns 1 / Σ p.
+AWQ_AMXBF16_TARGET float softmax_row(const float* s, int64_t z0, int64_t lo, int64_t hi, int64_t z1, float scale, uint16_t* p) {
+  const int64_t j0 = lo / 16 * 16, j1 = (hi + 15) / 16 * 16;
+  std::memset(p + z0, 0, size_t(j0 - z0) * 2);
+  std::memset(p + j1, 0, size_t(z1 - j1) * 2);
+  const __m512 vs = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-__builtin_inff());
+  const auto in = [&](int64_t j) AWQ_AMXBF16_TARGET {  // lanes of keys j.. inside [lo, hi)
+    return __mmask16(lanes16(hi - j) & ~lanes16(lo - j));
+  };
+  __m512 vm = ninf;
+  for (int64_t j = j0; j < j1; j += 16) vm = _mm512_mask_max_ps(vm, in(j), vm, _mm512_mul_ps(_mm512_loadu_ps(s + j), vs));
+  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+  __m512 acc = _mm512_setzero_ps();
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), hi_mask = _mm512_set1_epi32(int(0xffff0000u));
+  for (int64_t j = j0; j < j1; j += 16) {
+    const __m512 x = _mm512_mask_mul_ps(ninf, in(j), _mm512_loadu_ps(s + j), vs);
+    const __m512i u = _mm512_castps_si512(exp_neg(_mm512_sub_ps(x, mx)));
+    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+    acc = _mm512_add_ps(acc, _mm512_castsi512_ps(_mm512_and_si512(r, hi_mask)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+  }
+  return 1.0f / _mm512_reduce_add_ps(acc);
+}
+
 struct Tile {
   int64_t g, i0;  // head within the group, first position
 };
@@ -147,7 +192,14 @@ AWQ_AMXBF16_TARGET void attend(const float* q, int64_t qs, int64_t group, int64_
            S + ks * 32, L.lp * 4);
     asm volatile("" ::: "memory");
     float inv[32];
-    bf16_softmax_rows(S, L.lp, 32, lo, hi, ks0 * 32, ks1 * 32, scale, P, L.lp, inv);
+    for (int64_t r = 0; r < 32; ++r) {
+      if (lo[r] < hi[r]) {
+        inv[r] = softmax_row(S + r * L.lp, ks0 * 32, lo[r], hi[r], ks1 * 32, scale, P + r * L.lp);
+      } else {
+        inv[r] = 0.0f;
+        std::memset(P + r * L.lp + ks0 * 32, 0, size_t(ks1 - ks0) * 64);
+      }
+    }
     asm volatile("" ::: "memory");
     const int64_t ksteps = L.lp / 32;
     for (int64_t dt = 0; dt < L.dtiles; dt += 2)

@@ -6,8 +6,8 @@
 //
 // The bf16 variant (model_ops.h, causal_attention_bf16) runs the same tiles on inputs rounded to
 // bf16 once (K into the panel, V into its copy, Q into scratch; kept as f32, so each FMA adds an
-// exact product) with each probability rounded to bf16 before the row's sum: where AMX-BF16 runs,
-// amx_attention.cc takes the products instead and calls Bf16SoftmaxRowsT here for the rows.
+// exact product) with each probability rounded to bf16 before the row's sum; where AMX-BF16 runs,
+// amx_attention.cc runs instead (causal_attention_bf16 below picks).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -196,33 +196,6 @@ void CausalAttentionBf16T(const float* q, int64_t q_stride, int64_t group, int64
   CausalAttentionImpl<true>(q, q_stride, group, hd, k, v, kv_stride, len, window, scale, out, out_stride, scratch);
 }
 
-// For the AMX kernel (internal.h, bf16_softmax_rows): rows r < rows of s (stride ss) in place as
-// SoftmaxRow<true> over [lo[r], hi[r]), then as bf16 bits into p (stride ps) over [z0, z1);
-// inv[r] = 1 / Σ. An empty row (lo == hi) gives zeros and inv 0.
-void Bf16SoftmaxRowsT(float* s, int64_t ss, int64_t rows, const int64_t* lo, const int64_t* hi, int64_t z0, int64_t z1, float scale,
-                      uint16_t* p, int64_t ps, float* inv) {
-  const DF df;
-  const DU du;
-  const DI di;
-  const hn::Rebind<uint16_t, DF> d16;
-  for (int64_t r = 0; r < rows; ++r) {
-    float* sr = s + r * ss;
-    uint16_t* pr = p + r * ps;
-    if (lo[r] >= hi[r]) {
-      std::fill(pr + z0, pr + z1, uint16_t(0));
-      inv[r] = 0.0f;
-      continue;
-    }
-    inv[r] = SoftmaxRow<true>(sr, z0, lo[r], hi[r], z1, scale);
-    int64_t j = z0;
-    for (; j + int64_t(kL) <= z1; j += int64_t(kL)) {
-      const VU bits = hn::ShiftRight<16>(hn::BitCast(du, hn::LoadU(df, sr + j)));
-      hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, bits)), d16, pr + j);
-    }
-    for (; j < z1; ++j) pr[j] = f32_to_bf16(sr[j]);  // already a bf16 value: its upper half
-  }
-}
-
 }  // namespace HWY_NAMESPACE
 }  // namespace awq::kernels
 HWY_AFTER_NAMESPACE();
@@ -231,7 +204,6 @@ HWY_AFTER_NAMESPACE();
 namespace awq::kernels {
 HWY_EXPORT(CausalAttentionT);
 HWY_EXPORT(CausalAttentionBf16T);
-HWY_EXPORT(Bf16SoftmaxRowsT);
 
 size_t causal_attention_scratch(int64_t len, int64_t head_dim) {
   const int64_t lp = (len + 63) / 64 * 64;  // panels of at most 64 keys on every target
@@ -256,9 +228,5 @@ void causal_attention_bf16(const float* q, int64_t q_stride, int64_t group, int6
     HWY_DYNAMIC_DISPATCH(CausalAttentionBf16T)(q, q_stride, group, head_dim, k, v, kv_stride, len, window, scale, out, out_stride, scratch);
 }
 
-void bf16_softmax_rows(float* s, int64_t ss, int64_t rows, const int64_t* lo, const int64_t* hi, int64_t z0, int64_t z1, float scale,
-                       uint16_t* p, int64_t ps, float* inv) {
-  HWY_DYNAMIC_DISPATCH(Bf16SoftmaxRowsT)(s, ss, rows, lo, hi, z0, z1, scale, p, ps, inv);
-}
 }  // namespace awq::kernels
 #endif  // HWY_ONCE

@@ -133,10 +133,4 @@ std::string amx_bf16_missing();
 void amx_causal_attention_bf16(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
                                int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);
 size_t amx_attention_bf16_scratch(int64_t len, int64_t group, int64_t head_dim);
-// The bf16 softmax of causal_attention_bf16 over rows of scores (causal_attention.cc, Highway
-// dispatch): row r of s (stride ss), scaled, over keys [lo[r], hi[r]): p = bf16(exp(x − max)) written
-// as bf16 bits into p (stride ps) over [z0, z1), zeros outside [lo, hi); inv[r] = 1 / Σ p (0 for an
-// empty row). s is overwritten.
-void bf16_softmax_rows(float* s, int64_t ss, int64_t rows, const int64_t* lo, const int64_t* hi, int64_t z0, int64_t z1, float scale,
-                       uint16_t* p, int64_t ps, float* inv);
 }  // namespace awq::kernels
