@@ -60,6 +60,9 @@ AWQ_AMXBF16_TARGET void pack_v(const float* v, int64_t vs, int64_t len, int64_t 
       uint32_t* tile = reinterpret_cast<uint32_t*>(vb + (dt * ksteps + ks) * 512);
       for (int64_t p = 0; p < 16; ++p) {
         const int64_t j = ks * 32 + 2 * p;
+      if (dt == 0 && j + 32 < len)  // the rows of the next key step, once (later dim tiles find them cached)
+        for (int64_t e = 0; e < 2; ++e)
+          for (int64_t d = 0; d < hd; d += 16) _mm_prefetch(reinterpret_cast<const char*>(v + (j + 32 + e) * vs + d), _MM_HINT_T1);
         const __m512 r0 = j < len ? _mm512_maskz_loadu_ps(m, v + j * vs + dt * 16) : _mm512_setzero_ps();
         const __m512 r1 = j + 1 < len ? _mm512_maskz_loadu_ps(m, v + (j + 1) * vs + dt * 16) : _mm512_setzero_ps();
         const __m512i lo = _mm512_cvtepu16_epi32(round16(r0)), hi = _mm512_cvtepu16_epi32(round16(r1));
@@ -154,7 +157,18 @@ AWQ_AMXBF16_TARGET void attend(const float* q, int64_t qs, int64_t group, int64_
   uint16_t* P = reinterpret_cast<uint16_t*>(base + L.p);
   float* O = base + L.o;
   const int64_t ktiles = L.lp / 16, ow = L.dtiles * 16;
-  for (int64_t kt = 0; kt < ktiles; ++kt) pack_b_tile(k, kvs, len, hd, kt, L.dsteps, kb);
+  // K, V (and below Q) rows are strided (other heads between them, a page apart on a 7B): each row's
+  // lines are prefetched a tile ahead, so their misses overlap.
+  const auto prefetch_rows = [&](const float* base, int64_t stride, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < std::min(j1, len); ++j)
+      for (int64_t d = 0; d < hd; d += 16) _mm_prefetch(reinterpret_cast<const char*>(base + j * stride + d), _MM_HINT_T1);
+  };
+  prefetch_rows(k, kvs, 0, 16);
+  for (int64_t kt = 0; kt < ktiles; ++kt) {
+    prefetch_rows(k, kvs, (kt + 1) * 16, (kt + 2) * 16);
+    pack_b_tile(k, kvs, len, hd, kt, L.dsteps, kb);
+  }
+  prefetch_rows(v, kvs, 0, 32);
   pack_v(v, kvs, len, hd, L, vb);
   const int64_t qtiles = (len + 15) / 16, ntiles = qtiles * group;
   const auto tile_at = [&](int64_t t) { return Tile{t % group, (t / group) * 16}; };
@@ -165,6 +179,10 @@ AWQ_AMXBF16_TARGET void attend(const float* q, int64_t qs, int64_t group, int64_
     const Tile ta = tile_at(t);
     const bool two = t + 1 < ntiles;
     const Tile tb = two ? tile_at(t + 1) : ta;
+    for (int64_t u = t + 2; u < std::min(t + 4, ntiles); ++u) {  // the next pair's Q rows
+      const Tile tn = tile_at(u);
+      prefetch_rows(q + tn.g * hd, qs, tn.i0, tn.i0 + 16);
+    }
     int64_t lo[32], hi[32];
     int64_t pmin = len, pmax = 0;
     for (int64_t r = 0; r < 32; ++r) {
