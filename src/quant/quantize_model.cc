@@ -558,7 +558,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       }
       const auto ts = std::chrono::steady_clock::now();
       const double cpu_s = process_cpu_seconds();
-      lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
+      lg = awq_layer(cfg, L, std::move(in), act.blocks * act.len, ap, pool);  // frees each input once used
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       const double search_cpu = process_cpu_seconds() - cpu_s;
       double before = 0, after = 0;
