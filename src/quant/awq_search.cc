@@ -275,12 +275,13 @@ std::vector<bool> refined(const std::vector<Candidate>& cands, const std::vector
 // the group's linears computed from the const originals into `trial`. `G`: XᵀX of the group's
 // input (needed by the fast search only, unless `screen` is given: then the fast search ranks the
 // candidates by screen(trial weights, s), the faithful loss on a few calibration blocks, instead
-// of the Gram proxy). The first minimum of the evaluated losses wins.
+// of the Gram proxy). The first minimum of the evaluated losses wins. need_trial false: the trial
+// weights are not made (the losses get empty vectors and work from s alone).
 using ScreenFn = std::function<double(const std::vector<std::vector<float>>&, const std::vector<float>&)>;
 template <class LossFn>
 GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
                 const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
-                std::vector<float>& best_s, const ScreenFn* screen = nullptr) {
+                std::vector<float>& best_s, const ScreenFn* screen = nullptr, bool need_trial = true) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
   GroupLog log;
@@ -288,6 +289,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
   log.loss_best = std::numeric_limits<double>::infinity();
   std::vector<std::vector<float>> trial(lins.size());
   const auto make_trial = [&](const Candidate& c) {
+    if (!need_trial) return;  // the loss packs its own trial from s (int16 q/k/v trials)
     for (size_t j = 0; j < lins.size(); ++j) {
       const int i = lins[j];
       trial[j].resize(L.w[size_t(i)].size());
@@ -611,7 +613,7 @@ LayerLog awq_layer_impl(const ModelConfig& cfg, LayerTensors& L, LayerInputs& in
     const ScreenFn screen = [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(*scr, t, s); };
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(full, t, s); },
-                                s_qkv, scr ? &screen : nullptr));
+                                s_qkv, scr ? &screen : nullptr, !int16));
   }
   drop(in.qkv_in);
   drop(in.attn_out);
