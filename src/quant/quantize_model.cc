@@ -538,6 +538,13 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.keep_grams = gptq;
   ap.seq_len = opt.seqlen;
 
+  // The layer inputs' buffers: kept from layer to layer (their pages reused, not faulted in and
+  // zeroed again) when they are small; above kKeepInputsBytes (the 7B shape: 3.4 GB) each is freed
+  // as soon as awq_layer has used it, so the search does not hold them all.
+  constexpr double kKeepInputsBytes = double(1 << 30);
+  const bool keep_inputs = 4.0 * double(act.blocks * act.len) *
+                               double(3 * cfg.hidden + cfg.heads * cfg.head_dim + cfg.intermediate) <= kKeepInputsBytes;
+  LayerInputs in;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < cfg.layers; ++i) {
     const std::string file = layer_file(prog, i);
@@ -552,7 +559,6 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     LayerLog lg;
     std::vector<float> x_in;  // this layer's input, kept for error propagation
     if (calibrated) {
-      LayerInputs in;
       if (opt.propagate) x_in = act.x;
       const auto tf = std::chrono::steady_clock::now();
       const double cpu_f = process_cpu_seconds();
@@ -569,7 +575,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       }
       const auto ts = std::chrono::steady_clock::now();
       const double cpu_s = process_cpu_seconds();
-      lg = awq_layer(cfg, L, std::move(in), act.blocks * act.len, ap, pool);  // frees each input once used
+      lg = keep_inputs ? awq_layer(cfg, L, in, act.blocks * act.len, ap, pool) : awq_layer(cfg, L, std::move(in), act.blocks * act.len, ap, pool);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       const double search_cpu = process_cpu_seconds() - cpu_s;
       double before = 0, after = 0;
