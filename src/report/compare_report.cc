@@ -90,7 +90,7 @@ std::string fold_summary(const CompareResult& r) {
         c.norms_found, c.norms, range);
   }
   if (!c.norms_found && !c.rows_found)
-    return fmt::format("No AWQ scale fold found (QUANT's norms equal REF's in its dtype: {} examined; producer rows: {} examined): "
+    return fmt::format("No AWQ scale fold found (QUANT's norms equal REF's up to dtype rounding: {} examined; producer rows: {} examined): "
                        "stored weights measured as they are.\n", c.norms, c.examined_rows);
   return fmt::format(
       "AWQ scales folded into QUANT undone before measuring (--raw measures the stored weights): {} of {} norms "
