@@ -302,9 +302,13 @@ TEST(CompareFoldCli, RawFlagAndJsonSayWhatWasUndone) {
   EXPECT_FALSE(k["folds"]["undone"].get<bool>());
   for (const auto& l : k["layers"]) EXPECT_TRUE(l["scales_undone"].is_null());
   EXPECT_GT(k["total_rel_mse"].get<double>(), 10 * j["total_rel_mse"].get<double>());
-  const auto t = test::run_awq({"compare", dense, awq});
+  test::TempDir tmp;
+  const auto t = test::run_awq({"compare", dense, awq, "--html", tmp / "r.html"});
   EXPECT_NE(t.out.find("cols+rows"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("undone before measuring"), std::string::npos) << t.out;
+  const std::string page = test::read_bytes(tmp / "r.html");
+  EXPECT_NE(page.find("undone before measuring"), std::string::npos);
+  EXPECT_NE(page.find("<th>scales undone</th>"), std::string::npos);
 }
 
 }  // namespace
