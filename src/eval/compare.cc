@@ -63,6 +63,17 @@ struct Job {
   bool quantized = false;              // the reader's module `module`
 };
 
+// Throws when a norm weight holds a NaN/Inf: the model it belongs to is broken, and no fold (and
+// no figure of the linears it feeds) can be derived from it.
+void refuse_nonfinite_norm(const std::vector<float>& g, const std::string& dir, const std::string& norm,
+                           const char* which) {
+  for (size_t c = 0; c < g.size(); ++c)
+    if (!std::isfinite(g[c]))
+      fail(dir, norm, std::string(which) + " holds " + (std::isnan(g[c]) ? "NaN" : "Inf") + " at channel " +
+                          std::to_string(c) + " (the first in this norm); compare measures nothing from non-finite " +
+                          "weights (`awq check` lists every NaN/Inf tensor)");
+}
+
 // Throws for a measured job whose weights hold a NaN/Inf (e.nonfinite): names where it is.
 [[noreturn]] void refuse_nonfinite(const Job& job, const QuantLinear& q, const LayerError& e, const std::string& ref_dir,
                                    const std::string& quant_dir) {
@@ -263,6 +274,8 @@ class FoldFinder {
     auto usable = [k](const TensorView* t) { return t && t->shape.size() == 1 && t->dim(0) == k && is_float(t->dtype); };
     if (usable(r) && usable(q)) {
       const std::vector<float> gr = load_vector(*r), gq = load_vector(*q);
+      refuse_nonfinite_norm(gr, ref_.path(), norm, "REF");
+      refuse_nonfinite_norm(gq, quant_.path(), norm, "QUANT");
       f = norm_fold(gr.data(), r->dtype, gq.data(), q->dtype, k);
     } else {
       f.channels = k;

@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "awq/compare.h"
 #include "awq/compare_report.h"
+#include "awq/error.h"
 #include "awq/model_dir.h"
 #include "awq/safetensors.h"
 #include "eval/eval_test_util.h"
@@ -309,6 +311,56 @@ TEST(CompareFoldCli, RawFlagAndJsonSayWhatWasUndone) {
   const std::string page = test::read_bytes(tmp / "r.html");
   EXPECT_NE(page.find("undone before measuring"), std::string::npos);
   EXPECT_NE(page.find("<th>scales undone</th>"), std::string::npos);
+}
+
+// A NaN/Inf in a norm of QUANT or of REF is no fold to guard: the model is broken, so compare
+// ends with an error naming the directory, the norm and the channel (exit 1 from the command),
+// as it does for a NaN/Inf in a linear (before this, the channel kept s = 1 and exit was 0).
+void poison(const std::string& file, const std::string& tensor, int64_t channel, bool nan) {
+  test::rewrite_safetensors(file, [&](std::vector<test::EditTensor>& ts) {
+    for (auto& t : ts) {
+      if (t.name != tensor) continue;
+      const float v = nan ? std::nanf("") : INFINITY;
+      if (t.dtype == DType::F32) {
+        std::memcpy(&t.bytes[size_t(channel) * 4], &v, 4);
+      } else {
+        const uint16_t h = t.dtype == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+        std::memcpy(&t.bytes[size_t(channel) * 2], &h, 2);
+      }
+    }
+  });
+}
+
+TEST(CompareFold, NonFiniteNormIsRefusedNamingIt) {
+  test::TempDir tmp;
+  const std::string dense = tmp / "dense", awq = tmp / "awq";
+  test::copy_dir(test::data_path(kCase + "/dense"), dense);
+  test::copy_dir(test::data_path(kCase + "/awq"), awq);
+  poison(awq + "/model.safetensors", "model.layers.0.input_layernorm.weight", 3, true);
+  try {
+    compare_weights(dense, awq);
+    ADD_FAILURE() << "a NaN norm in QUANT was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(awq), std::string::npos) << m;
+    EXPECT_NE(m.find("model.layers.0.input_layernorm.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("QUANT holds NaN at channel 3"), std::string::npos) << m;
+  }
+  CompareOptions raw;
+  raw.undo_folds = false;  // the norms are examined with --raw too
+  EXPECT_THROW(compare_weights(dense, awq, raw), Error);
+  const auto res = test::run_awq({"compare", dense, awq, "--json"});
+  EXPECT_EQ(res.status, 1) << res.out;
+  EXPECT_NE(nlohmann::json::parse(res.out)["error"].get<std::string>().find("input_layernorm"), std::string::npos);
+
+  test::copy_dir(test::data_path(kCase + "/awq"), tmp / "awq2");
+  poison(dense + "/model.safetensors", "model.layers.1.post_attention_layernorm.weight", 5, false);
+  try {
+    compare_weights(dense, tmp / "awq2");
+    ADD_FAILURE() << "an Inf norm in REF was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("REF holds Inf at channel 5"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
