@@ -29,7 +29,7 @@ Action add_compare(CLI::App& app) {
   sub->add_flag("--raw", o->raw,
                 "measure the stored weights as they are: AWQ's scale folds (W·diag(s), norm g/s) are not undone "
                 "(the norms are still compared, and the report says which linears then measure scaled weights)");
-  sub->add_option("--cosine-bar", o->bar, "flag layers whose cosine similarity is below this (default 0.99)")
+  sub->add_option("--cosine-bar", o->bar, "flag layers whose cosine similarity is below this C, or whose relative MSE is above 2(1-C) (default 0.99)")
       ->check(finite_range_arg(-1.0, 1.0));
   sub->add_option("--threads", o->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   return [o]() { return with_json_error(o->json, [&] {

@@ -394,7 +394,10 @@ CompareResult compare_weights(const std::string& ref_dir, const std::string& qua
     const auto u = plan.undo.find(jobs[i].module);
     LayerError e = measure(jobs[i], reader.get(), pool, u == plan.undo.end() ? none : u->second, ref_dir, quant_dir);
     release_job(jobs[i], quant, reader.get());
-    e.below_bar = !(e.cosine >= opt.cosine_bar);  // NaN is below every bar
+    // Flagged when the direction is off (cosine under the bar C) or the size is: a relative MSE
+    // above 2(1 - C), that of a weight at the bar with its norm kept (|W'-W|^2 = 2|W|^2 (1 - cos)),
+    // so scales off by a constant factor (cosine 1) are flagged too. NaN is flagged.
+    e.below_bar = !(e.cosine >= opt.cosine_bar) || !(e.rel_mse <= 2 * (1 - opt.cosine_bar));
     res.layers.push_back(std::move(e));
     if (opt.on_progress) opt.on_progress(i + 1, jobs.size());
   }

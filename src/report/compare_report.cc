@@ -168,8 +168,8 @@ std::string render_compare_text(const CompareResult& r) {
                      fnum(k.min_cosine, "{:.6f}"), k.below_bar);
   for (const auto& m : r.missing_in_ref) s += "not in REF: " + m + "\n";
   for (const auto& m : r.mismatched) s += "shape mismatch: " + m + "\n";
-  s += fmt::format("\n{} linears compared; {} below the cosine bar {}; total relative MSE {}\n", r.layers.size(),
-                   below, r.cosine_bar, fnum(r.total_rel_mse, "{:.3e}"));
+  s += fmt::format("\n{} linears compared; {} below the bar (cosine under {} or rel MSE over {:.3g}); total relative MSE {}\n",
+                   r.layers.size(), below, r.cosine_bar, 2 * (1 - r.cosine_bar), fnum(r.total_rel_mse, "{:.3e}"));
   s += fold_summary(r);
   return s;
 }
@@ -189,10 +189,10 @@ std::string render_compare_html(const CompareResult& r) {
                                  html::escape(r.quant_path), html::escape(r.quant_format));
   size_t below = 0;
   for (const auto& l : r.layers) below += l.below_bar;
-  body += fmt::format("<p>{} linears; {} below the cosine bar {}; total relative MSE {}.</p>", r.layers.size(), below,
-                      r.cosine_bar, fnum(r.total_rel_mse, "{:.3e}"));
+  body += fmt::format("<p>{} linears; {} below the bar (cosine under {} or relative MSE over {:.3g}); total relative MSE {}.</p>",
+                      r.layers.size(), below, r.cosine_bar, 2 * (1 - r.cosine_bar), fnum(r.total_rel_mse, "{:.3e}"));
   body += "<p>" + html::escape(fold_summary(r)) + "</p>\n";
-  body += "<h2>Relative MSE per linear (model order; red: below the cosine bar)</h2>\n";
+  body += "<h2>Relative MSE per linear (model order; red: below the bar)</h2>\n";
   body += html::bar_chart("weight-error", "relative MSE |dW|^2/|W|^2", bars, true);
   std::vector<std::vector<std::string>> rows;
   for (size_t i = 0; i < r.layers.size(); ++i) {

@@ -95,6 +95,8 @@ TEST(Compare, TripledScalesRankWorstByMseWithCosineOne) {
   EXPECT_EQ(r.layers[0].name, target);
   EXPECT_NEAR(r.layers[0].rel_mse, 4.0, 0.01);  // w' = 3w up to f16 rounding of the scales
   EXPECT_GT(r.layers[0].cosine, 0.9999);
+  EXPECT_TRUE(r.layers[0].below_bar);  // flagged by its size: the cosine alone cannot see it
+  EXPECT_FALSE(r.layers[1].below_bar);
   EXPECT_EQ(r.layers[1].rel_mse, 0.0);
   const auto j = compare_json(r);
   EXPECT_EQ(j["layers"][0]["name"], target);
