@@ -10,6 +10,15 @@
 // error. Groups are static: a group's scale and zero are fitted (quantize_group, clip ratios
 // applied) when the sweep reaches its first column, from the weights updated so far; every code
 // uses that group's (scale, zero), so the result is an ordinary scale/zero/code checkpoint.
+//
+// Precision (docs/quantize.md "Rounding"): the factor is computed in f64 — the Cholesky factor of a
+// damped Gram matrix whose condition number can reach ~100·k (1 % damping, one dominant direction:
+// outlier channels), which f32's 6e-8 would turn into percent-level errors, and the damping retries
+// at 1e-6 of the mean diagonal would be meaningless in f32 — and U is then rounded to f32 (half the
+// memory: 485 MB instead of 969 MB at k = 11008). The sweep runs in f32, as GPTQ's reference code
+// does: the weights are f32 to begin with, each update is one fused multiply-add, and a code can
+// only change where an updated weight lies within f32 rounding of a rounding boundary. Every
+// product term, in the factor and in the sweep, is one fused multiply-add (FMA).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,7 +31,7 @@ class ThreadPool;
 
 namespace awq::quant_detail {
 
-// U (k×k, row-major, f64, zero below the diagonal) with (H' + λI)⁻¹ = UᵀU, where H' is H with
+// U (k×k, row-major, computed in f64 and stored in f32, zero below the diagonal) with (H' + λI)⁻¹ = UᵀU, where H' is H with
 // every dead column (H_jj = 0: no calibration signal) cut loose (its row and column zeroed, H_jj
 // set to 1: it is rounded to nearest and spreads no error), and λ = damp · mean(diag H') (GPTQ's
 // percdamp). If the Cholesky factorisation meets a pivot not above 1e-9 of its diagonal entry
@@ -31,7 +40,7 @@ namespace awq::quant_detail {
 // caller then rounds to nearest.
 struct GptqFactor {
   int64_t k = 0;
-  std::vector<double> u;
+  std::vector<float> u;
   double lambda = 0;  // the damping added to the diagonal
   int64_t dead = 0;   // dead columns
   int retries = 0;    // times λ was raised
@@ -40,21 +49,22 @@ GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool)
 // The same contract and, entry for entry, the same arithmetic in the same order (so the same
 // result), computed straightforwardly: one pivot column at a time, each inverse column alone.
 // gptq_factor is blocked (left-looking Cholesky and a row-block triangular inverse in kBlock
-// panels over the pool); this one is kept as its test reference.
+// panels over the pool, the products on SIMD FMA kernels); this one is kept as its test reference.
 GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool);
 
 // One linear w [n][k] rounded with error compensation through f (f.k == k; f.u empty: plain
 // round to nearest, the same codes as quantize_group). Group g of row r uses clip ratios
 // clip_lo/hi[r·(k/group) + g] (null: 1). Outputs codes [n][k], scales and zeros [n][k/group].
-// Each row is computed alone in f64 in a fixed order: the result does not depend on the pool's
-// thread count. Finite inputs give finite outputs.
+// Each row is computed alone in f32 (fused multiply-adds) in a fixed order: the result does not
+// depend on the pool's thread count. Finite inputs give finite outputs.
 void gptq_quantize(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
                    const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool);
 // The same contract and the same result, straightforward: each column's error is spread over all
 // later columns at once. gptq_quantize uses GPTQ's lazy batch update instead (columns in blocks of
 // 128, or of the group when it does not divide 128; inside a block the update touches only the
-// block; after it, one product W[:, b1:] −= E·U[b0:b1, b1:] over a 64-row tile), which subtracts
-// the same terms from each weight in the same order. This one is kept as its test reference.
+// block; after it, one product W[:, b1:] −= E·U[b0:b1, b1:] over a 128-row tile on the SIMD FMA
+// kernel), which subtracts the same terms from each weight in the same order, each one fused
+// multiply-add as here. This one is kept as its test reference.
 void gptq_quantize_ref(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
                        const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool);
 
