@@ -177,22 +177,28 @@ void axpy_neg(float* y, float a, const float* x, int64_t n) {
 // i > j is one dot product of rows i and j, so each entry is computed in a fixed order whatever the
 // thread count. False at a pivot that is not finite or not above 1e-9 of its diagonal entry (the
 // matrix is numerically singular: its column is, to rounding, a combination of the earlier ones).
-bool cholesky_lower_ref(std::vector<double>& a, int64_t k, ThreadPool& pool) {
+// The pivot threshold: in f64 1e-9 of the diagonal entry; in f32, 1e-4 (a pivot that lost four of
+// f32's seven digits to cancellation: the f64 factorisation takes over).
+template <class T>
+constexpr T kPivotTol = sizeof(T) == 8 ? T(1e-9) : T(1e-4);
+
+template <class T>
+bool cholesky_lower_ref(std::vector<T>& a, int64_t k, ThreadPool& pool) {
   constexpr int64_t kRows = 64;
   for (int64_t j = 0; j < k; ++j) {
-    double* rj = a.data() + j * k;
-    const double ajj = rj[j];
-    double s = ajj;
+    T* rj = a.data() + j * k;
+    const T ajj = rj[j];
+    T s = ajj;
     for (int64_t m = 0; m < j; ++m) s = std::fma(-rj[m], rj[m], s);
-    if (!(ajj > 0) || !(s > 1e-9 * ajj) || !std::isfinite(s)) return false;
+    if (!(ajj > 0) || !(s > kPivotTol<T> * ajj) || !std::isfinite(s)) return false;
     rj[j] = std::sqrt(s);
-    const double inv = 1.0 / rj[j];
+    const T inv = T(1) / rj[j];
     const int64_t below = k - j - 1;
     pool.run((below + kRows - 1) / kRows, [&](int64_t t, int) {
       const int64_t i0 = j + 1 + t * kRows, i1 = std::min(k, i0 + kRows);
       for (int64_t i = i0; i < i1; ++i) {
-        double* ri = a.data() + i * k;
-        double d = ri[j];
+        T* ri = a.data() + i * k;
+        T d = ri[j];
         for (int64_t m = 0; m < j; ++m) d = std::fma(-ri[m], rj[m], d);
         ri[j] = d * inv;
       }
@@ -203,14 +209,15 @@ bool cholesky_lower_ref(std::vector<double>& a, int64_t k, ThreadPool& pool) {
 
 // U = J·L⁻¹·J from the lower factor l: column c of L⁻¹ by forward substitution (columns are
 // independent; each is computed alone), written reversed into u.
-void reversed_inverse_ref(const std::vector<double>& l, int64_t k, std::vector<double>& u, ThreadPool& pool) {
-  u.assign(size_t(k * k), 0.0);
+template <class T>
+void reversed_inverse_ref(const std::vector<T>& l, int64_t k, std::vector<T>& u, ThreadPool& pool) {
+  u.assign(size_t(k * k), T(0));
   pool.run(k, [&](int64_t c, int) {
-    std::vector<double> col(static_cast<size_t>(k - c));  // col[i − c] = (L⁻¹)_ic
-    col[0] = 1.0 / l[size_t(c * k + c)];
+    std::vector<T> col(static_cast<size_t>(k - c));  // col[i − c] = (L⁻¹)_ic
+    col[0] = T(1) / l[size_t(c * k + c)];
     for (int64_t i = c + 1; i < k; ++i) {
-      const double* ri = l.data() + i * k;
-      double s = 0;
+      const T* ri = l.data() + i * k;
+      T s = 0;
       for (int64_t m = c; m < i; ++m) s = std::fma(ri[m], col[size_t(m - c)], s);
       col[size_t(i - c)] = -s / ri[i];
     }
@@ -234,15 +241,16 @@ constexpr int64_t kBlock = 128;  // Cholesky / inverse block size (each pass ove
 // row panels over the pool), (2) the diagonal block is factored, (3) the rows below are solved
 // against it (row panels over the pool; each panel transposed so that a column of the block is one
 // contiguous vector of its rows: one axpy_neg per term).
-bool cholesky_lower(std::vector<double>& a, int64_t k, ThreadPool& pool) {
+template <class T>
+bool cholesky_lower(std::vector<T>& a, int64_t k, ThreadPool& pool) {
   constexpr int64_t kPanel = 64;
-  std::vector<double> diag(static_cast<size_t>(k)), t;
+  std::vector<T> diag(static_cast<size_t>(k)), t;
   for (int64_t j = 0; j < k; ++j) diag[size_t(j)] = a[size_t(j * k + j)];
   for (int64_t j0 = 0; j0 < k; j0 += kBlock) {
     const int64_t jb = std::min(kBlock, k - j0), j1 = j0 + jb;
     const int64_t panels = (k - j0 + kPanel - 1) / kPanel;
     if (j0 > 0) {
-      t.assign(size_t(j0 * jb), 0.0);  // t[m][c] = L[j0 + c][m]
+      t.assign(size_t(j0 * jb), T(0));  // t[m][c] = L[j0 + c][m]
       for (int64_t c = 0; c < jb; ++c)
         for (int64_t m = 0; m < j0; ++m) t[size_t(m * jb + c)] = a[size_t((j0 + c) * k + m)];
       pool.run(panels, [&](int64_t p, int) {
@@ -251,16 +259,16 @@ bool cholesky_lower(std::vector<double>& a, int64_t k, ThreadPool& pool) {
       });
     }
     for (int64_t j = j0; j < j1; ++j) {  // the diagonal block, column by column
-      double* rj = a.data() + j * k;
-      const double ajj = diag[size_t(j)];
-      double s = rj[j];
+      T* rj = a.data() + j * k;
+      const T ajj = diag[size_t(j)];
+      T s = rj[j];
       for (int64_t m = j0; m < j; ++m) s = std::fma(-rj[m], rj[m], s);
-      if (!(ajj > 0) || !(s > 1e-9 * ajj) || !std::isfinite(s)) return false;
+      if (!(ajj > 0) || !(s > kPivotTol<T> * ajj) || !std::isfinite(s)) return false;
       rj[j] = std::sqrt(s);
-      const double inv = 1.0 / rj[j];
+      const T inv = T(1) / rj[j];
       for (int64_t i = j + 1; i < j1; ++i) {
-        double* ri = a.data() + i * k;
-        double d = ri[j];
+        T* ri = a.data() + i * k;
+        T d = ri[j];
         for (int64_t m = j0; m < j; ++m) d = std::fma(-ri[m], rj[m], d);
         ri[j] = d * inv;
       }
@@ -268,14 +276,14 @@ bool cholesky_lower(std::vector<double>& a, int64_t k, ThreadPool& pool) {
     if (j1 >= k) break;
     pool.run((k - j1 + kPanel - 1) / kPanel, [&](int64_t p, int) {
       const int64_t i0 = j1 + p * kPanel, rows = std::min(kPanel, k - i0);
-      std::vector<double> pt(static_cast<size_t>(jb * rows));  // pt[c][r] = a[i0 + r][j0 + c]
+      std::vector<T> pt(static_cast<size_t>(jb * rows));  // pt[c][r] = a[i0 + r][j0 + c]
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < jb; ++c) pt[size_t(c * rows + r)] = a[size_t((i0 + r) * k + j0 + c)];
       for (int64_t j = j0; j < j1; ++j) {
-        const double* rj = a.data() + j * k;
-        double* col = pt.data() + (j - j0) * rows;
+        const T* rj = a.data() + j * k;
+        T* col = pt.data() + (j - j0) * rows;
         for (int64_t m = j0; m < j; ++m) axpy_neg(col, rj[m], pt.data() + (m - j0) * rows, rows);
-        const double inv = 1.0 / rj[j];
+        const T inv = T(1) / rj[j];
         for (int64_t r = 0; r < rows; ++r) col[r] = col[r] * inv;
       }
       for (int64_t r = 0; r < rows; ++r)
@@ -292,24 +300,25 @@ bool cholesky_lower(std::vector<double>& a, int64_t k, ThreadPool& pool) {
 // first; its X rows are computed in column panels over the pool: the earlier rows' part as one
 // sub_product, then the block's own rows in order. On return l holds U (the reversal is in place:
 // no second k² buffer).
-void reversed_inverse(std::vector<double>& l, int64_t k, ThreadPool& pool) {
+template <class T>
+void reversed_inverse(std::vector<T>& l, int64_t k, ThreadPool& pool) {
   constexpr int64_t kPanel = 64;
-  std::vector<double> lb(static_cast<size_t>(kBlock * k));
+  std::vector<T> lb(static_cast<size_t>(kBlock * k));
   for (int64_t i0 = 0; i0 < k; i0 += kBlock) {
     const int64_t ib = std::min(kBlock, k - i0), i1 = i0 + ib;
     std::copy(l.begin() + i0 * k, l.begin() + i1 * k, lb.begin());
-    std::fill(l.begin() + i0 * k, l.begin() + i1 * k, 0.0);
+    std::fill(l.begin() + i0 * k, l.begin() + i1 * k, T(0));
     pool.run((i1 + kPanel - 1) / kPanel, [&](int64_t p, int) {
       const int64_t c0 = p * kPanel, c1 = std::min(i1, c0 + kPanel);
       if (c0 < i0) sub_product(l.data() + i0 * k + c0, k, lb.data() + c0, k, l.data() + c0 * k + c0, k, ib, c1 - c0, i0 - c0);
       for (int64_t r = 0; r < ib; ++r) {
         const int64_t i = i0 + r;
-        double* x = l.data() + i * k;
-        const double* li = lb.data() + r * k;
+        T* x = l.data() + i * k;
+        const T* li = lb.data() + r * k;
         for (int64_t m = std::max(i0, c0); m < i; ++m) axpy_neg(x + c0, li[m], l.data() + m * k + c0, std::min(c1, m + 1) - c0);
         for (int64_t c = c0, ce = std::min(c1, i); c < ce; ++c) x[c] = x[c] / li[i];
-        if (i >= c0 && i < c1) x[i] = 1.0 / li[i];
-        for (int64_t c = std::max(c0, i + 1); c < c1; ++c) x[c] = 0.0;  // the product's ±0 above the diagonal
+        if (i >= c0 && i < c1) x[i] = T(1) / li[i];
+        for (int64_t c = std::max(c0, i + 1); c < c1; ++c) x[c] = T(0);  // the product's ±0 above the diagonal
       }
     });
   }
@@ -317,7 +326,49 @@ void reversed_inverse(std::vector<double>& l, int64_t k, ThreadPool& pool) {
   std::reverse(l.begin(), l.end());
 }
 
-GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool, bool ref) {
+// H' + λI (dead columns cut loose) index-reversed into l's lower triangle, in T.
+template <class T>
+void fill_reversed(const float* H, int64_t k, const std::vector<bool>& dead, double lambda, std::vector<T>& l, ThreadPool& pool) {
+  l.assign(size_t(k * k), T(0));
+  pool.run(k, [&](int64_t r, int) {
+    for (int64_t c = 0; c <= r; ++c) {
+      const int64_t i = k - 1 - r, j = k - 1 - c;
+      l[size_t(r * k + c)] = dead[size_t(i)] || dead[size_t(j)] ? T(r == c ? 1 : 0) : T(H[i * k + j]);
+    }
+    l[size_t(r * k + r)] = T(double(l[size_t(r * k + r)]) + lambda);
+  });
+}
+
+// ‖(H' + λI)·UᵀU·v − v‖ / ‖v‖ for a fixed ±1 vector v, in f64 (three k² passes): how far UᵀU is
+// from the damped inverse.
+double inverse_residual(const float* H, int64_t k, const std::vector<bool>& dead, double lambda, const std::vector<float>& u,
+                        ThreadPool& pool) {
+  std::vector<double> v(static_cast<size_t>(k)), z(static_cast<size_t>(k)), y(static_cast<size_t>(k), 0.0), r(static_cast<size_t>(k));
+  uint32_t x = 12345;
+  for (double& e : v) {
+    x = x * 1664525u + 1013904223u;
+    e = (x >> 31) ? 1.0 : -1.0;
+  }
+  pool.run(k, [&](int64_t a, int) {  // z = U·v
+    double acc = 0;
+    for (int64_t b = a; b < k; ++b) acc += double(u[size_t(a * k + b)]) * v[size_t(b)];
+    z[size_t(a)] = acc;
+  });
+  for (int64_t a = 0; a < k; ++a)  // y = Uᵀ·z
+    for (int64_t b = a; b < k; ++b) y[size_t(b)] += double(u[size_t(a * k + b)]) * z[size_t(a)];
+  pool.run(k, [&](int64_t a, int) {  // r = (H' + λI)·y − v
+    double acc = (dead[size_t(a)] ? 1.0 : 0.0) * y[size_t(a)] + lambda * y[size_t(a)];
+    if (!dead[size_t(a)])
+      for (int64_t b = 0; b < k; ++b)
+        if (!dead[size_t(b)]) acc += double(H[a * k + b]) * y[size_t(b)];
+    r[size_t(a)] = acc - v[size_t(a)];
+  });
+  double rr = 0;
+  for (double e : r) rr += e * e;
+  return std::sqrt(rr / double(k));
+}
+
+GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool, bool ref, FactorPrecision precision) {
   GptqFactor f;
   f.k = k;
   for (int64_t i = 0; i < k * k; ++i)
@@ -329,19 +380,33 @@ GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool,
     f.dead += dead[size_t(j)];
     diag += dead[size_t(j)] ? 1.0 : double(H[j * k + j]);
   }
+  f.lambda = damp * diag / double(k);
+  // First in f32 (factor and inverse in place in U's own buffer), kept when it factors and its
+  // residual is below kF32Residual; else, and always with damp 0, in f64 with the retries.
+  if (precision == FactorPrecision::kAuto && f.lambda > 0) {
+    std::vector<float> l;
+    fill_reversed(H, k, dead, f.lambda, l, pool);
+    if (ref ? cholesky_lower_ref(l, k, pool) : cholesky_lower(l, k, pool)) {
+      if (ref) {
+        reversed_inverse_ref(l, k, f.u, pool);
+      } else {
+        reversed_inverse(l, k, pool);
+        f.u.swap(l);
+      }
+      if (all_finite(f.u)) {
+        f.residual = inverse_residual(H, k, dead, f.lambda, f.u, pool);
+        if (f.residual < kF32Residual) return f;
+      }
+    }
+    f.u.clear();
+    f.u.shrink_to_fit();
+  }
   // l[a][b] = H'[k−1−a][k−1−b] + λ·[a = b] (lower triangle only: the factorisation reads no more),
   // rebuilt from H for each try (no second k² copy is held).
-  f.lambda = damp * diag / double(k);
+  f.f64 = true;
   std::vector<double> l, u;
   for (f.retries = 0; f.retries <= 6; ++f.retries) {
-    l.assign(size_t(k * k), 0.0);
-    pool.run(k, [&](int64_t r, int) {
-      for (int64_t c = 0; c <= r; ++c) {
-        const int64_t i = k - 1 - r, j = k - 1 - c;
-        l[size_t(r * k + c)] = dead[size_t(i)] || dead[size_t(j)] ? (r == c ? 1.0 : 0.0) : double(H[i * k + j]);
-      }
-      l[size_t(r * k + r)] += f.lambda;
-    });
+    fill_reversed(H, k, dead, f.lambda, l, pool);
     if (ref ? cholesky_lower_ref(l, k, pool) : cholesky_lower(l, k, pool)) {
       if (ref) {
         reversed_inverse_ref(l, k, u, pool);
@@ -355,7 +420,10 @@ GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool,
         pool.run(k, [&](int64_t r, int) {
           for (int64_t c = r * k; c < (r + 1) * k; ++c) f.u[size_t(c)] = float(u[size_t(c)]);
         });
-        if (all_finite(f.u)) return f;
+        if (all_finite(f.u)) {
+          f.residual = inverse_residual(H, k, dead, f.lambda, f.u, pool);
+          return f;
+        }
         f.u.clear();
       }
     }
@@ -402,9 +470,13 @@ float round_column(const float* x, int64_t j, const GroupQ& p, const QParams& q,
 
 }  // namespace
 
-GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool) { return factor_with(H, k, damp, pool, true); }
+GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool, FactorPrecision precision) {
+  return factor_with(H, k, damp, pool, true, precision);
+}
 
-GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool) { return factor_with(H, k, damp, pool, false); }
+GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool, FactorPrecision precision) {
+  return factor_with(H, k, damp, pool, false, precision);
+}
 
 void gptq_quantize_ref(const float* w, int64_t n, int64_t k, const GptqFactor& f, int64_t group, const QParams& q, const float* clip_lo,
                        const float* clip_hi, uint8_t* codes, float* scales, int32_t* zeros, ThreadPool& pool) {

@@ -38,19 +38,28 @@ namespace awq::quant_detail {
 // (numerically singular: e.g. fewer tokens than columns and no damping), λ is multiplied by 10
 // (from 0: set to 1e-6 of the mean diagonal) and it is retried, up to 6 times. `u` is empty when H holds a NaN/Inf or every retry failed: the
 // caller then rounds to nearest.
+//
+// Precision: with kAuto and λ > 0 the factorisation and the inverse are first done in f32, and kept
+// when every pivot is above 1e-4 of its diagonal entry and the relative residual
+// ‖(H' + λI)·UᵀU·v − v‖/‖v‖ (one fixed ±1 vector v, f64) is below kF32Residual; otherwise (an
+// ill-conditioned H', or λ = 0) in f64 as above, U then rounded to f32. kF64 skips the f32 try.
+enum class FactorPrecision { kAuto, kF64 };
+inline constexpr double kF32Residual = 1e-3;
 struct GptqFactor {
   int64_t k = 0;
   std::vector<float> u;
-  double lambda = 0;  // the damping added to the diagonal
-  int64_t dead = 0;   // dead columns
-  int retries = 0;    // times λ was raised
+  double lambda = 0;    // the damping added to the diagonal
+  int64_t dead = 0;     // dead columns
+  int retries = 0;      // times λ was raised
+  bool f64 = false;     // computed in f64 (the f32 try was skipped or rejected)
+  double residual = 0;  // the relative residual above, of the U returned
 };
-GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool);
+GptqFactor gptq_factor(const float* H, int64_t k, double damp, ThreadPool& pool, FactorPrecision precision = FactorPrecision::kAuto);
 // The same contract and, entry for entry, the same arithmetic in the same order (so the same
 // result), computed straightforwardly: one pivot column at a time, each inverse column alone.
 // gptq_factor is blocked (left-looking Cholesky and a row-block triangular inverse in kBlock
 // panels over the pool, the products on SIMD FMA kernels); this one is kept as its test reference.
-GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool);
+GptqFactor gptq_factor_ref(const float* H, int64_t k, double damp, ThreadPool& pool, FactorPrecision precision = FactorPrecision::kAuto);
 
 // One linear w [n][k] rounded with error compensation through f (f.k == k; f.u empty: plain
 // round to nearest, the same codes as quantize_group). Group g of row r uses clip ratios

@@ -157,6 +157,8 @@ struct GptqLayer {
     int64_t dead = 0;
     int retries = 0;
     bool kept_nearest = false;
+    bool factor_f64 = false;  // the factor's precision and residual (gptq.h)
+    double residual = 0;
   };
   std::vector<Linear> linears;
 };
@@ -179,7 +181,7 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   QuantOut o = zeros_like(n, k, group);
   gptq_quantize(L.w[size_t(i)].data(), n, k, f, group, qp, lo.empty() ? nullptr : lo.data(), hi.empty() ? nullptr : hi.data(),
                 o.codes.data(), o.scales.data(), o.zeros.data(), pool);
-  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false};
+  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false, f.f64, f.residual};
   const float* w = L.w[size_t(i)].data();
   info.loss_nearest = gram_loss(dequantized(near, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
@@ -596,7 +598,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       res.gptq_kept_nearest += g.kept_nearest;
       if (log)
         *log << json{{"layer", i}, {"gptq", g.module}, {"loss_nearest", g.loss_nearest}, {"loss", g.loss}, {"lambda", g.lambda},
-                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest}}.dump() << "\n";
+                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest},
+                     {"factor", g.factor_f64 ? "f64" : "f32"}, {"residual", g.residual}}.dump() << "\n";
     }
     if (log) log->flush();
     if (calibrated && opt.propagate) {  // the next layer's input: this layer as stored, on this layer's input

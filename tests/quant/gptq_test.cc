@@ -408,7 +408,10 @@ TEST(GptqRounding, DISABLED_Bench) {
   GptqFactor f, fr;
   timed("factor", [&] { f = gptq_factor(H.data(), k, 0.01, pool); });
   ASSERT_FALSE(f.u.empty());
-  std::printf("factor: lambda %g retries %d, U %.0f MB\n", f.lambda, f.retries, double(f.u.size() * sizeof(f.u[0])) / 1e6);
+  std::printf("factor: lambda %g retries %d, %s, residual %.3g, U %.0f MB\n", f.lambda, f.retries, f.f64 ? "f64" : "f32", f.residual,
+              double(f.u.size() * sizeof(f.u[0])) / 1e6);
+  if (env("GPTQ_BENCH_F64", 0) != 0) timed("factor_f64", [&] { fr = gptq_factor(H.data(), k, 0.01, pool, FactorPrecision::kF64); });
+  if (!fr.u.empty()) std::printf("factor_f64: residual %.3g\n", fr.residual);
   timed("sweep", [&] { gptq_quantize(w.data(), n, k, f, group, q, nullptr, nullptr, codes.data(), scales.data(), zeros.data(), pool); });
   if (!ref) return;
   timed("factor_ref", [&] { fr = gptq_factor_ref(H.data(), k, 0.01, pool); });
