@@ -383,7 +383,7 @@ GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool,
   f.lambda = damp * diag / double(k);
   // First in f32 (factor and inverse in place in U's own buffer), kept when it factors and its
   // residual is below kF32Residual; else, and always with damp 0, in f64 with the retries.
-  if (precision == FactorPrecision::kAuto && f.lambda > 0) {
+  if (precision != FactorPrecision::kF64 && f.lambda > 0) {
     std::vector<float> l;
     fill_reversed(H, k, dead, f.lambda, l, pool);
     if (ref ? cholesky_lower_ref(l, k, pool) : cholesky_lower(l, k, pool)) {
@@ -395,11 +395,12 @@ GptqFactor factor_with(const float* H, int64_t k, double damp, ThreadPool& pool,
       }
       if (all_finite(f.u)) {
         f.residual = inverse_residual(H, k, dead, f.lambda, f.u, pool);
-        if (f.residual < kF32Residual) return f;
+        if (f.residual < kF32Residual || precision == FactorPrecision::kF32) return f;
       }
     }
     f.u.clear();
     f.u.shrink_to_fit();
+    if (precision == FactorPrecision::kF32) return f;
   }
   // l[a][b] = H'[k−1−a][k−1−b] + λ·[a = b] (lower triangle only: the factorisation reads no more),
   // rebuilt from H for each try (no second k² copy is held).
