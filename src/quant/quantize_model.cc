@@ -187,6 +187,7 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.kept_nearest = f.u.empty() || !(info.loss < info.loss_nearest);
   gl.linears.push_back(info);
+  if (i == 2 || i == 3 || i == 5) gl.factor[size_t(gi)] = GptqFactor{};  // v, o, up: their factor's last user (U freed)
   return info.kept_nearest ? near : o;
 }
 
