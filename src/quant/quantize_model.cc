@@ -593,7 +593,12 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     gl.grams = &lg.grams;
     gl.damp = opt.gptq_damp;
     gl.tokens = act.blocks * act.len;
+    const auto save_t0 = std::chrono::steady_clock::now();
+    const double save_cpu0 = process_cpu_seconds();
     save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, gptq ? &gl : nullptr, pool);
+    if (log)  // rounding (nearest, GPTQ and its guard) and writing the layer
+      *log << json{{"layer", i}, {"save_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - save_t0).count()},
+                   {"save_cpu_seconds", process_cpu_seconds() - save_cpu0}}.dump() << "\n";
     for (const auto& g : gl.linears) {
       ++res.gptq_linears;
       res.gptq_kept_nearest += g.kept_nearest;
