@@ -9,7 +9,8 @@
 // when, and on which thread. So the fast path gives the _ref's bits (the tests check it) for any
 // thread count. The SIMD kernels (sub_product, axpy_neg) are compiled per Highway target; a target
 // without a native FMA runs their scalar std::fma loop, the same arithmetic.
-// Precision: the factor in f64 (Cholesky and inverse), U kept in f32; the sweep in f32 (see gptq.h).
+// Precision: the factor in f32 when its residual allows, else f64; U kept in f32; the sweep in f32
+// (see gptq.h).
 #include "quant/gptq.h"
 
 #include <algorithm>
