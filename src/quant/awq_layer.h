@@ -30,6 +30,7 @@ Activations embed_blocks(const ModelDir& dir, const ModelConfig& cfg, const std:
 // What one layer's forward saw: the inputs of q/k/v (after input_layernorm), of o_proj, of
 // gate/up (after post_attention_layernorm) and of down_proj; [tokens][features] each. attn_out:
 // self_attn's output [tokens][hidden] (the q/k/v search's reference; empty: recomputed).
+// (7B shape, 32 768 tokens: 0.5 GB each, down_in 1.4 GB.)
 struct LayerInputs {
   std::vector<float> qkv_in, o_in, mlp_in, down_in, attn_out;
 };
@@ -98,6 +99,10 @@ struct AwqParams {
   bool sensitivity = false;  // fill LayerLog::rel_error
   bool keep_grams = false;   // fill LayerLog::grams
   int64_t seq_len = 512;     // calibration block length (tokens = blocks · seq_len)
+  // Rows per piece of the q/k/v and gate/up losses (q/k/v: whole blocks, at least one): their
+  // buffers are sized for this many tokens, never for all; the losses have the same bits for any
+  // value (awq_forward.h kChunkTokens).
+  int64_t chunk_tokens = 2048;
 };
 
 // Searches and applies AWQ scales for layer L given its inputs (from the unmodified layer), then
@@ -105,6 +110,10 @@ struct AwqParams {
 // false the scales are skipped; with p.sensitivity the final relative errors are measured.
 LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p,
                    ThreadPool& pool);
+// The same, consuming `in`: each input is freed as soon as nothing left reads it (down_in and o_in
+// after their Gram matrices, qkv_in and attn_out after the q/k/v search, mlp_in after gate/up), so
+// the layer's peak memory does not hold all five to the end. Same result.
+LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, LayerInputs&& in, int64_t tokens, const AwqParams& p, ThreadPool& pool);
 
 // --- exposed for tests -------------------------------------------------------------------------
 // One scale candidate: s[c] from the per-channel statistics (x_mean, w_mean) by `formula` and α,

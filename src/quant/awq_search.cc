@@ -46,34 +46,53 @@ void fake_quant_scaled(const float* w, int64_t n, int64_t k, const float* s, int
 }
 
 namespace {
+// Reusable buffers of gram_sum (ΔW, ΔW·G, the rows' sums): repeated calls (every candidate) reuse
+// their pages. Every element is written before it is read.
+struct GramScratch {
+  std::vector<float> d, y;
+  std::vector<double> rows;
+};
+void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
 // gram_sum on the bf16 GEMM with G packed (g), n·k at a time: rows of ΔW and of ΔW·G split over the
 // pool, one double sum per row, the rows' sums added in row order (the same for any thread count).
-double gram_sum_bf16(const float* wq, const float* w, int64_t n, int64_t k, const kernels::Bf16Matrix& g, ThreadPool& pool) {
-  std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
+double gram_sum_bf16(const float* wq, const float* w, int64_t n, int64_t k, const kernels::Bf16Matrix& g, ThreadPool& pool,
+                     GramScratch& sc) {
+  grow(sc.d, size_t(n * k));
+  grow(sc.y, size_t(n * k));
+  sc.rows.resize(size_t(n));
+  float *d = sc.d.data(), *y = sc.y.data();
   pool.run(n, [&](int64_t r, int) {
-    for (int64_t c = r * k; c < (r + 1) * k; ++c) d[size_t(c)] = wq[c] - w[c];
+    for (int64_t c = r * k; c < (r + 1) * k; ++c) d[c] = wq[c] - w[c];
   });
-  kernels::bf16_gemm(d.data(), n, g, y.data(), &pool);  // y = D·G (G symmetric)
-  std::vector<double> rows(static_cast<size_t>(n));
+  kernels::bf16_gemm(d, n, g, y, &pool);  // y = D·G (G symmetric)
   pool.run(n, [&](int64_t r, int) {
     double acc = 0;
-    for (int64_t c = r * k; c < (r + 1) * k; ++c) acc += double(d[size_t(c)]) * double(y[size_t(c)]);
-    rows[size_t(r)] = acc;
+    for (int64_t c = r * k; c < (r + 1) * k; ++c) acc += double(d[c]) * double(y[c]);
+    sc.rows[size_t(r)] = acc;
   });
   double acc = 0;
-  for (double v : rows) acc += v;
+  for (int64_t r = 0; r < n; ++r) acc += sc.rows[size_t(r)];
+  return acc;
+}
+double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool, GramScratch& sc) {
+  if (compute_mode() == Compute::kBf16) return gram_sum_bf16(wq, w, n, k, kernels::bf16_pack(gram.data(), k, k, &pool), pool, sc);
+  grow(sc.d, size_t(n * k));
+  grow(sc.y, size_t(n * k));
+  float *d = sc.d.data(), *y = sc.y.data();
+  const size_t nk = size_t(n * k);
+  for (size_t i = 0; i < nk; ++i) d[i] = wq[i] - w[i];
+  kernels::dense_f32_gemm_tall(gram.data(), k, k, d, n, y, &pool);  // y = D·G (G symmetric)
+  double acc = 0;
+  for (size_t i = 0; i < nk; ++i) acc += double(d[i]) * double(y[i]);
   return acc;
 }
 }  // namespace
 
 double gram_sum(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, ThreadPool& pool) {
-  if (compute_mode() == Compute::kBf16) return gram_sum_bf16(wq, w, n, k, kernels::bf16_pack(gram.data(), k, k, &pool), pool);
-  std::vector<float> d(static_cast<size_t>(n * k)), y(static_cast<size_t>(n * k));
-  for (size_t i = 0; i < d.size(); ++i) d[i] = wq[i] - w[i];
-  kernels::dense_f32_gemm_tall(gram.data(), k, k, d.data(), n, y.data(), &pool);  // y = D·G (G symmetric)
-  double acc = 0;
-  for (size_t i = 0; i < d.size(); ++i) acc += double(d[i]) * double(y[i]);
-  return acc;
+  GramScratch sc;
+  return gram_sum(wq, w, n, k, gram, pool, sc);
 }
 
 double gram_loss(const float* wq, const float* w, int64_t n, int64_t k, const std::vector<float>& gram, int64_t tokens, ThreadPool& pool) {
@@ -94,32 +113,9 @@ std::vector<float> gather_rows(const float* x, int64_t k, const std::vector<int6
 }
 
 double mse(const std::vector<float>& a, const std::vector<float>& b, ThreadPool* pool) {
-  constexpr size_t kChunk = size_t(1) << 16;
-  const size_t chunks = (a.size() + kChunk - 1) / kChunk;
-  std::vector<double> part(chunks);
-  const auto chunk = [&](int64_t c, int) {
-    double acc[8] = {};  // 8 independent sums (element i into acc[i % 8]), added in order at the end
-    size_t i = size_t(c) * kChunk;
-    const size_t e = std::min(a.size(), i + kChunk);
-    for (; i + 8 <= e; i += 8)
-      for (size_t j = 0; j < 8; ++j) {
-        const double d = double(a[i + j]) - double(b[i + j]);
-        acc[j] += d * d;
-      }
-    for (size_t j = 0; i < e; ++i, ++j) {
-      const double d = double(a[i]) - double(b[i]);
-      acc[j] += d * d;
-    }
-    double sum = 0;
-    for (double v : acc) sum += v;
-    part[size_t(c)] = sum;
-  };
-  if (pool) pool->run(int64_t(chunks), chunk);
-  else
-    for (size_t c = 0; c < chunks; ++c) chunk(int64_t(c), 0);
-  double acc = 0;
-  for (double v : part) acc += v;
-  return acc / double(a.size());
+  MseSum sum;
+  sum.add(a.data(), b.data(), a.size(), pool);
+  return sum.value();
 }
 
 std::vector<float> x_mean(const std::vector<float>& x, int64_t T, int64_t k) {
@@ -235,9 +231,9 @@ class Proxy {
       double sum = 0;
       if (compute_mode() == Compute::kBf16) {  // G packed once for all candidates
         if (!packed_) packed_ = kernels::bf16_pack(G_->data(), part.k, part.k, &pool);
-        sum = gram_sum_bf16(trial_.data(), part.w, part.m, part.k, *packed_, pool);
+        sum = gram_sum_bf16(trial_.data(), part.w, part.m, part.k, *packed_, pool, scratch_);
       } else {
-        sum = gram_sum(trial_.data(), part.w, part.m, part.k, *G_, pool);
+        sum = gram_sum(trial_.data(), part.w, part.m, part.k, *G_, pool, scratch_);
       }
       acc += sum * (double(part.n) / double(part.m));
     }
@@ -254,6 +250,7 @@ class Proxy {
   int64_t tokens_;
   std::vector<Part> parts_;
   std::vector<float> trial_;
+  GramScratch scratch_;
   std::optional<kernels::Bf16Matrix> packed_;  // G for the bf16 GEMM (Compute::kBf16)
   double outputs_ = 0;
   bool exact_ = true;
@@ -278,12 +275,13 @@ std::vector<bool> refined(const std::vector<Candidate>& cands, const std::vector
 // the group's linears computed from the const originals into `trial`. `G`: XᵀX of the group's
 // input (needed by the fast search only, unless `screen` is given: then the fast search ranks the
 // candidates by screen(trial weights, s), the faithful loss on a few calibration blocks, instead
-// of the Gram proxy). The first minimum of the evaluated losses wins.
+// of the Gram proxy). The first minimum of the evaluated losses wins. need_trial false: the trial
+// weights are not made (the losses get empty vectors and work from s alone).
 using ScreenFn = std::function<double(const std::vector<std::vector<float>>&, const std::vector<float>&)>;
 template <class LossFn>
 GroupLog search(const std::string& name, const LayerTensors& L, const std::vector<int>& lins, const std::vector<float>& xm,
                 const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
-                std::vector<float>& best_s, const ScreenFn* screen = nullptr) {
+                std::vector<float>& best_s, const ScreenFn* screen = nullptr, bool need_trial = true) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
   GroupLog log;
@@ -291,6 +289,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
   log.loss_best = std::numeric_limits<double>::infinity();
   std::vector<std::vector<float>> trial(lins.size());
   const auto make_trial = [&](const Candidate& c) {
+    if (!need_trial) return;  // the loss packs its own trial from s (int16 q/k/v trials)
     for (size_t j = 0; j < lins.size(); ++j) {
       const int i = lins[j];
       trial[j].resize(L.w[size_t(i)].size());
@@ -451,39 +450,102 @@ std::vector<float> scaled_gram(std::vector<float> G, int64_t k, const std::vecto
   return G;
 }
 
-// The q/k/v loss's data on whole blocks `spread(nb, blocks)` of the calibration set: the q/k/v
-// input rows and the reference output (the dense layer's own self_attn output, layer_forward's,
-// else recomputed), and the candidates' output buffers.
-struct AttnLoss {
-  AttnLoss(const ModelConfig& cfg, const LayerTensors& L, const LayerInputs& in, int64_t H, int64_t qd, int64_t nb, int64_t blocks_,
-           int64_t seq, ThreadPool& pool, AttnBuffers& buf)
-      : blocks(blocks_) {
-    std::vector<int64_t> rows;
-    for (int64_t b : spread(nb, blocks))
-      for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
-    const int64_t T = blocks * seq;
-    if (blocks < nb) a_own = gather_rows(in.qkv_in.data(), H, rows);
-    a = blocks < nb ? a_own.data() : in.qkv_in.data();
-    oin.resize(size_t(T * qd));
-    out.resize(size_t(T * H));
-    if (in.attn_out.empty()) {
-      ref_own.resize(size_t(T * H));
-      self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a, blocks, seq, oin.data(), ref_own.data(), pool,
-                     &buf);
-    } else if (blocks < nb) {
-      ref_own = gather_rows(in.attn_out.data(), H, rows);
+// The q/k/v loss on whole blocks `spread(nb, blocks)` of the calibration set: a candidate's
+// self_attn output against the reference (the dense layer's own self_attn output, layer_forward's,
+// else recomputed), evaluated `piece` blocks at a time into buffers sized once and reused by every
+// candidate; the squared errors summed in block order (MseSum), so the loss has the same bits as
+// over all blocks at once.
+class AttnLoss {
+ public:
+  AttnLoss(const ModelConfig& cfg, const LayerTensors& L, const LayerInputs& in, int64_t nb, int64_t blocks, int64_t seq, int64_t piece,
+           ThreadPool& pool, AttnBuffers& buf)
+      : ids_(spread(nb, blocks)), seq_(seq), H_(cfg.hidden), piece_(std::min<int64_t>(piece, int64_t(ids_.size()))) {
+    const int64_t qd = cfg.heads * cfg.head_dim, n = int64_t(ids_.size());
+    if (n < nb) {  // the chosen blocks' input rows, gathered once
+      std::vector<int64_t> rows;
+      for (int64_t b : ids_)
+        for (int64_t t = 0; t < seq; ++t) rows.push_back(b * seq + t);
+      a_own_ = gather_rows(in.qkv_in.data(), H_, rows);
     }
-    ref = in.attn_out.empty() || blocks < nb ? &ref_own : &in.attn_out;
+    a_ = n < nb ? a_own_.data() : in.qkv_in.data();
+    oin_.resize(size_t(piece_ * seq * qd));
+    out_.resize(size_t(piece_ * seq * H_));
+    if (in.attn_out.empty()) {  // the reference recomputed with the dense weights, in the chosen blocks' order
+      ref_own_.resize(size_t(n * seq * H_));
+      for (int64_t j0 = 0; j0 < n; j0 += piece_) {
+        const int64_t m = std::min(piece_, n - j0);
+        self_attention(cfg, L.w[0].data(), L.w[1].data(), L.w[2].data(), L.w[3].data(), L, a_ + j0 * seq * H_, m, seq, oin_.data(),
+                       ref_own_.data() + j0 * seq * H_, pool, &buf);
+      }
+    } else {
+      ref_ = in.attn_out.data();
+    }
   }
-  int64_t blocks;
-  std::vector<float> a_own, ref_own, oin, out;
-  const float* a = nullptr;
-  const std::vector<float>* ref = nullptr;
+  int64_t blocks() const { return int64_t(ids_.size()); }
+  // The mean squared error of run(a, m, o_in, out) (the candidate's self_attn on the m blocks of
+  // input rows a, o_proj's input into o_in, its output into out) against the reference.
+  template <class Run>
+  double operator()(const Run& run, ThreadPool& pool) {
+    MseSum sum;
+    const int64_t n = int64_t(ids_.size()), block = seq_ * H_;
+    for (int64_t j0 = 0; j0 < n; j0 += piece_) {
+      const int64_t m = std::min(piece_, n - j0);
+      run(a_ + j0 * block, m, oin_.data(), out_.data());
+      for (int64_t j = 0; j < m; ++j) {
+        const float* ref = ref_ ? ref_ + ids_[size_t(j0 + j)] * block : ref_own_.data() + (j0 + j) * block;
+        sum.add(out_.data() + j * block, ref, size_t(block), &pool);
+      }
+    }
+    return sum.value();
+  }
+
+ private:
+  std::vector<int64_t> ids_;  // the chosen blocks, in order
+  int64_t seq_, H_, piece_;
+  std::vector<float> a_own_, ref_own_, oin_, out_;
+  const float* a_ = nullptr;    // the chosen blocks' input rows, in order
+  const float* ref_ = nullptr;  // layer_forward's self_attn output (all blocks); null: ref_own_
 };
 
-}  // namespace
+// The gate/up loss on the T rows of m: a candidate's MLP output (down_proj dense) against the
+// dense MLP's, evaluated chunk rows at a time into buffers sized once; mse summed in row order.
+class MlpLoss {
+ public:
+  MlpLoss(const ModelConfig& cfg, const LayerTensors& L, const float* m, int64_t T, int64_t chunk, ThreadPool& pool)
+      : cfg_(&cfg), L_(&L), m_(m), T_(T), chunk_(std::clamp<int64_t>(chunk, 1, T)) {
+    ref_.resize(size_t(T * cfg.hidden));
+    din_.resize(size_t(chunk_ * cfg.intermediate));
+    out_.resize(size_t(chunk_ * cfg.hidden));
+    const MlpWeights w(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), pool);
+    for (int64_t r0 = 0; r0 < T; r0 += chunk_)
+      mlp_rows(cfg, w, L, m + r0 * cfg.hidden, std::min(chunk_, T - r0), din_.data(), ref_.data() + r0 * cfg.hidden, u_, pool);
+  }
+  double operator()(const float* wg, const float* wu, ThreadPool& pool) {
+    const int64_t H = cfg_->hidden;
+    const MlpWeights w(*cfg_, wg, wu, L_->w[6].data(), pool);
+    MseSum sum;
+    for (int64_t r0 = 0; r0 < T_; r0 += chunk_) {
+      const int64_t rows = std::min(chunk_, T_ - r0);
+      mlp_rows(*cfg_, w, *L_, m_ + r0 * H, rows, din_.data(), out_.data(), u_, pool);
+      sum.add(out_.data(), ref_.data() + r0 * H, size_t(rows * H), &pool);
+    }
+    return sum.value();
+  }
 
-LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p, ThreadPool& pool) {
+ private:
+  const ModelConfig* cfg_;
+  const LayerTensors* L_;
+  const float* m_;
+  int64_t T_, chunk_;
+  std::vector<float> ref_, din_, out_, u_;
+};
+
+void release(std::vector<float>& v) { std::vector<float>().swap(v); }
+
+// awq_layer; with `consume`, each of in's vectors is freed once nothing below reads it (the 7B
+// shape's inputs are 0.5-1.4 GB each).
+LayerLog awq_layer_impl(const ModelConfig& cfg, LayerTensors& L, LayerInputs& in, bool consume, int64_t tokens, const AwqParams& p,
+                        ThreadPool& pool) {
   LayerLog log;
   const int64_t H = cfg.hidden, I = cfg.intermediate, qd = cfg.heads * cfg.head_dim;
   const auto any_dense = [&](std::initializer_list<int> v) {
@@ -495,6 +557,9 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   const bool s_qkv_on = p.search && !any_dense({0, 1, 2});
   const bool v_o = p.search && L.n[2] == L.k[3] && cfg.kv_heads == cfg.heads && !any_dense({2, 3});
   const bool s_gu_on = p.search && !any_dense({4, 5}), s_down_on = p.search && !any_dense({5, 6});
+  const auto drop = [&](std::vector<float>& v) {
+    if (consume) release(v);
+  };
   // XᵀX of each linear's input, only where a search or the clip/sensitivity pass reads it.
   const auto timed_gram = [&](bool want, const std::vector<float>& x, int64_t k) {
     if (!want) return std::vector<float>{};
@@ -506,64 +571,84 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   const int64_t nblocks = tokens / p.seq_len;
   const bool screened = fast && std::clamp<int64_t>(p.attn_screen_tokens / p.seq_len, 1, nblocks) <
                                     std::clamp<int64_t>(p.attn_loss_tokens / p.seq_len, 1, nblocks);
-  const std::vector<float> G_qkv = timed_gram(need_all || (fast && s_qkv_on && !screened), in.qkv_in, H), G_o = timed_gram(need_all || v_o, in.o_in, qd),
-                           G_mlp = timed_gram(need_all || (fast && s_gu_on), in.mlp_in, H), G_down = timed_gram(need_all || s_down_on, in.down_in, I);
+  // down_in and o_in are read only here (Gram matrix, mean |x|): freed at once.
+  std::vector<float> G_down = timed_gram(need_all || s_down_on, in.down_in, I);
+  const std::vector<float> xm_down = s_down_on ? x_mean(in.down_in, tokens, I) : std::vector<float>{};
+  drop(in.down_in);
+  std::vector<float> G_o = timed_gram(need_all || v_o, in.o_in, qd);
+  const std::vector<float> xm_o = v_o ? x_mean(in.o_in, tokens, qd) : std::vector<float>{};
+  drop(in.o_in);
+  std::vector<float> G_qkv = timed_gram(need_all || (fast && s_qkv_on && !screened), in.qkv_in, H),
+                     G_mlp = timed_gram(need_all || (fast && s_gu_on), in.mlp_in, H);
   std::vector<float> s_qkv, s_o, s_gu, s_down;
 
   // 1. q, k, v by input_layernorm; loss on self_attn's output (o_proj dense). The fast search's
   //    faithful loss (of refine_attn candidates) runs on at most attn_loss_tokens tokens: whole
   //    blocks, evenly spaced; its ranking of the candidates is the same loss on attn_screen_tokens
-  //    (whole blocks, evenly spaced) when those are fewer, else the Gram proxy.
+  //    (whole blocks, evenly spaced) when those are fewer, else the Gram proxy. Both in pieces of
+  //    chunk_tokens (whole blocks).
   if (s_qkv_on) {
     const int64_t seq = p.seq_len, nb = tokens / seq;
     const int64_t sb = fast ? std::clamp<int64_t>(p.attn_loss_tokens / seq, 1, nb) : nb;
     const int64_t sc = std::clamp<int64_t>(p.attn_screen_tokens / seq, 1, nb);
     const bool int16 = p.int16_trials && trial_gemm_usable(p.q, H, p.group_size);
+    const int64_t piece = chunk_blocks(seq, p.chunk_tokens);
     AttnBuffers buf;
+    buf.chunk_tokens = p.chunk_tokens;
     std::vector<float> qkv;
-    AttnLoss full(cfg, L, in, H, qd, nb, sb, seq, pool, buf), scr(cfg, L, in, H, qd, nb, fast && sc < sb ? sc : 1, seq, pool, buf);
+    const DenseWeight Wo(L.w[3].data(), H, qd, pool);
+    AttnLoss full(cfg, L, in, nb, sb, seq, piece, pool, buf);
+    std::optional<AttnLoss> scr;
+    if (fast && sc < sb) scr.emplace(cfg, L, in, nb, sc, seq, piece, pool, buf);
     const auto attn_loss = [&](AttnLoss& e, const std::vector<std::vector<float>>& t, const std::vector<float>& s) {
-      if (int16)
-        self_attention_trial(cfg, L, s.empty() ? nullptr : s.data(), p.group_size, p.q, e.a, e.blocks, seq, e.oin.data(), e.out.data(), pool,
-                             qkv, &buf);
-      else
-        self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, e.a, e.blocks, seq, e.oin.data(), e.out.data(), pool, &buf);
-      return mse(e.out, *e.ref, &pool);
+      if (int16) {
+        const kernels::PackedLinear w = pack_trial(L, {0, 1, 2}, s.empty() ? nullptr : s.data(), p.group_size, p.q, pool);
+        return e([&](const float* a, int64_t m, float* oin, float* out) { self_attention_trial(cfg, L, w, Wo, a, m, seq, oin, out, pool, qkv, &buf); },
+                 pool);
+      }
+      return e([&](const float* a, int64_t m, float* oin, float* out) {
+        self_attention(cfg, t[0].data(), t[1].data(), t[2].data(), L.w[3].data(), L, a, m, seq, oin, out, pool, &buf);
+      }, pool);
     };
-    const ScreenFn screen = [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(scr, t, s); };
+    const ScreenFn screen = [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(*scr, t, s); };
     log.groups.push_back(search("qkv", L, {0, 1, 2}, x_mean(in.qkv_in, tokens, H), &G_qkv, tokens, p.refine_attn, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>& s) { return attn_loss(full, t, s); },
-                                s_qkv, fast && sc < sb ? &screen : nullptr));
+                                s_qkv, scr ? &screen : nullptr, !int16));
   }
+  drop(in.qkv_in);
+  drop(in.attn_out);
   // 2. o by v, when v's output rows are o's input columns (no GQA); Gram form.
-  if (v_o)
-    log.groups.push_back(search("o", L, {3}, x_mean(in.o_in, tokens, qd), &G_o, tokens, p.refine, p, pool,
+  if (v_o) {
+    GramScratch gs;
+    log.groups.push_back(search("o", L, {3}, xm_o, &G_o, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
-                                  return gram_loss(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, tokens, pool);
+                                  return gram_sum(t[0].data(), L.w[3].data(), L.n[3], L.k[3], G_o, pool, gs) / double(tokens) / double(L.n[3]);
                                 },
                                 s_o));
+  }
   // 3. gate, up by post_attention_layernorm; loss on the MLP's output (down_proj dense). The fast
-  //    search's faithful loss runs on at most loss_tokens evenly spaced tokens.
+  //    search's faithful loss runs on at most loss_tokens evenly spaced tokens, in pieces of chunk_tokens.
   if (s_gu_on) {
     const int64_t T = fast ? std::clamp<int64_t>(p.loss_tokens, 1, tokens) : tokens;
     const std::vector<float> sub = T < tokens ? gather_rows(in.mlp_in.data(), H, spread(tokens, T)) : std::vector<float>{};
-    const float* m = T < tokens ? sub.data() : in.mlp_in.data();
-    std::vector<float> ref(static_cast<size_t>(T * H)), din(static_cast<size_t>(T * I)), out(static_cast<size_t>(T * H));
-    mlp(cfg, L.w[4].data(), L.w[5].data(), L.w[6].data(), L, m, T, din.data(), ref.data(), pool);
+    MlpLoss loss(cfg, L, T < tokens ? sub.data() : in.mlp_in.data(), T, p.chunk_tokens, pool);
     log.groups.push_back(search("gate_up", L, {4, 5}, x_mean(in.mlp_in, tokens, H), &G_mlp, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
-                                  mlp(cfg, t[0].data(), t[1].data(), L.w[6].data(), L, m, T, din.data(), out.data(), pool);
-                                  return mse(out, ref, &pool);
+                                  return loss(t[0].data(), t[1].data(), pool);
                                 },
                                 s_gu));
   }
+  drop(in.mlp_in);
   // 4. down by up; Gram form.
-  if (s_down_on)
-    log.groups.push_back(search("down", L, {6}, x_mean(in.down_in, tokens, I), &G_down, tokens, p.refine, p, pool,
+  if (s_down_on) {
+    GramScratch gs;
+    log.groups.push_back(search("down", L, {6}, xm_down, &G_down, tokens, p.refine, p, pool,
                                 [&](const std::vector<std::vector<float>>& t, const std::vector<float>&) {
-                                  return gram_loss(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, tokens, pool);
+                                  return gram_sum(t[0].data(), L.w[6].data(), L.n[6], L.k[6], G_down, pool, gs) / double(tokens) /
+                                         double(L.n[6]);
                                 },
                                 s_down));
+  }
 
   // Apply: 1/s into the previous op, s into the linears' input columns.
   if (!s_qkv.empty()) {
@@ -594,8 +679,9 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
   const char* names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   if (need_all) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> Gv = scaled_gram(G_qkv, H, s_qkv), Go = scaled_gram(G_o, qd, s_o), Gm = scaled_gram(G_mlp, H, s_gu),
-                       Gd = scaled_gram(G_down, I, s_down);
+    // The Gram matrices divided by the applied scales, in place (no copies).
+    std::vector<float> Gv = scaled_gram(std::move(G_qkv), H, s_qkv), Go = scaled_gram(std::move(G_o), qd, s_o),
+                       Gm = scaled_gram(std::move(G_mlp), H, s_gu), Gd = scaled_gram(std::move(G_down), I, s_down);
     const std::vector<float>* grams[7] = {&Gv, &Gv, &Gv, &Go, &Gm, &Gm, &Gd};
     if (p.clip)
       for (int i = 2; i < 7; ++i)
@@ -606,6 +692,16 @@ LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& i
     if (p.keep_grams) log.grams = {std::move(Gv), std::move(Go), std::move(Gm), std::move(Gd)};
   }
   return log;
+}
+
+}  // namespace
+
+LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, const LayerInputs& in, int64_t tokens, const AwqParams& p, ThreadPool& pool) {
+  return awq_layer_impl(cfg, L, const_cast<LayerInputs&>(in), false, tokens, p, pool);  // consume false: `in` is only read
+}
+
+LayerLog awq_layer(const ModelConfig& cfg, LayerTensors& L, LayerInputs&& in, int64_t tokens, const AwqParams& p, ThreadPool& pool) {
+  return awq_layer_impl(cfg, L, in, true, tokens, p, pool);
 }
 
 }  // namespace awq::quant_detail

@@ -146,7 +146,7 @@ std::vector<float> dequantized(const QuantOut& o, int64_t n, int64_t k, int64_t 
 // Rounding::kGptq for one layer: the Gram matrices of its linears' inputs (LayerLog::grams: q/k/v,
 // o, gate/up, down), the factor of each (made once, q/k/v share one), and what each linear did.
 struct GptqLayer {
-  const std::array<std::vector<float>, 4>* grams = nullptr;
+  std::array<std::vector<float>, 4>* grams = nullptr;
   double damp = 0.01;
   int64_t tokens = 1;
   std::array<GptqFactor, 4> factor;
@@ -161,6 +161,16 @@ struct GptqLayer {
     double residual = 0;
   };
   std::vector<Linear> linears;
+  // Frees the Gram matrices and factors no linear from `i` on reads (the 7B shape's down_proj
+  // factor alone is 11008² doubles, 0.97 GB): at most one factor is alive at a time.
+  void release_before(int i) {
+    static constexpr int kLast[4] = {2, 3, 5, 6};  // the last linear of each Gram matrix's users
+    for (int g = 0; g < 4; ++g)
+      if (kLast[g] < i) {
+        factor[size_t(g)] = GptqFactor{};
+        if (grams) std::vector<float>().swap((*grams)[size_t(g)]);
+      }
+  }
 };
 
 // Linear i rounded with error compensation, kept only when its Gram-form output error is below
@@ -222,6 +232,7 @@ void save_layer(const std::string& path, const ModelDir& dir, const ModelConfig&
   std::map<std::string, std::string> meta{{"format", "awq-progress"}};
   for (LayerLinear which : kAllLayerLinears) {
     const int i = li(which);
+    if (gptq) gptq->release_before(i);
     if (L.dense[size_t(i)]) continue;
     const std::string m = cfg.linear_name(L.layer, which);
     QuantOut q = quantize_linear(L, i, group, qp, pool);
@@ -530,6 +541,13 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
   ap.keep_grams = gptq;
   ap.seq_len = opt.seqlen;
 
+  // The layer inputs' buffers: kept from layer to layer (their pages reused, not faulted in and
+  // zeroed again) when they are small; above kKeepInputsBytes (the 7B shape: 3.4 GB) each is freed
+  // as soon as awq_layer has used it, so the search does not hold them all.
+  constexpr double kKeepInputsBytes = double(1 << 30);
+  const bool keep_inputs = 4.0 * double(act.blocks * act.len) *
+                               double(3 * cfg.hidden + cfg.heads * cfg.head_dim + cfg.intermediate) <= kKeepInputsBytes;
+  LayerInputs in;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < cfg.layers; ++i) {
     const std::string file = layer_file(prog, i);
@@ -544,7 +562,6 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     LayerLog lg;
     std::vector<float> x_in;  // this layer's input, kept for error propagation
     if (calibrated) {
-      LayerInputs in;
       if (opt.propagate) x_in = act.x;
       const auto tf = std::chrono::steady_clock::now();
       const double cpu_f = process_cpu_seconds();
@@ -561,7 +578,7 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
       }
       const auto ts = std::chrono::steady_clock::now();
       const double cpu_s = process_cpu_seconds();
-      lg = awq_layer(cfg, L, in, act.blocks * act.len, ap, pool);
+      lg = keep_inputs ? awq_layer(cfg, L, in, act.blocks * act.len, ap, pool) : awq_layer(cfg, L, std::move(in), act.blocks * act.len, ap, pool);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       const double search_cpu = process_cpu_seconds() - cpu_s;
       double before = 0, after = 0;

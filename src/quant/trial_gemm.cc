@@ -47,11 +47,18 @@ kernels::PackedLinear pack_trial(const LayerTensors& L, const std::vector<int>& 
 void self_attention_trial(const ModelConfig& cfg, const LayerTensors& L, const float* s, int64_t gs, const QParams& q, const float* a,
                           int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool, std::vector<float>& qkv,
                           AttnBuffers* buf) {
-  const int64_t T = blocks * len, qd = cfg.heads * cfg.head_dim, kd = cfg.kv_heads * cfg.head_dim, N = qd + 2 * kd;
   const kernels::PackedLinear w = pack_trial(L, {0, 1, 2}, s, gs, q, pool);
-  qkv.resize(size_t(T * N));
+  self_attention_trial(cfg, L, w, DenseWeight(L.w[3].data(), cfg.hidden, cfg.heads * cfg.head_dim, pool), a, blocks, len, o_in, out, pool,
+                       qkv, buf);
+}
+
+void self_attention_trial(const ModelConfig& cfg, const LayerTensors& L, const kernels::PackedLinear& w, const DenseWeight& wo,
+                          const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool, std::vector<float>& qkv,
+                          AttnBuffers* buf) {
+  const int64_t T = blocks * len, qd = cfg.heads * cfg.head_dim, kd = cfg.kv_heads * cfg.head_dim, N = qd + 2 * kd;
+  if (qkv.size() < size_t(T * N)) qkv.resize(size_t(T * N));
   kernels::gemm(w, a, DType::F32, T, qkv.data(), DType::F32, {kernels::Path::kInt16, &pool});
-  attend(cfg, L, {qkv.data(), N, qkv.data() + qd, N, qkv.data() + qd + kd, N}, true, blocks, len, L.w[3].data(), o_in, out, pool, buf);
+  attend(cfg, L, {qkv.data(), N, qkv.data() + qd, N, qkv.data() + qd + kd, N}, true, blocks, len, wo, o_in, out, pool, buf);
 }
 
 }  // namespace awq::quant_detail

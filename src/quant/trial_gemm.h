@@ -27,5 +27,10 @@ kernels::PackedLinear pack_trial(const LayerTensors& L, const std::vector<int>& 
 void self_attention_trial(const ModelConfig& cfg, const LayerTensors& L, const float* s, int64_t group_size, const QParams& q,
                           const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool,
                           std::vector<float>& qkv, AttnBuffers* buf = nullptr);
+// The same with the candidate already packed (pack_trial(L, {0, 1, 2}, ...)) and o_proj prepared: the
+// chunked q/k/v loss packs a candidate once and runs it on pieces of blocks.
+void self_attention_trial(const ModelConfig& cfg, const LayerTensors& L, const kernels::PackedLinear& w, const DenseWeight& wo,
+                          const float* a, int64_t blocks, int64_t len, float* o_in, float* out, ThreadPool& pool, std::vector<float>& qkv,
+                          AttnBuffers* buf = nullptr);
 
 }  // namespace awq::quant_detail
