@@ -162,7 +162,7 @@ struct GptqLayer {
   };
   std::vector<Linear> linears;
   // Frees the Gram matrices and factors no linear from `i` on reads (the 7B shape's down_proj
-  // factor alone is 11008² doubles, 0.97 GB): at most one factor is alive at a time.
+  // factor alone is 11008² floats, 0.48 GB): at most one factor is alive at a time.
   void release_before(int i) {
     static constexpr int kLast[4] = {2, 3, 5, 6};  // the last linear of each Gram matrix's users
     for (int g = 0; g < 4; ++g)
@@ -197,7 +197,6 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.kept_nearest = f.u.empty() || !(info.loss < info.loss_nearest);
   gl.linears.push_back(info);
-  if (i == 2 || i == 3 || i == 5) gl.factor[size_t(gi)] = GptqFactor{};  // v, o, up: their factor's last user (U freed)
   return info.kept_nearest ? near : o;
 }
 
