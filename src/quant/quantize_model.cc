@@ -157,10 +157,12 @@ struct GptqLayer {
     int64_t dead = 0;
     int retries = 0;
     bool kept_nearest = false;
+    bool factor_f64 = false;  // the factor's precision and residual (gptq.h)
+    double residual = 0;
   };
   std::vector<Linear> linears;
   // Frees the Gram matrices and factors no linear from `i` on reads (the 7B shape's down_proj
-  // factor alone is 11008² doubles, 0.97 GB): at most one factor is alive at a time.
+  // factor alone is 11008² floats, 0.48 GB): at most one factor is alive at a time.
   void release_before(int i) {
     static constexpr int kLast[4] = {2, 3, 5, 6};  // the last linear of each Gram matrix's users
     for (int g = 0; g < 4; ++g)
@@ -189,7 +191,7 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   QuantOut o = zeros_like(n, k, group);
   gptq_quantize(L.w[size_t(i)].data(), n, k, f, group, qp, lo.empty() ? nullptr : lo.data(), hi.empty() ? nullptr : hi.data(),
                 o.codes.data(), o.scales.data(), o.zeros.data(), pool);
-  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false};
+  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false, f.f64, f.residual};
   const float* w = L.w[size_t(i)].data();
   info.loss_nearest = gram_loss(dequantized(near, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
@@ -607,13 +609,19 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     gl.grams = &lg.grams;
     gl.damp = opt.gptq_damp;
     gl.tokens = act.blocks * act.len;
+    const auto save_t0 = std::chrono::steady_clock::now();
+    const double save_cpu0 = process_cpu_seconds();
     save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, gptq ? &gl : nullptr, pool);
+    if (log)  // rounding (nearest, GPTQ and its guard) and writing the layer
+      *log << json{{"layer", i}, {"save_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - save_t0).count()},
+                   {"save_cpu_seconds", process_cpu_seconds() - save_cpu0}}.dump() << "\n";
     for (const auto& g : gl.linears) {
       ++res.gptq_linears;
       res.gptq_kept_nearest += g.kept_nearest;
       if (log)
         *log << json{{"layer", i}, {"gptq", g.module}, {"loss_nearest", g.loss_nearest}, {"loss", g.loss}, {"lambda", g.lambda},
-                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest}}.dump() << "\n";
+                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest},
+                     {"factor", g.factor_f64 ? "f64" : "f32"}, {"residual", g.residual}}.dump() << "\n";
     }
     if (log) log->flush();
     if (calibrated && opt.propagate) {  // the next layer's input: this layer as stored, on this layer's input
