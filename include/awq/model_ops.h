@@ -69,6 +69,29 @@ void attention_f16_ref(const float* q, int64_t group, int64_t head_dim, const ui
 void causal_attention(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
                       int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);
 size_t causal_attention_scratch(int64_t len, int64_t head_dim);
+// The same attention on bf16-rounded inputs (quantize's calibration forwards under
+// --compute bf16/auto, where the linears already run in bf16). Arithmetic, for row i, head g, keys
+// j in [start(i), i], with bf16(x) = nearest-even bf16 rounding (f32_to_bf16, dtype.h):
+//   s_j = Σ_d bf16(q[i][g][d])·bf16(K[j][d])   (exact products summed in f32)
+//   x_j = scale·s_j,  p_j = bf16(exp(x_j − max_j x_j))   (f32)
+//   out[i][g][d] = (Σ_j p_j·bf16(V[j][d])) · (1 / Σ_j p_j)   (exact products summed in f32)
+// so the weights are exactly normalised (Σ of the rounded p). causal_attention_bf16_ref: each sum in
+// index order, std::exp. The kernels: where amx_bf16_available(), the products on AMX-BF16 tiles
+// (TDPBF16PS: the tile unit's summation order, denormal inputs and results flushed to zero) and exp
+// by a degree-7 polynomial (within ~3 ulp of std::exp); elsewhere f32 FMAs on the rounded inputs
+// (Highway, every target; the score and P·V sums in index order as the reference's) and Highway's
+// exp (<= 1 ulp). Both sum the p in vector lanes, so they equal the reference bit for bit where every
+// exp is exact (each row's scores tie at its maximum or lie > 104 below it) and every sum is exact
+// (small integers); on other inputs a p may land one bf16 ulp (2^-8 relative) from the reference's
+// (tests/kernels/causal_attention_bf16_test.cc states the bounds). Same bits for the same inputs on
+// any thread. Finite inputs whose bf16 rounding stays finite (|x| < 3.39e38). Why: 2-3x the f32
+// kernel with AMX (BENCHMARKS.md "bf16 causal attention"); its effect on quantize's output is in
+// docs/quantize.md. scratch: causal_attention_bf16_scratch(len, group, head_dim) floats.
+void causal_attention_bf16(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
+                           int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);
+void causal_attention_bf16_ref(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
+                               int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride);
+size_t causal_attention_bf16_scratch(int64_t len, int64_t group, int64_t head_dim);
 // n values of x into f16 bits for the KV cache: nearest even, saturating at ±65504 (a finite value
 // never becomes an infinity), NaN and ±inf stay what they are.
 void kv_to_f16(const float* x, int64_t n, uint16_t* dst);

@@ -1,4 +1,4 @@
-// awq bench [dequant|gemv|gemm]: times our 4-bit kernels against OpenBLAS f32, our dense bf16 kernel
+// awq bench [dequant|gemv|gemm|dense|attention]: times our 4-bit kernels against OpenBLAS f32, our dense bf16 kernel
 // and the scalar reference on real-model shapes, with the read bandwidth measured in the same run.
 //
 // Method (also printed in the header):
@@ -382,6 +382,52 @@ class Bench {
     emit(j);
   }
 
+  // The causal attention of quantize's calibration forwards on bf16-rounded inputs
+  // (causal_attention_bf16: AMX-BF16 tiles where they run) against the f32 kernel it replaces
+  // (causal_attention), interleaved rounds. One run = one sequence of len tokens, every KV head one
+  // task on the pool (as quantize's attend()). FLOPs counted: 4·heads·hd·len(len+1)/2 (causal Q·Kᵀ
+  // and P·V, no window).
+  void attention_row(int64_t heads, int64_t kv_heads, int64_t hd, int64_t len, int threads) {
+    ThreadPool& pool = pool_for(threads);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd;
+    const int64_t qd = heads * hd, kd = kv_heads * hd, group = heads / kv_heads;
+    std::vector<float> q(size_t(len * qd)), k(size_t(len * kd)), v(size_t(len * kd)), o(size_t(len * qd));
+    for (auto* x : {&q, &k, &v})
+      for (auto& e : *x) e = nd(rng);
+    const float scale = 1.0f / std::sqrt(float(hd));
+    std::vector<std::vector<float>> sb(size_t(pool.size())), sf(size_t(pool.size()));
+    for (auto& x : sb) x.resize(kernels::causal_attention_bf16_scratch(len, group, hd));
+    for (auto& x : sf) x.resize(kernels::causal_attention_scratch(len, hd));
+    const auto run = [&](bool bf16) {
+      pool.run(kv_heads, [&](int64_t h, int th) {
+        (bf16 ? kernels::causal_attention_bf16 : kernels::causal_attention)(
+            q.data() + h * group * hd, qd, group, hd, k.data() + h * hd, v.data() + h * hd, kd, len, 0, scale, o.data() + h * group * hd, qd,
+            (bf16 ? sb : sf)[size_t(th)].data());
+      });
+    };
+    const size_t bytes = (q.size() + k.size() + v.size() + o.size()) * 4;
+    auto [rj, rbytes] = read_job(threads, bytes);
+    std::vector<Job> jobs(3);
+    jobs[0].f = [&](int) { run(true); };
+    jobs[1].f = [&](int) { run(false); };
+    jobs[2] = std::move(rj);
+    round_robin(jobs, a_.min_time, warm_time());
+    const Stats ours = jobs[0].stats(), f32 = jobs[1].stats();
+    const double flops = 4.0 * double(heads) * double(hd) * double(len) * double(len + 1) / 2;
+    nlohmann::json j;
+    common_fields(j, "causal_attention_bf16", kernels::amx_bf16_available() ? "amx-bf16" : "bf16 (f32 fma)", heads, hd, len, threads, ours,
+                  bytes, double(rbytes) / jobs[2].stats().median / 1e9);
+    j["shape"] = std::to_string(heads) + "h/" + std::to_string(kv_heads) + "kv x hd" + std::to_string(hd);
+    j["regime"] = "hot";
+    j["gflops"] = flops / ours.median / 1e9;
+    j["min_s"] = ours.min;
+    j["vs"] = {{"f32_attention", f32.median / ours.median}};
+    j["vs_best"] = {{"f32_attention", f32.min / ours.min}};
+    j["baselines"] = {{"f32_attention", {{"median_s", f32.median}, {"runs", f32.runs}, {"gflops", flops / f32.median / 1e9}}}};
+    emit(j);
+  }
+
   void dequant_row(int64_t n, int64_t k, int threads, DType out) {
     Weights& W = weights(n, k);
     ThreadPool& pool = pool_for(threads);
@@ -536,8 +582,9 @@ Action add_bench(CLI::App& app) {
   auto a = std::make_shared<Args>();
   sub->add_option("KERNEL", a->kernel,
                   "dequant | gemv | gemm (default gemv) | dense (the bf16 GEMM of quantize against the f32 tall GEMM; default "
-                  "shapes 4096x4096, 11008x4096, 4096x11008, m 512,4096)")
-      ->check(CLI::IsMember({"dequant", "gemv", "gemm", "dense"}));
+                  "shapes 4096x4096, 11008x4096, 4096x11008, m 512,4096) | attention (quantize's bf16 causal attention against the f32 "
+                  "one: the bundled model's 4 heads/2 KV heads x 64 and a 7B's 32/32 x 128; --m sets the sequence length, default 512)")
+      ->check(CLI::IsMember({"dequant", "gemv", "gemm", "dense", "attention"}));
   sub->add_option("--shape", a->shapes, "NxK (out x in), comma-separated list (default: 6 Llama shapes)")->delimiter(',');
   sub->add_option("--m", a->ms, "activation rows, comma-separated (gemm default 2,4,8,16,32,64,128,512)")->delimiter(',');
   sub->add_option("--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)")->delimiter(',');
@@ -564,6 +611,7 @@ Action add_bench(CLI::App& app) {
     }
     std::vector<int64_t> ms = a->ms;
     if (a->kernel == "gemv") ms = {1};
+    if (ms.empty() && a->kernel == "attention") ms = {512};
     if (ms.empty()) ms = a->kernel == "dense" ? std::vector<int64_t>{512, 4096} : std::vector<int64_t>{2, 4, 8, 16, 32, 64, 128, 512};
     for (int64_t m : ms)
       if (m < 1 || m > 65536) throw UsageError("--m must be in [1, 65536]");
@@ -577,6 +625,15 @@ Action add_bench(CLI::App& app) {
     if (!kernels::path_available(path, &why)) throw Error(std::string("--path ") + a->path + ": " + why);
     Bench b(*a);
     b.print_header();
+    if (a->kernel == "attention") {
+      for (int t : threads)
+        for (int64_t m : ms) {
+          b.attention_row(4, 2, 64, m, t);     // the bundled model (kjv-llama)
+          b.attention_row(32, 32, 128, m, t);  // a Llama-2-7B
+        }
+      if (a->json) std::printf("%s\n", json_text(nlohmann::json(b.rows()), 1).c_str());
+      return 0;
+    }
     for (auto [n, k] : shapes)
       for (int t : threads) {
         if (a->kernel == "dequant") {

@@ -26,8 +26,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-#define AWQ_AMXBF16_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq")))
-
 namespace awq::kernels {
 
 namespace {
@@ -36,31 +34,7 @@ constexpr int64_t kMB = 256, kNB = 256;  // rows of A per task, columns of a C b
 constexpr int64_t kMT = kMB / 16, kNT = kNB / 16;
 constexpr int64_t kSlice = 16;  // K steps of 32 per slice
 
-TileConfig gemm_config() {
-  TileConfig c;
-  for (int i = 0; i < 8; ++i) c.rows[i] = 16, c.colsb[i] = 64;  // C 16 × 16 f32; A 16 × 32 bf16; B 16 pair rows × 16 × 2
-  return c;
-}
-
-// 16 f32 -> 16 bf16 bits, as f32_to_bf16: nearest even, NaN quieted (u | 0x400000, then >> 16).
-AWQ_AMXBF16_TARGET inline __m256i round16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
-
-// 32 values of row src from column c0 (zeros at and past k) as 32 bf16 bits into dst (64 bytes).
-AWQ_AMXBF16_TARGET inline void round32(const float* src, int64_t c0, int64_t k, uint16_t* dst) {
-  const int64_t left = k - c0;
-  const __mmask16 m0 = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(left, 0)) - 1u);
-  const __mmask16 m1 = left >= 32 ? __mmask16(0xFFFF) : __mmask16((1u << std::clamp<int64_t>(left - 16, 0, 16)) - 1u);
-  const __m256i lo = round16(_mm512_maskz_loadu_ps(m0, src + c0));
-  const __m256i hi = round16(_mm512_maskz_loadu_ps(m1, src + c0 + 16));
-  _mm512_storeu_si512(dst, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
-}
+TileConfig gemm_config() { return bf16_tile_config(); }  // C 16 × 16 f32; A 16 × 32 bf16; B 16 pair rows × 16 × 2
 
 // Rows [r0, r0 + 16·mts) of a (zero past m) into A tiles: tile (mt, s) at (mt·steps + s)·512.
 AWQ_AMXBF16_TARGET void pack_a(const float* a, int64_t m, int64_t k, int64_t r0, int64_t mts, int64_t steps, uint16_t* dst) {
@@ -171,20 +145,6 @@ AWQ_AMXBF16_TARGET void run_task(const float* a, int64_t m, const Bf16Matrix& b,
   _tile_release();
 }
 
-AWQ_AMXBF16_TARGET void pack_b_tile(const float* b, int64_t n, int64_t k, int64_t jt, int64_t steps, uint16_t* dst) {
-  alignas(64) uint32_t rows[16][16];  // rows[c][p]: column c's pair p of the current step
-  for (int64_t s = 0; s < steps; ++s) {
-    for (int64_t c = 0; c < 16; ++c) {
-      const int64_t j = jt * 16 + c;
-      if (j < n) round32(b + j * k, s * 32, k, reinterpret_cast<uint16_t*>(rows[c]));
-      else std::memset(rows[c], 0, 64);
-    }
-    uint32_t* out = reinterpret_cast<uint32_t*>(dst + (jt * steps + s) * 512);
-    for (int p = 0; p < 16; ++p)
-      for (int c = 0; c < 16; ++c) out[p * 16 + c] = rows[c][p];
-  }
-}
-
 // One 16 × 32 × 16 TDPBF16PS on small integers (exact in bf16 and f32) against plain arithmetic.
 AWQ_AMXBF16_TARGET bool self_test() {
   alignas(64) float a[16 * 32], bm[16 * 32], c[16 * 16];
@@ -194,7 +154,7 @@ AWQ_AMXBF16_TARGET bool self_test() {
     bm[i] = float((i * 13 + 5) % 9 - 4);
   }
   pack_a(a, 16, 32, 0, 1, 1, ap);
-  pack_b_tile(bm, 16, 32, 0, 1, bp);
+  pack_b_tile(bm, 32, 16, 32, 0, 1, bp);
   std::memset(c, 0, sizeof c);
   const TileConfig cfg = gemm_config();
   asm volatile("" ::: "memory");
@@ -224,7 +184,7 @@ int64_t amx_bf16_b_elems(int64_t n, int64_t k) { return (n + 15) / 16 * 16 * ((k
 
 void amx_bf16_pack_b(const float* b, int64_t n, int64_t k, uint16_t* dst, ThreadPool& pool) {
   const int64_t steps = (k + 31) / 32;
-  pool.run((n + 15) / 16, [&](int64_t jt, int) { pack_b_tile(b, n, k, jt, steps, dst); });
+  pool.run((n + 15) / 16, [&](int64_t jt, int) { pack_b_tile(b, k, n, k, jt, steps, dst); });
 }
 
 void amx_bf16_gemm(const float* a, int64_t m, const Bf16Matrix& b, float* c, bool accumulate, bool upper, ThreadPool& pool) {

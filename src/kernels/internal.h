@@ -127,4 +127,10 @@ void amx_bf16_pack_b(const float* b, int64_t n, int64_t k, uint16_t* dst, Thread
 void amx_bf16_gemm(const float* a, int64_t m, const Bf16Matrix& b, float* c, bool accumulate, bool upper, ThreadPool& pool);
 // Why AMX-BF16 cannot run beyond amx_available (CPUID bit, self-test); empty when it can.
 std::string amx_bf16_missing();
+
+// causal_attention_bf16 (model_ops.h) on AMX-BF16 tiles (amx_attention.cc), behind
+// amx_bf16_available; scratch: amx_attention_bf16_scratch floats.
+void amx_causal_attention_bf16(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
+                               int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride, float* scratch);
+size_t amx_attention_bf16_scratch(int64_t len, int64_t group, int64_t head_dim);
 }  // namespace awq::kernels

@@ -2,6 +2,8 @@
 // cos/sin table (computed once per model, not hot).
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "awq/dtype.h"
 #include "awq/model_ops.h"
@@ -70,6 +72,34 @@ void attention_f16_ref(const float* q, int64_t group, int64_t head_dim, const ui
       vf[size_t(j * head_dim + i)] = f16_to_f32(v[j * kv_stride + i]);
     }
   attention_ref(q, group, head_dim, kf.data(), vf.data(), head_dim, n_keys, scale, out, scratch);
+}
+
+void causal_attention_bf16_ref(const float* q, int64_t q_stride, int64_t group, int64_t head_dim, const float* k, const float* v,
+                               int64_t kv_stride, int64_t len, int64_t window, float scale, float* out, int64_t out_stride) {
+  const auto bf = [](float x) { return bf16_to_f32(f32_to_bf16(x)); };
+  std::vector<float> p(static_cast<size_t>(len));
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t start = window > 0 ? std::max<int64_t>(0, i + 1 - window) : 0;
+    for (int64_t g = 0; g < group; ++g) {
+      const float* qi = q + i * q_stride + g * head_dim;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = start; j <= i; ++j) {
+        float s = 0;
+        for (int64_t d = 0; d < head_dim; ++d) s += bf(qi[d]) * bf(k[j * kv_stride + d]);
+        p[size_t(j)] = scale * s;
+        mx = std::max(mx, p[size_t(j)]);
+      }
+      float sum = 0;
+      for (int64_t j = start; j <= i; ++j) sum += (p[size_t(j)] = bf(std::exp(p[size_t(j)] - mx)));
+      const float inv = 1.0f / sum;
+      float* o = out + i * out_stride + g * head_dim;
+      for (int64_t d = 0; d < head_dim; ++d) {
+        float acc = 0;
+        for (int64_t j = start; j <= i; ++j) acc += p[size_t(j)] * bf(v[j * kv_stride + d]);
+        o[d] = acc * inv;
+      }
+    }
+  }
 }
 
 void kv_to_f16(const float* x, int64_t n, uint16_t* dst) {

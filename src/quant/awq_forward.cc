@@ -113,13 +113,17 @@ void attend(const ModelConfig& cfg, const LayerTensors& L, const QkvRows& r, boo
     kernels::rope(kt, cfg.kv_heads, hd, table.cos(pos), table.sin(pos));
   });
   // Per block and KV head, as blocked GEMMs (kernels::causal_attention: score and value tiles of
-  // several query rows, no per-key horizontal sums).
+  // several query rows, no per-key horizontal sums); under Compute::kBf16 on bf16-rounded inputs as
+  // the linears (causal_attention_bf16: AMX-BF16 tiles where they run).
   const float scale = 1.0f / std::sqrt(float(hd));
+  const bool bf16 = compute_mode() == Compute::kBf16;
   B.scratch.resize(size_t(pool.size()));
-  for (auto& sc : B.scratch) sc.resize(kernels::causal_attention_scratch(len, hd));
+  for (auto& sc : B.scratch)
+    sc.resize(bf16 ? kernels::causal_attention_bf16_scratch(len, group, hd) : kernels::causal_attention_scratch(len, hd));
+  const auto attention = bf16 ? kernels::causal_attention_bf16 : kernels::causal_attention;
   pool.run(blocks * cfg.kv_heads, [&](int64_t task, int th) {
     const int64_t b = task / cfg.kv_heads, h = task % cfg.kv_heads;
-    kernels::causal_attention(r.q + b * len * r.qs + h * group * hd, r.qs, group, hd, r.k + b * len * r.ks + h * hd,
+    attention(r.q + b * len * r.qs + h * group * hd, r.qs, group, hd, r.k + b * len * r.ks + h * hd,
                               r.v + b * len * r.vs + h * hd, r.ks, len, cfg.sliding_window, scale, o_in + b * len * qd + h * group * hd, qd,
                               B.scratch[size_t(th)].data());
   });

@@ -1,5 +1,5 @@
 // `awq quantize --compute f32|bf16|auto`: the calibration's dense products on the bf16 GEMM
-// (kernels::bf16_gemm, bf16_gram). The bf16 layer forward follows the f32 one within bf16 rounding
+// (kernels::bf16_gemm, bf16_gram) and its attention on causal_attention_bf16. The bf16 layer forward follows the f32 one within bf16 rounding
 // (and differs from it, so the bf16 kernels did run); a bf16 run gives the same bytes for 1 and 2
 // threads and passes check; auto is bf16 where AMX-BF16 runs, else f32 (bytes equal to that mode's).
 #include <gtest/gtest.h>
@@ -59,7 +59,10 @@ TEST(QuantizeCompute, Bf16ForwardFollowsTheF32ForwardWithinBf16Rounding) {
     }
     const double rel = std::sqrt(err / ref);
     EXPECT_GT(rel, 1e-6) << name << ": the bf16 forward equals the f32 one; did the bf16 GEMM run?";
-    EXPECT_LT(rel, 1e-2) << name << ": relative RMS difference of the bf16 forward";
+    // Measured: 0.0091 (llama2) and 0.0057 (qwen3) with the bf16 linears alone, 0.0101 and 0.0072 once
+    // the attention runs on bf16 too (causal_attention_bf16); these tiny random-weight models compound
+    // the roundings over every layer.
+    EXPECT_LT(rel, 1.5e-2) << name << ": relative RMS difference of the bf16 forward";
   }
 }
 
