@@ -174,6 +174,10 @@ const std::vector<GgufPreTokenizer>& gguf_pre_tokenizers();
 // True when `path` is a regular file starting with the GGUF magic (how every command tells a .gguf
 // from a model directory).
 bool is_gguf_file(const std::string& path);
+// Throws awq::Error naming `path` when it is a regular file named *.gguf without the "GGUF" magic
+// (empty or truncated: under 4 bytes; else not a GGUF file), so that it is not reported as some
+// other kind of file; does nothing otherwise.
+void refuse_gguf_without_magic(const std::string& path);
 
 // Bytes of a tensor of `numel` elements of type t (numel a multiple of the block size); throws
 // awq::Error on overflow or an unknown type.

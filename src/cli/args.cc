@@ -1,5 +1,6 @@
 #include "cli/args.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +43,23 @@ std::string read_text_file(const std::string& path, const std::string& what) {
   ss << f.rdbuf();
   if (f.bad()) throw Error(path + ": reading " + what + " failed");
   return ss.str();
+}
+
+CLI::Validator uint64_arg() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
+        if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return {};
+        return "'" + s + "' is not an integer from 0 to 18446744073709551615";
+      },
+      "UINT64", "uint64");
+}
+
+CLI::Validator file_name_arg() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string { return s.empty() ? "an empty file name: name the FILE to write" : ""; }, "FILE",
+      "file_name");
 }
 
 CLI::Validator finite_range_arg(double lo, double hi) {

@@ -37,6 +37,11 @@ int with_json_error(bool json, const std::function<int()>& action);
 CLI::Validator float_dtype_arg();
 // A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
 CLI::Validator finite_range_arg(double lo, double hi);
+// An unsigned 64-bit decimal integer, 0 to 18446744073709551615, written in digits only (CLI11
+// alone wraps -1 and saturates 2^64 silently).
+CLI::Validator uint64_arg();
+// A file name: not empty (CLI11 would take "" as "option not given" and silently write nothing).
+CLI::Validator file_name_arg();
 // A byte count such as 5GB, 500MB, 2GiB (awq::parse_size): positive and not overflowing.
 CLI::Validator size_arg();
 

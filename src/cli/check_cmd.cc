@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "awq/check.h"
+#include "awq/gguf.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 
@@ -24,6 +25,7 @@ Action add_check(CLI::App& app) {
       CheckOptions opt;
       opt.numeric = !a->no_values;
       opt.progress = !a->quiet;
+      refuse_gguf_without_magic(a->model);
       r = check_model(a->model, opt);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "awq: check could not run: %s\n", e.what());

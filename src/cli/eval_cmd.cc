@@ -133,7 +133,8 @@ Action add_eval(CLI::App& app) {
   sub->add_option("--stride", a->stride, "tokens each window advances (default: ctx; < ctx overlaps windows)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   sub->add_flag("--json", a->json, "print the results as JSON");
-  sub->add_option("--html", a->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)");
+  sub->add_option("--html", a->html, "also write a self-contained HTML report to FILE (an existing FILE only with --force)")
+      ->check(file_name_arg());
   sub->add_flag("--force", a->force, "let --html replace an existing file (once the new one is complete)");
   sub->add_option("--threads", a->threads, "threads per model, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   add_layer_cache_options(sub, a->cache);  // with --ref, MODEL and REF share the one budget

@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
   // The first word that is not an option must name a subcommand (CLI11 alone says only "A
   // subcommand is required" for a misspelt one).
   // The only options before it are --help and --version.
+  if (argc == 1) {  // no subcommand: the usage and the subcommand list (CLI11 alone says only "A subcommand is required")
+    std::fprintf(stderr, "awq: usage error: no subcommand given; `awq SUBCOMMAND --help` lists one's options\n\n%s", app.help().c_str());
+    return 2;
+  }
   if (argc > 1) {
     const std::string first = argv[1];
     std::string names;

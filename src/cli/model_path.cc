@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
 #include "cli/commands.h"
 
 #ifndef AWQ_SOURCE_DIR
@@ -27,6 +28,7 @@ std::string model_under(const fs::path& root) {
 }  // namespace
 
 std::string resolve_model_dir(const std::string& given) {
+  refuse_gguf_without_magic(given);  // an empty .gguf is named as such, not as a missing tokenizer
   if (!given.empty()) return given;
   for (const fs::path root : {fs::current_path() / "models", fs::path(AWQ_SOURCE_DIR) / "models"}) {
     if (root.parent_path().empty()) continue;

@@ -10,6 +10,7 @@
 #include "awq/model_dir.h"
 #include "awq/progress.h"
 #include "awq/quantize.h"
+#include "awq/resources.h"
 #include "awq/tokenizer.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -51,6 +52,33 @@ void print_promotions(const QuantizeResult& r, double budget) {
 
 }  // namespace
 
+namespace {
+
+// --samples x --seqlen is refused when the calibration could not fit: it holds at least the layer's
+// inputs and outputs for every calibration token in f32 (2 x tokens x hidden_size x 4 bytes, a
+// lower bound of what it uses), compared with the memory available (MemAvailable, or the cgroup's
+// headroom; awq/resources.h), and never more than 2^31 tokens.
+template <class Args>
+void check_calibration_memory(const Args& a, int64_t hidden) {
+  const std::string what = "--samples " + std::to_string(a.samples) + " x --seqlen " + std::to_string(a.seqlen);
+  const double tokens = double(a.samples) * double(a.seqlen);
+  if (tokens > double(int64_t(1) << 31))
+    throw UsageError(what + " asks for more than 2^31 calibration tokens; lower --samples (a text too short gives fewer blocks anyway)");
+  if (hidden < 1) return;
+  ResourceNeeds needs;
+  needs.out_dir = a.out;
+  needs.tensor = "calibration activations (2 x " + std::to_string(int64_t(tokens)) + " tokens x hidden_size " +
+                 std::to_string(hidden) + " x 4 bytes, at least)";
+  needs.tensor_bytes = uint64_t(2 * tokens * double(hidden) * 4);
+  try {
+    check_resources(needs);
+  } catch (const Error& e) {
+    throw UsageError(what + ": " + e.what() + "; lower --samples or --seqlen");
+  }
+}
+
+}  // namespace
+
 Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Quantize a dense Hugging Face checkpoint to 4 bits (AWQ or round-to-nearest)");
   struct Args {
@@ -76,10 +104,10 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("--format", a->format, "any convert target (default autoawq-gemm)");
   sub->add_option("--calib", a->calib, "calibration text (default: MODEL/calib.txt, else the bundled model's)");
   sub->add_option("--calib-tokens", a->calib_tokens, "pre-tokenized calibration: a file of whitespace-separated token ids (instead of --calib)");
-  sub->add_option("--samples", a->samples, "calibration blocks (default 64)");
+  sub->add_option("--samples", a->samples, "calibration blocks (default 64); --samples x --seqlen is refused when 2 f32 copies of hidden_size per token exceed the memory available");
   sub->add_option("--seqlen", a->seqlen, "tokens per calibration block (default 512)");
   sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
-  sub->add_option("--grid", a->grid, "α grid: i/grid for i = 0..grid (default 20)");
+  sub->add_option("--grid", a->grid, "α grid: i/grid for i = 0..grid, grid 1 to 1000 (default 20)");
   sub->add_option("--search", a->search,
                   "fast (default): rank every candidate by the Gram form of its linears' output error, then the output loss of the "
                   "--refine best | full: every candidate's output loss on every calibration token")
@@ -126,6 +154,8 @@ Action add_quantize(CLI::App& app) {
       throw UsageError("--gptq-damp " + std::to_string(a->gptq_damp) + ": must be a finite number >= 0");
     if (a->samples < 1) throw UsageError("--samples " + std::to_string(a->samples) + ": needs at least 1 calibration block");
     if (a->seqlen < 1) throw UsageError("--seqlen " + std::to_string(a->seqlen) + ": needs at least 1 token per calibration block");
+    if (a->grid < 1 || a->grid > 1000)
+      throw UsageError("--grid " + std::to_string(a->grid) + ": must be 1 to 1000 (alpha = i/grid, i = 0..grid; default 20)");
     if (a->refine < 1) throw UsageError("--refine " + std::to_string(a->refine) + ": needs at least 1 candidate");
     if (a->refine_attn < 1) throw UsageError("--refine-attn " + std::to_string(a->refine_attn) + ": needs at least 1 candidate");
     if (a->attn_screen_tokens < 1)
@@ -143,6 +173,7 @@ Action add_quantize(CLI::App& app) {
       if (a->seqlen > ctx)
         throw UsageError("--seqlen " + std::to_string(a->seqlen) + " exceeds the model's context of " + std::to_string(ctx) +
                          " tokens (max_position_embeddings in " + cj.string() + ")");
+      check_calibration_memory(*a, parse_model_config(read_json_file(cj.string()), cj.string()).hidden);
     }
     QuantizeOptions opt;
     opt.out_dir = a->out;

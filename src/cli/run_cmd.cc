@@ -14,6 +14,7 @@
 #include "awq/model.h"
 #include "awq/safetensors.h"
 #include "awq/tokenizer.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/layer_cache_args.h"
 
@@ -172,10 +173,11 @@ Action add_run(CLI::App& app) {
   sub->add_option("--temperature", a->temperature, "0 = greedy (default); > 0 samples");
   sub->add_option("--top-k", a->top_k, "sample among the K most likely tokens (0 = all, default)");
   sub->add_option("--top-p", a->top_p, "sample among the most likely tokens holding probability P (default 1)");
-  sub->add_option("--seed", a->seed, "random seed for sampling (default 0)");
+  sub->add_option("--seed", a->seed, "random seed for sampling, 0 to 2^64-1 (default 0)")->check(uint64_arg());
   add_layer_cache_options(sub, a->cache);
   sub->add_option("--logits-out", a->logits_out,
-                  "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file (an existing file only with --force)");
+                  "write the prompt's logits, f32 [prompt tokens, vocab], to this safetensors file (an existing file only with --force)")
+      ->check(file_name_arg());
   sub->add_flag("--force", a->force, "let --logits-out replace an existing file (once the new one is complete)");
   return [a]() { return run(*a); };
 }

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -16,6 +18,7 @@
 #include "awq/thread_pool.h"
 #include "awq/value_scan.h"
 #include "eval/error_accumulator.h"
+#include "eval/fold_undo.h"
 
 namespace awq {
 namespace {
@@ -75,19 +78,20 @@ struct Job {
   fail(quant_dir, job.module, "QUANT's dequantized weight is " + kind(e.nonfinite_quant) + " at " + at + why + tail);
 }
 
-LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool, const std::string& ref_dir, const std::string& quant_dir) {
+// Multipliers applied to QUANT's rows before they are measured: 1/s per input column (a fold into
+// the columns undone), s per row (a producer's rows undone); null: 1.
+struct Undo {
+  const std::vector<double>* cols = nullptr;
+  const std::vector<double>* rows = nullptr;
+  std::string cols_from, rows_from;
+};
+
+// Streams job's rows in blocks over the pool: fn(block, row0, rows, REF rows, QUANT rows as undone,
+// thread), both row-major f32. q is job's QuantLinear when quantized.
+void stream_rows(const Job& job, const QuantLinear& q, ThreadPool& pool, const Undo& u, int64_t rows_per_block,
+                 const std::function<void(int64_t, int64_t, int64_t, const float*, const float*)>& fn) {
   const int64_t n = job.ref->dim(0), k = job.ref->dim(1);
-  QuantLinear q;
-  int64_t group_size = std::min<int64_t>(128, k);
-  if (job.quantized) {
-    q = reader->read(job.module);
-    group_size = q.group_size;
-  }
-  const int64_t rows_per_block = std::max<int64_t>(1, kBlockElems / std::max<int64_t>(k, 1));
   const int64_t blocks = (n + rows_per_block - 1) / rows_per_block;
-  std::vector<ErrorAccumulator> accs;
-  accs.reserve(size_t(blocks));
-  for (int64_t b = 0; b < blocks; ++b) accs.emplace_back(k, group_size, &q.g_idx);
   std::vector<std::vector<float>> ref_buf(size_t(pool.size())), q_buf(size_t(pool.size()));
   pool.run(blocks, [&](int64_t b, int thread) {
     const int64_t r0 = b * rows_per_block, rows = std::min(rows_per_block, n - r0);
@@ -98,7 +102,31 @@ LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool,
     load_rows(*job.ref, r0, rows, rb.data());
     if (job.quantized) dequantize_rows_ref(q, DType::F32, r0, r0 + rows, reinterpret_cast<uint8_t*>(qb.data()));
     else load_rows(*job.dense, r0, rows, qb.data());
-    accs[size_t(b)].add_rows(rb.data(), qb.data(), r0, rows);
+    if (u.cols || u.rows)
+      for (int64_t r = 0; r < rows; ++r) {
+        const double rs = u.rows ? (*u.rows)[size_t(r0 + r)] : 1.0;
+        float* row = qb.data() + r * k;
+        for (int64_t c = 0; c < k; ++c) row[c] = float(double(row[c]) * rs * (u.cols ? (*u.cols)[size_t(c)] : 1.0));
+      }
+    fn(b, r0, rows, rb.data(), qb.data());
+  });
+}
+
+int64_t rows_per_block(const Job& job) { return std::max<int64_t>(1, kBlockElems / std::max<int64_t>(job.ref->dim(1), 1)); }
+
+QuantLinear read_quant(const Job& job, const FormatReader* reader) { return job.quantized ? reader->read(job.module) : QuantLinear{}; }
+
+LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool, const Undo& u, const std::string& ref_dir,
+                   const std::string& quant_dir) {
+  const int64_t n = job.ref->dim(0), k = job.ref->dim(1);
+  const QuantLinear q = read_quant(job, reader);
+  const int64_t group_size = job.quantized ? q.group_size : std::min<int64_t>(128, k);
+  const int64_t rpb = rows_per_block(job), blocks = (n + rpb - 1) / rpb;
+  std::vector<ErrorAccumulator> accs;
+  accs.reserve(size_t(blocks));
+  for (int64_t b = 0; b < blocks; ++b) accs.emplace_back(k, group_size, &q.g_idx);
+  stream_rows(job, q, pool, u, rpb, [&](int64_t b, int64_t r0, int64_t rows, const float* ref, const float* quant) {
+    accs[size_t(b)].add_rows(ref, quant, r0, rows);
   });
   for (int64_t b = 1; b < blocks; ++b) accs[0].merge(accs[size_t(b)]);
   LayerError e = accs[0].result(n);
@@ -106,6 +134,8 @@ LayerError measure(const Job& job, const FormatReader* reader, ThreadPool& pool,
   e.name = job.module;
   e.kind = kind_of(job.module);
   e.quantized = job.quantized;
+  e.undone_cols = u.cols ? u.cols_from : "";
+  e.undone_rows = u.rows ? u.rows_from : "";
   return e;
 }
 
@@ -150,6 +180,151 @@ std::vector<Job> plan_jobs(const ModelDir& ref, const ModelDir& quant, const For
   }
   return jobs;
 }
+
+// --- AWQ scale folds (FoldScales) --------------------------------------------------------------
+
+// The linears AWQ scales with the norm before them (Llama, Mistral, Qwen2, Qwen3 layouts; AutoAWQ's
+// scaling groups and ours, docs/quantize.md), and those whose s divides a producer's rows.
+constexpr struct { const char* linear; const char* norm; } kNormFed[] = {
+    {".self_attn.q_proj", ".input_layernorm.weight"},
+    {".self_attn.k_proj", ".input_layernorm.weight"},
+    {".self_attn.v_proj", ".input_layernorm.weight"},
+    {".mlp.gate_proj", ".post_attention_layernorm.weight"},
+    {".mlp.up_proj", ".post_attention_layernorm.weight"},
+};
+constexpr struct { const char* consumer; const char* producer; } kRowFed[] = {
+    {".self_attn.o_proj", ".self_attn.v_proj"},
+    {".mlp.down_proj", ".mlp.up_proj"},
+};
+
+// Layer index from "model.layers.12.mlp.down_proj" (-1 if none).
+long layer_of(const std::string& name) {
+  const size_t p = name.find("layers.");
+  return p == std::string::npos ? -1 : std::strtol(name.c_str() + p + 7, nullptr, 10);
+}
+
+std::vector<float> load_vector(const TensorView& t) {
+  std::vector<float> v(size_t(t.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = load_float(t.data, t.dtype, i);
+  return v;
+}
+
+std::vector<double> inverse(const std::vector<double>& s) {
+  std::vector<double> inv(s.size());
+  for (size_t i = 0; i < s.size(); ++i) inv[i] = 1.0 / s[i];
+  return inv;
+}
+
+// What find_folds hands to the measuring loop: the multipliers per module (vectors owned here).
+struct FoldPlan {
+  std::map<std::string, Undo> undo;
+  std::map<std::string, std::vector<double>> owned;  // source -> 1/s (cols) or "rows:" + source -> s
+};
+
+class FoldFinder {
+ public:
+  FoldFinder(const ModelDir& ref, const ModelDir& quant, const FormatReader* reader, const std::vector<Job>& jobs,
+             ThreadPool& pool, bool undo)
+      : ref_(ref), quant_(quant), reader_(reader), jobs_(jobs), pool_(pool), undo_(undo) {
+    for (size_t i = 0; i < jobs.size(); ++i) by_module_[jobs[i].module] = i;
+    for (const TensorView* t : quant.tensors()) quant_dense_[reader ? reader->dense_tensor_name(t->name) : t->name] = t;
+  }
+
+  // Every fold looked for (norms first, then rows: a producer's rows are fitted after its columns
+  // are undone), sorted by layer; fills plan with the multipliers of those undone.
+  std::vector<FoldScales> run(FoldPlan& plan) {
+    std::vector<FoldScales> folds;
+    std::map<std::string, std::vector<std::string>> fed;  // norm -> its linears, in job order
+    for (const Job& job : jobs_)
+      for (const auto& e : kNormFed)
+        if (ends_with(job.module, e.linear))
+          fed[job.module.substr(0, job.module.size() - std::string(e.linear).size()) + e.norm].push_back(job.module);
+    for (const auto& [norm, linears] : fed) folds.push_back(norm_fold_of(norm, linears, plan));
+    if (undo_)
+      for (const Job& job : jobs_)
+        for (const auto& e : kRowFed)
+          if (ends_with(job.module, e.consumer)) {
+            const std::string producer = job.module.substr(0, job.module.size() - std::string(e.consumer).size()) + e.producer;
+            if (by_module_.count(producer)) folds.push_back(row_fold_of(producer, job, plan));
+          }
+    std::stable_sort(folds.begin(), folds.end(), [](const FoldScales& a, const FoldScales& b) {
+      return layer_of(a.source) != layer_of(b.source) ? layer_of(a.source) < layer_of(b.source) : a.source < b.source;
+    });
+    return folds;
+  }
+
+ private:
+  FoldScales norm_fold_of(const std::string& norm, const std::vector<std::string>& linears, FoldPlan& plan) {
+    const int64_t k = jobs_[by_module_.at(linears[0])].ref->dim(1);
+    const TensorView* r = ref_.find(norm);
+    const auto qi = quant_dense_.find(norm);
+    const TensorView* q = qi == quant_dense_.end() ? nullptr : qi->second;
+    FoldScales f;
+    auto usable = [k](const TensorView* t) { return t && t->shape.size() == 1 && t->dim(0) == k && is_float(t->dtype); };
+    if (usable(r) && usable(q)) {
+      const std::vector<float> gr = load_vector(*r), gq = load_vector(*q);
+      f = norm_fold(gr.data(), r->dtype, gq.data(), q->dtype, k);
+    } else {
+      f.channels = k;
+      f.note = std::string(!r ? "not in REF" : !q ? "not in QUANT" : "not a 1-D float vector of the linears' width") +
+               ": scales not examined";
+    }
+    f.source = norm;
+    f.consumers = linears;
+    f.undone = f.folded && undo_;
+    if (f.undone) {
+      const auto& inv = plan.owned[norm] = inverse(f.s);
+      for (const auto& m : linears) {
+        plan.undo[m].cols = &inv;
+        plan.undo[m].cols_from = norm;
+      }
+    }
+    return f;
+  }
+
+  // Fits the producer's rows (its columns undone where its norm's fold is) against REF's.
+  FoldScales row_fold_of(const std::string& producer, const Job& consumer, FoldPlan& plan) {
+    const Job& p = jobs_[by_module_.at(producer)];
+    FoldScales f;
+    if (p.ref->dim(0) != consumer.ref->dim(1)) {
+      f.channels = consumer.ref->dim(1);
+      f.note = "the producer's rows (" + std::to_string(p.ref->dim(0)) + ") are not the consumer's columns (grouped-query attention): no fold possible";
+    } else {
+      std::vector<RowDots> dots(size_t(p.ref->dim(0)));
+      const QuantLinear q = read_quant(p, reader_);
+      const int64_t k = p.ref->dim(1);
+      stream_rows(p, q, pool_, plan.undo[producer], rows_per_block(p),
+                  [&](int64_t, int64_t r0, int64_t rows, const float* ref, const float* quant) {
+                    for (int64_t r = 0; r < rows; ++r) dots[size_t(r0 + r)] = row_dots(ref + r * k, quant + r * k, k);
+                  });
+      release_job(p, quant_, reader_);
+      f = row_fold_from_dots(dots, k);
+    }
+    f.from_norm = false;
+    f.source = producer;
+    f.producer = producer;
+    f.consumers = {consumer.module};
+    f.undone = f.folded && undo_;
+    if (f.undone) {
+      const auto& s = plan.owned["rows:" + producer] = f.s;
+      const auto& inv = plan.owned[producer] = inverse(f.s);
+      plan.undo[producer].rows = &s;
+      plan.undo[producer].rows_from = producer;
+      plan.undo[consumer.module].cols = &inv;
+      plan.undo[consumer.module].cols_from = producer;
+    }
+    return f;
+  }
+
+  const ModelDir& ref_;
+  const ModelDir& quant_;
+  const FormatReader* reader_;
+  const std::vector<Job>& jobs_;
+  ThreadPool& pool_;
+  bool undo_;
+  std::map<std::string, size_t> by_module_;
+  std::map<std::string, const TensorView*> quant_dense_;
+};
 
 void rank_and_total(CompareResult& res) {
   std::stable_sort(res.layers.begin(), res.layers.end(), [](const LayerError& a, const LayerError& b) {
@@ -198,8 +373,13 @@ CompareResult compare_weights(const std::string& ref_dir, const std::string& qua
     fail(quant_dir, "", "no linear weight of QUANT matches one of REF (" + std::to_string(res.missing_in_ref.size()) +
                             " missing in REF, " + std::to_string(res.mismatched.size()) + " of other shape)");
   ThreadPool pool(opt.threads);
+  FoldPlan plan;
+  res.undo_folds = opt.undo_folds;
+  res.folds = FoldFinder(ref, quant, reader.get(), jobs, pool, opt.undo_folds).run(plan);
+  const Undo none;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    LayerError e = measure(jobs[i], reader.get(), pool, ref_dir, quant_dir);
+    const auto u = plan.undo.find(jobs[i].module);
+    LayerError e = measure(jobs[i], reader.get(), pool, u == plan.undo.end() ? none : u->second, ref_dir, quant_dir);
     release_job(jobs[i], quant, reader.get());
     e.below_bar = !(e.cosine >= opt.cosine_bar);  // NaN is below every bar
     res.layers.push_back(std::move(e));

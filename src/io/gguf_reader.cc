@@ -21,6 +21,17 @@ bool is_gguf_file(const std::string& path) {
   return f.read(m, 4) && std::memcmp(m, "GGUF", 4) == 0;
 }
 
+void refuse_gguf_without_magic(const std::string& path) {
+  std::error_code ec;
+  const std::string ext = ".gguf";
+  if (path.size() < ext.size() || path.compare(path.size() - ext.size(), ext.size(), ext) != 0) return;
+  if (!std::filesystem::is_regular_file(path, ec) || is_gguf_file(path)) return;
+  const auto size = std::filesystem::file_size(path, ec);
+  fail(path, "",
+       size < 4 ? "an empty or truncated GGUF file (" + std::to_string(size) + " bytes; a GGUF file starts with the 4-byte magic \"GGUF\")"
+                : "named .gguf but not a GGUF file: no \"GGUF\" magic at byte 0 (" + std::to_string(size) + " bytes)");
+}
+
 int64_t GgufTensorInfo::numel() const {
   int64_t n = 1;
   for (int64_t d : ne) n *= d;  // overflow-checked when parsed

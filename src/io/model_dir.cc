@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "awq/error.h"
+#include "awq/gguf.h"
 #include "awq/npz.h"
 #include "awq/sealed.h"
 
@@ -90,6 +91,8 @@ ModelDir::ModelDir(const std::string& path) {
   }
   if (!files.empty() && (ends_with(files[0], ".pt") || ends_with(files[0], ".bin")))
     fail(files[0], "", "PyTorch pickles (such as llm-awq's *-v2.pt dumps) are detected but not read; convert to safetensors first");
+  // Callers open a file with the "GGUF" magic as GGUF; one named .gguf without it lands here.
+  if (!files.empty()) refuse_gguf_without_magic(files[0]);
   load_configs();
   if (files.empty()) {
     const fs::path idx = fs::path(dir_) / "model.safetensors.index.json";

@@ -184,6 +184,7 @@ Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const ModelOptions& options) {
   namespace fs = std::filesystem;
+  refuse_gguf_without_magic(dir);
   const bool gguf = is_gguf_file(dir);
   if (!gguf && !fs::is_directory(dir)) throw Error(dir + ": no such model directory or GGUF file");
   auto impl = std::make_unique<Impl>();
