@@ -35,6 +35,9 @@ struct LayerInputs {
   std::vector<float> qkv_in, o_in, mlp_in, down_in, attn_out;
 };
 
+// User + system CPU seconds of this process so far (all threads).
+double process_cpu_seconds();
+
 // Runs layer L (its current weights, f32) on `act` in place: each block is one causal sequence at
 // positions 0..len−1. Fills `in` when given.
 void layer_forward(const ModelConfig& cfg, const LayerTensors& L, Activations& act, LayerInputs* in, ThreadPool& pool);
@@ -53,6 +56,7 @@ struct GroupLog {
   std::vector<Trial> trials;  // every grid point in candidate order
   int evaluated = 0;          // candidates whose (faithful) loss was computed
   double seconds = 0;         // wall time of this group's search
+  double cpu_seconds = 0;     // process CPU seconds of it (all threads: the steadier figure on a shared machine)
 };
 struct ClipLog {
   std::string linear;
@@ -61,6 +65,7 @@ struct ClipLog {
 struct LayerLog {
   std::vector<GroupLog> groups;
   double gram_seconds = 0, clip_seconds = 0;  // wall time of the XᵀX accumulations and of clip/sensitivity
+  double gram_cpu_seconds = 0;                // process CPU seconds of the XᵀX accumulations
   std::vector<ClipLog> clips;
   // Per linear (LayerLinear order), when AwqParams::sensitivity: relative output error of its
   // final quantization on the calibration inputs, ‖ΔW·X‖² / ‖W·X‖² (clip ratios applied); NaN for

@@ -9,6 +9,8 @@
 #include <memory>
 #include <optional>
 
+#include <sys/resource.h>
+
 #include "awq/error.h"
 #include "awq/kernels.h"
 #include "awq/model_ops.h"
@@ -18,6 +20,12 @@
 #include "quant/trial_gemm.h"
 
 namespace awq::quant_detail {
+
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 std::vector<float> scale_candidate(const std::vector<float>& x_mean, const std::vector<float>& w_mean, ScaleFormula formula, double alpha) {
   std::vector<float> s(x_mean.size());
@@ -283,6 +291,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
                 const std::vector<float>* G, int64_t tokens, int refine, const AwqParams& p, ThreadPool& pool, const LossFn& loss,
                 std::vector<float>& best_s, const ScreenFn* screen = nullptr, bool need_trial = true) {
   const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = process_cpu_seconds();
   const std::vector<float> wm = w_mean(L, lins, p.group_size);
   GroupLog log;
   log.group = name;
@@ -344,6 +353,7 @@ GroupLog search(const std::string& name, const LayerTensors& L, const std::vecto
     best_s.clear();
   }
   log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log.cpu_seconds = process_cpu_seconds() - cpu0;
   return log;
 }
 
@@ -564,8 +574,10 @@ LayerLog awq_layer_impl(const ModelConfig& cfg, LayerTensors& L, LayerInputs& in
   const auto timed_gram = [&](bool want, const std::vector<float>& x, int64_t k) {
     if (!want) return std::vector<float>{};
     const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = process_cpu_seconds();
     std::vector<float> g = gram(x, tokens, k, pool);
     log.gram_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log.gram_cpu_seconds += process_cpu_seconds() - cpu0;
     return g;
   };
   const int64_t nblocks = tokens / p.seq_len;

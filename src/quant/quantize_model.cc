@@ -81,14 +81,6 @@ Compute resolve_compute(const QuantizeOptions& o) {
   return kernels::amx_bf16_available() ? Compute::kBf16 : Compute::kF32;
 }
 
-// User + system CPU seconds of this process so far (all threads): per-layer figures that hold on a
-// shared machine, where wall time depends on the other processes.
-double process_cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 bool kept_dense(const std::string& module, const std::vector<std::string>& not_convert) {
   for (const auto& key : not_convert)
     if (module.find(key) != std::string::npos) return true;
@@ -157,10 +149,13 @@ struct GptqLayer {
     int64_t dead = 0;
     int retries = 0;
     bool kept_nearest = false;
+    bool factor_f64 = false;  // the factor's precision and residual (gptq.h)
+    double residual = 0;
+    double cpu_seconds = 0;  // process CPU seconds of this linear's rounding (its factor included when made for it)
   };
   std::vector<Linear> linears;
   // Frees the Gram matrices and factors no linear from `i` on reads (the 7B shape's down_proj
-  // factor alone is 11008² doubles, 0.97 GB): at most one factor is alive at a time.
+  // factor alone is 11008² floats, 0.48 GB): at most one factor is alive at a time.
   void release_before(int i) {
     static constexpr int kLast[4] = {2, 3, 5, 6};  // the last linear of each Gram matrix's users
     for (int g = 0; g < 4; ++g)
@@ -179,6 +174,7 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   const int gi = kGramOf[i];
   const std::vector<float>& G = (*gl.grams)[size_t(gi)];
   const int64_t n = L.n[size_t(i)], k = L.k[size_t(i)];
+  const double cpu0 = process_cpu_seconds();
   if (!gl.made[size_t(gi)]) {
     gl.factor[size_t(gi)] = gptq_factor(G.data(), k, gl.damp, pool);
     gl.made[size_t(gi)] = true;
@@ -189,11 +185,12 @@ QuantOut gptq_linear(const LayerTensors& L, int i, const std::string& module, in
   QuantOut o = zeros_like(n, k, group);
   gptq_quantize(L.w[size_t(i)].data(), n, k, f, group, qp, lo.empty() ? nullptr : lo.data(), hi.empty() ? nullptr : hi.data(),
                 o.codes.data(), o.scales.data(), o.zeros.data(), pool);
-  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false};
+  GptqLayer::Linear info{module, 0, 0, f.lambda, f.dead, f.retries, false, f.f64, f.residual};
   const float* w = L.w[size_t(i)].data();
   info.loss_nearest = gram_loss(dequantized(near, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.loss = f.u.empty() ? info.loss_nearest : gram_loss(dequantized(o, n, k, group).data(), w, n, k, G, gl.tokens, pool);
   info.kept_nearest = f.u.empty() || !(info.loss < info.loss_nearest);
+  info.cpu_seconds = process_cpu_seconds() - cpu0;
   gl.linears.push_back(info);
   return info.kept_nearest ? near : o;
 }
@@ -587,7 +584,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
           trials.push_back({t.kind, t.alpha, std::isfinite(t.loss) ? json(t.loss) : json(), std::isfinite(t.proxy) ? json(t.proxy) : json()});
         if (log)
           *log << json{{"layer", i}, {"group", g.group}, {"choice", g.choice}, {"alpha", g.alpha}, {"loss_rtn", g.loss_rtn},
-                       {"loss", g.loss_best}, {"evaluated", g.evaluated}, {"seconds", g.seconds}, {"trials", trials}}.dump()
+                       {"loss", g.loss_best}, {"evaluated", g.evaluated}, {"seconds", g.seconds}, {"cpu_seconds", g.cpu_seconds},
+                       {"trials", trials}}.dump()
                << "\n";
       }
       for (const auto& c : lg.clips)
@@ -596,7 +594,8 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
                        {"mean_ratio", c.mean_ratio}}.dump() << "\n";
       if (log) {
         *log << json{{"layer", i}, {"compute", compute_mode() == Compute::kBf16 ? "bf16" : "f32"}, {"seconds", secs},
-                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds}, {"forward_cpu_seconds", forward_cpu},
+                     {"forward_seconds", forward_secs}, {"gram_seconds", lg.gram_seconds}, {"gram_cpu_seconds", lg.gram_cpu_seconds},
+                     {"forward_cpu_seconds", forward_cpu},
                      {"cpu_seconds", search_cpu},
                      {"clip_seconds", lg.clip_seconds}}.dump() << "\n";
         log->flush();
@@ -607,13 +606,19 @@ QuantizeResult quantize_model(const std::string& model_dir, const QuantizeOption
     gl.grams = &lg.grams;
     gl.damp = opt.gptq_damp;
     gl.tokens = act.blocks * act.len;
+    const auto save_t0 = std::chrono::steady_clock::now();
+    const double save_cpu0 = process_cpu_seconds();
     save_layer(file, dir, cfg, L, opt.group_size, qp, opt.mixed ? &lg.rel_error : nullptr, gptq ? &gl : nullptr, pool);
+    if (log)  // rounding (nearest, GPTQ and its guard) and writing the layer
+      *log << json{{"layer", i}, {"save_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - save_t0).count()},
+                   {"save_cpu_seconds", process_cpu_seconds() - save_cpu0}}.dump() << "\n";
     for (const auto& g : gl.linears) {
       ++res.gptq_linears;
       res.gptq_kept_nearest += g.kept_nearest;
       if (log)
         *log << json{{"layer", i}, {"gptq", g.module}, {"loss_nearest", g.loss_nearest}, {"loss", g.loss}, {"lambda", g.lambda},
-                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest}}.dump() << "\n";
+                     {"dead_columns", g.dead}, {"damp_retries", g.retries}, {"kept_nearest", g.kept_nearest},
+                     {"factor", g.factor_f64 ? "f64" : "f32"}, {"residual", g.residual}, {"cpu_seconds", g.cpu_seconds}}.dump() << "\n";
     }
     if (log) log->flush();
     if (calibrated && opt.propagate) {  // the next layer's input: this layer as stored, on this layer's input
