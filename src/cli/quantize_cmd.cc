@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "awq/convert.h"
 #include "awq/error.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
@@ -19,6 +20,13 @@ namespace awq::cli {
 namespace fs = std::filesystem;
 
 namespace {
+
+// An option whose empty value would silently mean something else (the default calibration text,
+// no log, a --skip that matches every module): a usage error naming the option.
+CLI::Validator non_empty(const std::string& what) {
+  return CLI::Validator([what](std::string& v) -> std::string { return v.empty() ? "an empty value: give a " + what : ""; }, what,
+                        "non_empty");
+}
 
 std::string read_text(const std::string& path) { return read_text_file(path, "the calibration text"); }
 
@@ -95,15 +103,15 @@ Action add_quantize(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   sub->add_option("MODEL", a->model, "dense model directory (f32, bf16 or f16)")->required();
-  sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required();
+  sub->add_option("-o,--output", a->out, "output directory (must not exist or be empty, unless --force)")->required()->check(non_empty("DIR"));
   sub->add_option("--method", a->method, "awq (default) | rtn")->check(CLI::IsMember({"awq", "rtn"}));
   sub->add_option("--bits", a->bits, "4 (default) | 8 (8 needs --format dense)")->check(CLI::IsMember({4, 8}));
   sub->add_option("--group-size", a->group, "input columns per quantization group (default 128)");
   auto* zp = sub->add_flag("--zero-point", a->zero_point, "asymmetric with a zero point per group (default)");
   sub->add_flag("--symmetric", a->symmetric, "symmetric (zero point 2^(bits-1))")->excludes(zp);
-  sub->add_option("--format", a->format, "any convert target (default autoawq-gemm)");
-  sub->add_option("--calib", a->calib, "calibration text (default: MODEL/calib.txt, else the bundled model's)");
-  sub->add_option("--calib-tokens", a->calib_tokens, "pre-tokenized calibration: a file of whitespace-separated token ids (instead of --calib)");
+  sub->add_option("--format", a->format, "any convert target (default autoawq-gemm)")->check(CLI::IsMember(convert_targets()));
+  sub->add_option("--calib", a->calib, "calibration text (default: MODEL/calib.txt, else the bundled model's)")->check(non_empty("FILE"));
+  sub->add_option("--calib-tokens", a->calib_tokens, "pre-tokenized calibration: a file of whitespace-separated token ids (instead of --calib)")->check(non_empty("FILE"));
   sub->add_option("--samples", a->samples, "calibration blocks (default 64); --samples x --seqlen is refused when 2 f32 copies of hidden_size per token exceed the memory available");
   sub->add_option("--seqlen", a->seqlen, "tokens per calibration block (default 512)");
   sub->add_option("--scale-formula", a->formula, "duo (default) | x | both")->check(CLI::IsMember({"duo", "x", "both"}));
@@ -137,13 +145,13 @@ Action add_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "off"}));
   sub->add_option("--budget", a->budget, "bits per weight of the decoder linears allowed with --mixed auto (default 4.5)");
   sub->add_option("--sanitize", a->sanitize, "NaN/Inf weights: error (default) | zero (replace by 0)")->check(CLI::IsMember({"error", "zero"}));
-  sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)");
+  sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)")->check(non_empty("NAME"));
   sub->add_option("--compute", a->compute,
                   "arithmetic of the calibration's dense products: auto (default: bf16 where AMX-BF16 runs and a layer's "
                   "calibration forward is >= 1e12 FLOP, else f32) | f32 | bf16 (inputs rounded to bf16, f32 sums)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   sub->add_option("--threads", a->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
-  sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer");
+  sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer")->check(file_name_arg());
   sub->add_option("--max-shard-size", a->max_shard, "largest output shard (default 5GB)")->check(size_arg());
   sub->add_flag("--force", a->force, "replace a non-empty output directory once the new one is complete");
   sub->add_flag("-q,--quiet", a->quiet, "no progress");
@@ -163,6 +171,11 @@ Action add_quantize(CLI::App& app) {
     if (a->attn_loss_tokens < 1) throw UsageError("--attn-loss-tokens " + std::to_string(a->attn_loss_tokens) + ": needs at least 1 token");
     if (a->loss_tokens < 1) throw UsageError("--loss-tokens " + std::to_string(a->loss_tokens) + ": needs at least 1 token");
     if (a->proxy_rows < 1) throw UsageError("--proxy-rows " + std::to_string(a->proxy_rows) + ": needs at least 1 row");
+    if (!(a->budget > 0) || !std::isfinite(a->budget))
+      throw UsageError("--budget " + std::to_string(a->budget) + ": must be a positive, finite number of bits per weight");
+    if (!a->calib.empty() && !a->calib_tokens.empty())
+      throw UsageError("--calib and --calib-tokens: give one calibration source, not both");
+    if (!a->log.empty() && fs::is_directory(a->log)) throw Error(a->log + ": is a directory; --log appends to one file");
     if (a->group < 1) throw UsageError("--group-size " + std::to_string(a->group) + ": must be a positive number of input columns");
     if (a->bits == 8 && a->format != "dense")
       throw UsageError("--bits 8 needs --format dense (an 8-bit fake-quantized checkpoint): --format " + a->format + " holds 4-bit codes");
