@@ -238,11 +238,14 @@ Action add_quantize(CLI::App& app) {
       opt.calib_tokens = tok->encode(read_text(path));
       if (!a->quiet) std::fprintf(stderr, "calibration: %s, %zu tokens\n", path.c_str(), opt.calib_tokens.size());
     }
-    const bool show = !a->quiet;
-    const auto r = quantize_model(a->model, opt, [show](int64_t i, int64_t n, double secs, double ratio) {
+    const bool show = !a->quiet, searched = opt.method == QuantMethod::kAwq;
+    const auto r = quantize_model(a->model, opt, [show, searched](int64_t i, int64_t n, double secs, double ratio) {
       if (!show) return;
       const double eta = secs / double(i) * double(n - i);
-      std::fprintf(stderr, "layer %lld/%lld  %.1fs  ETA %.1fs  loss/RTN %.3f\n", (long long)i, (long long)n, secs, eta, ratio);
+      std::fprintf(stderr, "layer %lld/%lld  %.1fs  ETA %.1fs", (long long)i, (long long)n, secs, eta);
+      // The ratio exists only where a scale search ran (RTN has none: it was printed as 0.000).
+      if (searched && std::isfinite(ratio)) std::fprintf(stderr, "  loss/RTN %.3f", ratio);
+      std::fprintf(stderr, "\n");
     });
     for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     std::printf("wrote %s: %zu quantized modules, %zu layers (%zu resumed)%s", a->out.c_str(), r.modules, r.layers, r.resumed_layers,

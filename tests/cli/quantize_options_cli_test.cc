@@ -81,5 +81,23 @@ TEST(QuantizeOptionsCli, LogThatIsADirectoryLeavesNothingBeside) {
   EXPECT_FALSE(fs::exists(q.t / "q"));
 }
 
+// RTN runs no scale search: its progress lines carry no loss/RTN figure (they printed 0.000).
+TEST(QuantizeOptionsCli, RtnProgressPrintsNoLossRatio) {
+  QuantizeRun q;
+  const auto rtn = test::run_awq({"quantize", test::data_path("models/llama2"), "--group-size", "32", "--method", "rtn", "-o", q.t / "r"});
+  ASSERT_EQ(rtn.status, 0) << rtn.err;
+  EXPECT_NE(rtn.err.find("layer 2/2"), std::string::npos) << rtn.err;
+  EXPECT_EQ(rtn.err.find("loss/RTN"), std::string::npos) << rtn.err;
+  const auto awq = q({"-o", q.t / "a"});
+  ASSERT_EQ(awq.status, 0) << awq.err;
+  EXPECT_EQ(awq.err, "");  // -q
+  std::vector<std::string> args = {"quantize", test::data_path("models/llama2"), "--group-size", "32", "--samples", "2", "--seqlen",
+                                   "32", "--calib-tokens", q.t / "ids.txt", "-o", q.t / "b"};
+  const auto shown = test::run_awq(args);
+  ASSERT_EQ(shown.status, 0) << shown.err;
+  EXPECT_NE(shown.err.find("loss/RTN "), std::string::npos) << shown.err;
+  EXPECT_EQ(shown.err.find("loss/RTN 0.000"), std::string::npos) << shown.err;
+}
+
 }  // namespace
 }  // namespace awq
