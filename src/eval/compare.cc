@@ -14,6 +14,7 @@
 
 #include "awq/error.h"
 #include "awq/formats.h"
+#include "awq/gguf.h"
 #include "awq/model_dir.h"
 #include "awq/thread_pool.h"
 #include "awq/value_scan.h"
@@ -373,6 +374,10 @@ void rank_and_total(CompareResult& res) {
 }  // namespace
 
 CompareResult compare_weights(const std::string& ref_dir, const std::string& quant_dir, const CompareOptions& opt) {
+  for (const auto& [path, which] : {std::pair<const std::string&, const char*>{ref_dir, "REF"}, {quant_dir, "QUANT"}})
+    if (is_gguf_file(path))  // else named "not a .safetensors or .npz file"
+      fail(path, "", std::string(which) + " is a GGUF file: compare reads Hugging Face checkpoints (safetensors or npz); " +
+                         "`awq eval MODEL.gguf --ref DIR` measures a GGUF model against one");
   ModelDir ref(ref_dir), quant(quant_dir);
   auto reader = open_quant(quant);
   if (open_quant(ref)) fail(ref_dir, "", "REF must be a dense checkpoint (F32/BF16/F16); this one is quantized");

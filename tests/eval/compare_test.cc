@@ -200,5 +200,22 @@ TEST(Compare, FileBackedRssStaysBoundedWhileStreaming) {
   EXPECT_LT(peak - before, size_t(12) << 20) << "file-backed RSS grew from " << before << " to " << peak;
 }
 
+// A GGUF file given as REF or QUANT is named as such, with the command that does measure it (it
+// was called "not a .safetensors or .npz file").
+TEST(Compare, GgufIsNamedAsUnsupported) {
+  const std::string dense = test::data_path("models/llama2"), gguf = test::data_path("gguf/q4_0.gguf");
+  for (const auto& [ref, quant] : {std::pair<std::string, std::string>{dense, gguf}, {gguf, dense}}) {
+    try {
+      compare_weights(ref, quant);
+      ADD_FAILURE() << "a GGUF was accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("q4_0.gguf"), std::string::npos) << m;
+      EXPECT_NE(m.find("is a GGUF file"), std::string::npos) << m;
+      EXPECT_NE(m.find("awq eval"), std::string::npos) << m;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace awq
