@@ -28,6 +28,16 @@ CLI::Validator non_empty(const std::string& what) {
                         "non_empty");
 }
 
+// True when `path` is `dir` or lies below it (both resolved as far as they exist).
+bool inside(const std::string& path, const std::string& dir) {
+  const fs::path p = fs::weakly_canonical(fs::absolute(path)), d = fs::weakly_canonical(fs::absolute(dir));
+  auto pi = p.begin();
+  for (auto di = d.begin(); di != d.end(); ++di, ++pi)
+    if (di->empty() && std::next(di) == d.end()) break;  // a trailing separator
+    else if (pi == p.end() || *pi != *di) return false;
+  return true;
+}
+
 std::string read_text(const std::string& path) { return read_text_file(path, "the calibration text"); }
 
 // --calib FILE, else MODEL/calib.txt, else the bundled model's calib.txt.
@@ -176,6 +186,8 @@ Action add_quantize(CLI::App& app) {
     if (!a->calib.empty() && !a->calib_tokens.empty())
       throw UsageError("--calib and --calib-tokens: give one calibration source, not both");
     if (!a->log.empty() && fs::is_directory(a->log)) throw Error(a->log + ": is a directory; --log appends to one file");
+    if (!a->log.empty() && inside(a->log, a->out))  // the new OUT_DIR replaces the tree it was appended to
+      throw Error(a->log + ": lies inside OUT_DIR " + a->out + ", which the run replaces; put --log outside it");
     if (a->group < 1) throw UsageError("--group-size " + std::to_string(a->group) + ": must be a positive number of input columns");
     if (a->bits == 8 && a->format != "dense")
       throw UsageError("--bits 8 needs --format dense (an 8-bit fake-quantized checkpoint): --format " + a->format + " holds 4-bit codes");

@@ -99,5 +99,24 @@ TEST(QuantizeOptionsCli, RtnProgressPrintsNoLossRatio) {
   EXPECT_EQ(shown.err.find("loss/RTN 0.000"), std::string::npos) << shown.err;
 }
 
+// A --log inside OUT_DIR would be appended to the tree the run then replaces (lost with --force):
+// refused before anything is written, the old OUT_DIR untouched.
+TEST(QuantizeOptionsCli, LogInsideOutDirIsRefused) {
+  QuantizeRun q;
+  const std::string out = q.t / "q";
+  fs::create_directory(out);
+  test::write_bytes(out + "/keep.txt", "old");
+  for (const std::string& log : {out + "/log.jsonl", out + "/sub/../log.jsonl"}) {
+    const auto r = q({"-o", out, "--force", "--log", log});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("lies inside OUT_DIR"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(test::read_bytes(out + "/keep.txt"), "old");
+  EXPECT_FALSE(fs::exists(out + "/log.jsonl"));
+  EXPECT_FALSE(fs::exists(q.t / "q.awq-progress"));
+  const auto ok = q({"-o", q.t / "q2", "--log", q.t / "q2.jsonl"});  // beside it: fine
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
 }  // namespace
 }  // namespace awq
