@@ -7,6 +7,7 @@
 
 #include "awq/convert.h"
 #include "awq/error.h"
+#include "awq/gguf.h"
 #include "awq/model_config.h"
 #include "awq/model_dir.h"
 #include "awq/progress.h"
@@ -185,6 +186,8 @@ Action add_quantize(CLI::App& app) {
       throw UsageError("--budget " + std::to_string(a->budget) + ": must be a positive, finite number of bits per weight");
     if (!a->calib.empty() && !a->calib_tokens.empty())
       throw UsageError("--calib and --calib-tokens: give one calibration source, not both");
+    if (is_gguf_file(a->model))  // else named "not a .safetensors or .npz file"
+      throw Error(a->model + ": is a GGUF file; quantize reads a dense Hugging Face checkpoint (a directory of safetensors)");
     if (!a->log.empty() && fs::is_directory(a->log)) throw Error(a->log + ": is a directory; --log appends to one file");
     if (!a->log.empty() && inside(a->log, a->out))  // the new OUT_DIR replaces the tree it was appended to
       throw Error(a->log + ": lies inside OUT_DIR " + a->out + ", which the run replaces; put --log outside it");

@@ -118,5 +118,14 @@ TEST(QuantizeOptionsCli, LogInsideOutDirIsRefused) {
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
+// A GGUF model is named as one (it was "not a .safetensors or .npz file").
+TEST(QuantizeOptionsCli, GgufModelIsNamedAsOne) {
+  QuantizeRun q;
+  const auto r = test::run_awq({"quantize", test::data_path("gguf/model-llama.gguf"), "-o", q.t / "q", "-q"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("model-llama.gguf: is a GGUF file"), std::string::npos) << r.err;
+  q.expect_nothing_written();
+}
+
 }  // namespace
 }  // namespace awq
