@@ -158,8 +158,8 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("--sanitize", a->sanitize, "NaN/Inf weights: error (default) | zero (replace by 0)")->check(CLI::IsMember({"error", "zero"}));
   sub->add_option("--skip", a->skip, "keep modules whose name contains this dense (repeatable; written to modules_to_not_convert)")->check(non_empty("NAME"));
   sub->add_option("--compute", a->compute,
-                  "arithmetic of the calibration's dense products: auto (default: bf16 where AMX-BF16 runs and a layer's "
-                  "calibration forward is >= 1e12 FLOP, else f32) | f32 | bf16 (inputs rounded to bf16, f32 sums)")
+                  "arithmetic of the calibration's dense products and attention: auto (default: bf16 where AMX-BF16 runs, "
+                  "else f32) | f32 | bf16 (inputs rounded to bf16, f32 sums)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   sub->add_option("--threads", a->threads, "threads, 1 to 1024 (default, or 0: all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("--log", a->log, "append one JSON line per scaling group, clipped linear and layer")->check(file_name_arg());
